@@ -1,0 +1,48 @@
+"""The one resource every asset and check uses: where sources, the store and the policy are."""
+
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from integrity.ingest import SourceConfig, load_sources
+from integrity.policy import Policy, load_policy
+from integrity.store import VersionStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _default(variable: str, relative: str) -> str:
+    return os.environ.get(variable) or str(REPO / relative)
+
+
+class IntegrityResource(ConfigurableResource):
+    """Paths of the sources file, the version store (local or s3://) and the policy file.
+
+    Defaults come from INTEGRITY_SOURCES, INTEGRITY_STORE and INTEGRITY_POLICY, else the
+    repo's demo sources, ``data/store`` and ``policies/default.yaml``.
+    """
+
+    sources_file: str = _default("INTEGRITY_SOURCES", "sources/demo.yaml")
+    store_root: str = _default("INTEGRITY_STORE", "data/store")
+    policy_file: str = _default("INTEGRITY_POLICY", "policies/default.yaml")
+
+    def sources(self) -> dict[str, SourceConfig]:
+        return {source.name: source for source in load_sources(self.sources_file)}
+
+    def source(self, name: str) -> SourceConfig:
+        sources = self.sources()
+        if name not in sources:
+            raise KeyError(f"source {name!r} is not in {self.sources_file} ({', '.join(sources)})")
+        return sources[name]
+
+    def store(self) -> VersionStore:
+        return VersionStore(self.store_root)
+
+    def blob_root(self) -> str:
+        """Where embedded image bytes are written, beside the versions."""
+        return f"{self.store().root.rstrip('/')}/images"
+
+    def policy(self) -> Policy:
+        return load_policy(self.policy_file)

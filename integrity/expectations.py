@@ -1,0 +1,76 @@
+"""The Great Expectations suite of raw_sft: the contract a source must meet to go on.
+
+GX 1.x validates pandas frames (it has no polars source), so the suite runs on a pandas view
+of the columns it needs plus derived contract columns computed with the same polars expressions
+ingest uses. An ephemeral context keeps it in-process, with no files and no analytics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import polars as pl
+
+from integrity.ingest.validate import image_count, image_token_count, roles_alternate
+from integrity.schema import MODALITIES, RAW_SFT_SCHEMA
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    success: bool
+    failed: list[str]          # one line per failed expectation
+    evaluated: int
+
+
+def _contract_view(frame: pl.DataFrame) -> pl.DataFrame:
+    """Scalar columns GX can check: the required ones present, plus derived contract columns."""
+    derived = {
+        "roles_alternate": roles_alternate() if "turns" in frame.columns else pl.lit(None),
+        "n_image_tokens": image_token_count() if "turns" in frame.columns else pl.lit(None),
+        "n_images": image_count() if "images" in frame.columns else pl.lit(None),
+        "n_image_hashes": pl.col("image_sha256").list.len()
+        if "image_sha256" in frame.columns
+        else pl.lit(None),
+    }
+    scalar = [name for name, dtype in frame.schema.items() if not isinstance(dtype, pl.List)]
+    return frame.select(*scalar, **derived)
+
+
+def validate_raw_sft(frame: pl.DataFrame) -> SuiteResult:
+    """Run the raw_sft suite over ``frame``; returns which expectations failed, if any."""
+    import great_expectations as gx  # imported here: it costs ~3 s and only checks need it
+
+    view = _contract_view(frame).to_pandas()
+    expectations = [
+        *(gx.expectations.ExpectColumnToExist(column=name) for name in RAW_SFT_SCHEMA.names()
+          if not isinstance(RAW_SFT_SCHEMA[name], pl.List)),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="example_id"),
+        gx.expectations.ExpectColumnValuesToBeUnique(column="example_id"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="modality", value_set=list(MODALITIES)),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="roles_alternate", value_set=[True]),
+        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="n_image_tokens", column_B="n_images"),
+        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="n_image_hashes", column_B="n_images"),
+    ]
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("raw_sft")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": view})
+    )
+    suite = gx.ExpectationSuite(name="raw_sft", expectations=expectations)
+    result = batch.validate(suite)
+    failed = []
+    for item in result.results:
+        if not item.success:
+            config = item.expectation_config
+            kwargs = {k: v for k, v in config.kwargs.items() if k in ("column", "column_A", "column_B")}
+            unexpected = (item.result or {}).get("unexpected_count")
+            failed.append(f"{config.type} {kwargs}" + (f": {unexpected} rows" if unexpected else ""))
+    return SuiteResult(success=bool(result.success), failed=failed, evaluated=len(result.results))

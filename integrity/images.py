@@ -1,0 +1,196 @@
+"""Image refs: resolve against a source's image root, read, hash, and decode safely.
+
+An image ref is what a dataset row names: a path relative to the source's image root (LLaVA's
+``coco/train2017/0001.jpg``), an absolute path inside that root, an ``s3://`` URI, or embedded
+bytes (HF parquet). Every image is read once per ingest, hashed (sha256 of the bytes) and decoded
+under a pixel budget, so a missing, corrupt or hostile file quarantines its row instead of failing
+the run, and a ref that escapes the image root is refused before anything is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import fsspec
+from PIL import Image
+
+from integrity.schema import QuarantineReason
+
+# Above this many pixels an image is refused: a small file that decodes to gigabytes is an attack.
+MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Decoding at this size is enough to prove a JPEG is whole while skipping most DCT work.
+_DRAFT_SIZE = (64, 64)
+
+
+class ImageRefused(Exception):
+    """An image that cannot be used, with the quarantine reason that names why."""
+
+    def __init__(self, reason: QuarantineReason, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Outcome for one ref: where it was read, its hash, or why it was refused."""
+
+    uri: str | None
+    sha256: str | None
+    reason: str | None = None
+    detail: str | None = None
+
+
+def _is_url(ref: str) -> bool:
+    return "://" in ref
+
+
+def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
+    """Decode ``data`` under a pixel budget; return the image format (``PNG``, ``JPEG``, ...).
+
+    Raises ImageRefused(CORRUPT_IMAGE) for bytes that are not a whole image and
+    ImageRefused(IMAGE_TOO_LARGE) when the header announces more than ``max_pixels``.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > max_pixels:
+                raise ImageRefused(
+                    QuarantineReason.IMAGE_TOO_LARGE,
+                    f"{image.width}x{image.height} exceeds {max_pixels} pixels",
+                )
+            image.draft("RGB", _DRAFT_SIZE)
+            image.load()
+            return image.format or "unknown"
+    except Image.DecompressionBombError as error:
+        raise ImageRefused(QuarantineReason.IMAGE_TOO_LARGE, str(error)) from error
+    except ImageRefused:
+        raise
+    except Image.UnidentifiedImageError as error:
+        raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, "not a recognised image format") from error
+    except Exception as error:  # PIL raises many types for bad bytes; all mean "not an image"
+        raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, f"cannot decode: {error}") from error
+
+
+class ImageResolver:
+    """Resolves, reads and checks the images of one source.
+
+    ``image_root`` is a local folder or an ``s3://bucket/prefix``; relative refs are joined to
+    it and must stay inside it. ``blob_root`` is where embedded bytes are written,
+    content-addressed (``<blob_root>/<sha[:2]>/<sha>.<ext>``), so later stages read every image
+    the same way.
+    """
+
+    def __init__(
+        self,
+        image_root: str | None,
+        *,
+        blob_root: str | None = None,
+        storage_options: dict | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+        max_bytes: int = MAX_IMAGE_BYTES,
+        workers: int | None = None,
+    ):
+        self.storage_options = storage_options or {}
+        self.image_root = self._normalise_root(image_root) if image_root else None
+        self.blob_root = blob_root.rstrip("/") if blob_root else None
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        # Threads, not processes: reading is I/O and PIL releases the GIL while decoding.
+        self.workers = workers or min(32, 4 * (os.cpu_count() or 1))
+
+    @staticmethod
+    def _normalise_root(root: str) -> str:
+        if _is_url(root):
+            return root.rstrip("/")
+        return os.path.realpath(root)
+
+    def resolve(self, ref: str) -> str:
+        """The absolute location of ``ref``; ImageRefused(IMAGE_OUTSIDE_ROOT) if it escapes the root."""
+        root = self.image_root
+        if _is_url(ref):
+            if root and _is_url(root) and not ref.startswith(root + "/"):
+                raise ImageRefused(QuarantineReason.IMAGE_OUTSIDE_ROOT, f"{ref} is outside {root}")
+            return ref
+        if root is None:
+            raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"no image_root to resolve {ref}")
+        if _is_url(root):
+            joined = posixpath.normpath(posixpath.join(root.split("://", 1)[1], ref))
+            uri = root.split("://", 1)[0] + "://" + joined
+            if not uri.startswith(root + "/"):
+                raise ImageRefused(QuarantineReason.IMAGE_OUTSIDE_ROOT, f"{ref} escapes {root}")
+            return uri
+        # realpath also follows symlinks, so a link pointing out of the root is refused too.
+        path = os.path.realpath(os.path.join(root, ref))
+        if os.path.commonpath([root, path]) != root:
+            raise ImageRefused(QuarantineReason.IMAGE_OUTSIDE_ROOT, f"{ref} escapes {root}")
+        return path
+
+    def _read(self, uri: str) -> bytes:
+        try:
+            fs, path = fsspec.core.url_to_fs(uri, **(self.storage_options if _is_url(uri) else {}))
+            size = fs.size(path)
+            if size is not None and size > self.max_bytes:
+                raise ImageRefused(
+                    QuarantineReason.IMAGE_TOO_LARGE, f"{uri} is {size} bytes > {self.max_bytes}"
+                )
+            with fs.open(path, "rb") as handle:
+                return handle.read()
+        except ImageRefused:
+            raise
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+            raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} not found") from error
+        except OSError as error:
+            raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} unreadable: {error}") from error
+
+    def check_ref(self, ref: str) -> ImageCheck:
+        """Resolve, read, hash and decode one ref; never raises for bad images."""
+        try:
+            uri = self.resolve(ref)
+            data = self._read(uri)
+            digest = hashlib.sha256(data).hexdigest()
+            check_decodable(data, max_pixels=self.max_pixels)
+            return ImageCheck(uri=uri, sha256=digest)
+        except ImageRefused as refused:
+            return ImageCheck(uri=None, sha256=None, reason=refused.reason.value, detail=refused.detail)
+
+    def check_embedded(self, data: bytes) -> ImageCheck:
+        """Hash and decode embedded bytes and write them to the blob store (once per hash)."""
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            if len(data) > self.max_bytes:
+                raise ImageRefused(
+                    QuarantineReason.IMAGE_TOO_LARGE, f"{len(data)} bytes > {self.max_bytes}"
+                )
+            image_format = check_decodable(data, max_pixels=self.max_pixels)
+        except ImageRefused as refused:
+            return ImageCheck(uri=None, sha256=digest, reason=refused.reason.value, detail=refused.detail)
+        if self.blob_root is None:
+            raise ValueError("embedded images need a blob_root to be written to")
+        uri = f"{self.blob_root}/{digest[:2]}/{digest}.{image_format.lower()}"
+        fs, path = fsspec.core.url_to_fs(uri, **(self.storage_options if _is_url(uri) else {}))
+        if not fs.exists(path):
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            # Write aside, then move: a reader never sees a half-written blob.
+            partial = f"{path}.partial-{os.getpid()}"
+            with fs.open(partial, "wb") as handle:
+                handle.write(data)
+            fs.mv(partial, path)
+        return ImageCheck(uri=uri, sha256=digest)
+
+    def check_many(self, items: list[str | bytes]) -> list[ImageCheck]:
+        """Check refs (str) and embedded images (bytes) in parallel, in input order."""
+        if not items:
+            return []
+
+        def check(item: str | bytes) -> ImageCheck:
+            return self.check_embedded(item) if isinstance(item, bytes) else self.check_ref(item)
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(check, items))
+

@@ -1,0 +1,247 @@
+"""Ingest one source: records -> canonical rows -> contracts -> images -> raw_sft + quarantine.
+
+Every record ends in exactly one of two tables: accepted rows (RAW_SFT_SCHEMA) or quarantine
+(QUARANTINE_SCHEMA, with a reason and the raw text). ``IngestResult`` asserts that the counts
+add up, so nothing is ever silently lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from integrity.images import ImageResolver
+from integrity.ingest.formats import MAPPERS, MappedRow, RecordError, detect_format
+from integrity.ingest.records import Record, container_of, read_records
+from integrity.ingest.sources import SourceConfig
+from integrity.ingest.validate import first_violation
+from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, TURN, QuarantineReason
+
+# Internal key for embedded images: never a valid path, so it cannot collide with a ref.
+_EMBEDDED = "\x00embedded:"
+
+
+@dataclass
+class IngestResult:
+    """The outcome of one source: accepted rows, quarantined rows, and what came in."""
+
+    source: str
+    origin_format: str
+    records_in: int
+    rows_in: int
+    accepted: pl.DataFrame
+    quarantine: pl.DataFrame
+
+    def __post_init__(self) -> None:
+        out = self.accepted.height + self.quarantine.height
+        if out != self.rows_in:
+            raise AssertionError(f"{self.source}: {self.rows_in} rows in but {out} out")
+        seen = pl.concat([self.accepted["row_index"], self.quarantine["row_index"]]).n_unique()
+        if seen != self.records_in:
+            raise AssertionError(f"{self.source}: {self.records_in} records in, {seen} accounted for")
+
+    def quarantine_by_reason(self) -> dict[str, int]:
+        counts = self.quarantine.group_by("reason").len().sort("len", descending=True)
+        return dict(counts.iter_rows())
+
+    def modality_counts(self) -> dict[str, int]:
+        return dict(self.accepted.group_by("modality").len().sort("modality").iter_rows())
+
+    def summary(self) -> dict:
+        modalities = self.modality_counts()
+        return {
+            "source": self.source,
+            "origin_format": self.origin_format,
+            "records_in": self.records_in,
+            "rows_in": self.rows_in,
+            "accepted": self.accepted.height,
+            "quarantined": self.quarantine.height,
+            "quarantine_rate": self.quarantine.height / self.rows_in if self.rows_in else 0.0,
+            "modality": modalities,
+            "text_only_share": modalities.get("text", 0) / self.accepted.height
+            if self.accepted.height
+            else 0.0,
+            "quarantine_by_reason": self.quarantine_by_reason(),
+        }
+
+
+def _fallback_id(source: str, record: Record) -> str:
+    return f"{source}:{hashlib.sha256(record.raw().encode()).hexdigest()[:16]}"
+
+
+class _Batch:
+    """Column buffers for one batch: mapped rows and quarantined records."""
+
+    def __init__(self, source: str, origin_format: str):
+        self.source, self.origin_format = source, origin_format
+        self.rows: dict[str, list] = {key: [] for key in
+                                      ("example_id", "row_index", "images", "image_keys", "turns",
+                                       "metadata", "pref_role", "pref_group", "raw")}
+        self.quarantine: list[dict] = []
+        self.embedded: list[bytes] = []
+
+    def reject(self, record: Record, reason: QuarantineReason, detail: str) -> None:
+        value = record.value if isinstance(record.value, dict) else {}
+        example_id = None if value.get("id") is None else str(value["id"])
+        self.quarantine.append({"source": self.source, "origin_format": self.origin_format,
+                                "row_index": record.index, "example_id": example_id,
+                                "reason": reason.value, "detail": detail, "raw": record.raw()})
+
+    def add(self, record: Record, row: MappedRow) -> None:
+        if row.example_id is None:
+            group = _fallback_id(self.source, record)
+            row.example_id = group if row.pref_role is None else f"{group}#{row.pref_role}"
+            row.pref_group = group if row.pref_role is not None else None
+        refs, keys = [], []
+        for position, image in enumerate(row.images):
+            if isinstance(image, bytes):
+                refs.append(f"embedded:{position}")
+                keys.append(f"{_EMBEDDED}{len(self.embedded)}")
+                self.embedded.append(image)
+            else:
+                refs.append(image)
+                keys.append(image)
+        buffer = self.rows
+        buffer["example_id"].append(row.example_id)
+        buffer["row_index"].append(record.index)
+        buffer["images"].append(refs)
+        buffer["image_keys"].append(keys)
+        buffer["turns"].append(row.turns)
+        buffer["metadata"].append(orjson.dumps(row.metadata, default=str,
+                                               option=orjson.OPT_SORT_KEYS).decode())
+        buffer["pref_role"].append(row.pref_role)
+        buffer["pref_group"].append(row.pref_group)
+        buffer["raw"].append(record)
+
+    def frame(self) -> pl.DataFrame:
+        columns = {**self.rows, "raw": [record.raw() for record in self.rows["raw"]]}
+        return pl.DataFrame(
+            columns,
+            schema={"example_id": pl.String, "row_index": pl.Int64, "images": pl.List(pl.String),
+                    "image_keys": pl.List(pl.String), "turns": pl.List(TURN),
+                    "metadata": pl.String, "pref_role": pl.String, "pref_group": pl.String,
+                    "raw": pl.String},
+        )
+
+
+def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -> pl.DataFrame:
+    """Add image_uris, image_sha256 and the first image failure (reason/detail) per row."""
+    exploded = (
+        frame.select("row_index", "example_id", "image_keys")
+        .with_row_index("_row")
+        .explode("image_keys")
+        .drop_nulls("image_keys")
+    )
+    keys = exploded["image_keys"].unique(maintain_order=True).to_list()
+    items = [batch.embedded[int(key[len(_EMBEDDED):])] if key.startswith(_EMBEDDED) else key
+             for key in keys]
+    checks = resolver.check_many(items)
+    table = pl.DataFrame(
+        {"image_keys": keys, "uri": [c.uri for c in checks], "sha256": [c.sha256 for c in checks],
+         "image_reason": [c.reason for c in checks], "image_detail": [c.detail for c in checks]},
+        schema={"image_keys": pl.String, "uri": pl.String, "sha256": pl.String,
+                "image_reason": pl.String, "image_detail": pl.String},
+    )
+    per_row = (
+        exploded.join(table, on="image_keys", how="left", maintain_order="left")
+        .group_by("_row", maintain_order=True)
+        .agg(
+            image_uris=pl.col("uri"),
+            image_sha256=pl.col("sha256"),
+            image_reason=pl.col("image_reason").drop_nulls().first(),
+            image_detail=pl.col("image_detail").drop_nulls().first(),
+        )
+    )
+    return (
+        frame.with_row_index("_row")
+        .join(per_row, on="_row", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("image_uris").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("image_sha256").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            reason=pl.coalesce("reason", "image_reason"),
+            detail=pl.coalesce("detail", "image_detail"),
+        )
+        .drop("_row", "image_reason", "image_detail")
+    )
+
+
+def _process(batch: _Batch, resolver: ImageResolver) -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame = first_violation(batch.frame())
+    # Images of rows that already broke a contract are not worth reading.
+    frame = frame.with_columns(
+        image_keys=pl.when(pl.col("reason").is_null())
+        .then("image_keys")
+        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+    )
+    frame = _check_images(frame, batch, resolver)
+    constants = {"source": pl.lit(batch.source), "origin_format": pl.lit(batch.origin_format)}
+    accepted = frame.filter(pl.col("reason").is_null()).with_columns(
+        **constants,
+        modality=pl.when(pl.col("images").list.len() > 0)
+        .then(pl.lit("image-text"))
+        .otherwise(pl.lit("text")),
+    ).select(RAW_SFT_SCHEMA.names())
+    rejected = frame.filter(pl.col("reason").is_not_null()).with_columns(**constants)
+    quarantine = pl.concat(
+        [pl.DataFrame(batch.quarantine, schema=QUARANTINE_SCHEMA),
+         rejected.select(QUARANTINE_SCHEMA.names())]
+    ).sort("row_index", maintain_order=True)
+    return accepted, quarantine
+
+
+def ingest_source(
+    source: SourceConfig,
+    *,
+    blob_root: str | None = None,
+    batch_size: int = 20_000,
+    workers: int | None = None,
+) -> IngestResult:
+    """Read one source into accepted raw_sft rows and quarantined rows.
+
+    ``blob_root`` receives embedded image bytes (content-addressed); it is required only for
+    sources that embed images. Raises IngestError for a file that cannot be parsed at all.
+    """
+    resolver = ImageResolver(
+        source.effective_image_root,
+        blob_root=blob_root,
+        storage_options=source.storage_options,
+        workers=workers,
+    )
+    container = container_of(source.uri)
+    origin_format = None if source.format == "auto" else source.format
+    accepted, quarantined = [], []
+    records_in = rows_in = 0
+    for records in read_records(source.uri, storage_options=source.storage_options,
+                                batch_size=batch_size):
+        records_in += len(records)
+        batch = _Batch(source.name, origin_format or "unknown")
+        for record in records:
+            if record.error is not None:
+                batch.reject(record, QuarantineReason.MALFORMED_JSON, record.error)
+                continue
+            if not isinstance(record.value, dict):
+                batch.reject(record, QuarantineReason.MISSING_FIELD, "record is not a JSON object")
+                continue
+            try:
+                if origin_format is None:
+                    origin_format = detect_format(record.value, container)
+                    batch.origin_format = origin_format
+                for row in MAPPERS[origin_format](record.value):
+                    batch.add(record, row)
+            except RecordError as error:
+                batch.reject(record, error.reason, error.detail)
+        rows_in += len(batch.rows["example_id"]) + len(batch.quarantine)
+        good, bad = _process(batch, resolver)
+        accepted.append(good)
+        quarantined.append(bad)
+    return IngestResult(
+        source=source.name,
+        origin_format=origin_format or "unknown",
+        records_in=records_in,
+        rows_in=rows_in,
+        accepted=pl.concat(accepted) if accepted else pl.DataFrame(schema=RAW_SFT_SCHEMA),
+        quarantine=pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA),
+    )

@@ -1,0 +1,120 @@
+"""Containers: turn a .json, .jsonl or .parquet file (local or s3://) into numbered records.
+
+A record is one dict as the file holds it, or the parse error of its line. Malformed lines of a
+JSONL file become records with an error (they are quarantined, not lost); a file that cannot be
+parsed at all raises IngestError naming the file and, where known, the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import orjson
+import pyarrow.parquet as pq
+
+
+class IngestError(Exception):
+    """A whole file cannot be read or parsed; the message names the file (and line)."""
+
+
+@dataclass(slots=True)
+class Record:
+    """One record of a file: its position, its raw text where the file had one, its value."""
+
+    index: int
+    value: Any = None
+    error: str | None = None
+    text: str | None = None
+
+    def raw(self) -> str:
+        """The record's raw text (re-serialised for JSON arrays and parquet rows)."""
+        if self.text is None:
+            self.text = orjson.dumps(self.value, default=_describe, option=orjson.OPT_SORT_KEYS).decode()
+        return self.text
+
+
+def _describe(value: Any) -> str:
+    """orjson fallback for what JSON cannot hold (image bytes in parquet rows)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def container_of(uri: str) -> str:
+    """``parquet`` for .parquet files, ``json`` otherwise (array or lines is decided by content)."""
+    return "parquet" if uri.lower().endswith((".parquet", ".pq")) else "json"
+
+
+def _open(uri: str, storage_options: dict):
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options if "://" in uri else {}))
+    try:
+        return fs.open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise IngestError(f"{uri}: file not found") from error
+    except OSError as error:
+        raise IngestError(f"{uri}: cannot read: {error}") from error
+
+
+def read_records(
+    uri: str, *, storage_options: dict | None = None, batch_size: int = 20_000
+) -> Iterator[list[Record]]:
+    """Yield the records of ``uri`` in batches, in file order."""
+    storage_options = storage_options or {}
+    if container_of(uri) == "parquet":
+        yield from _parquet_records(uri, storage_options, batch_size)
+        return
+    with _open(uri, storage_options) as handle:
+        data = handle.read()
+    if data.lstrip()[:1] == b"[":
+        yield from _array_records(uri, data, batch_size)
+    else:
+        yield from _line_records(uri, data, batch_size)
+
+
+def _array_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Record]]:
+    try:
+        values = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        line = data.count(b"\n", 0, error.pos) + 1
+        raise IngestError(f"{uri}: not valid JSON at line {line}: {error.msg}") from error
+    for start in range(0, len(values), batch_size):
+        yield [Record(i, value) for i, value in enumerate(values[start : start + batch_size], start)]
+
+
+def _line_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    parsed_any = False
+    first_error = None
+    for number, line in enumerate(data.splitlines()):
+        if not line.strip():
+            continue
+        text = line.decode("utf-8", errors="replace")
+        try:
+            batch.append(Record(number, orjson.loads(line), text=text))
+            parsed_any = True
+        except orjson.JSONDecodeError as error:
+            batch.append(Record(number, error=f"line {number + 1}: {error.msg}", text=text))
+            first_error = first_error or f"line {number + 1}: {error.msg}"
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if first_error and not parsed_any:
+        raise IngestError(f"{uri}: no line is valid JSON ({first_error})")
+    if batch:
+        yield batch
+
+
+def _parquet_records(uri: str, storage_options: dict, batch_size: int) -> Iterator[list[Record]]:
+    with _open(uri, storage_options) as handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+            index = 0
+            for batch in parquet.iter_batches(batch_size=batch_size):
+                rows = batch.to_pylist()
+                yield [Record(i, row) for i, row in enumerate(rows, index)]
+                index += len(rows)
+        except Exception as error:  # pyarrow raises several types for a file that is not parquet
+            raise IngestError(f"{uri}: not a readable parquet file: {error}") from error

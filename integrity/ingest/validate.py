@@ -1,0 +1,69 @@
+"""Row-level contracts of raw_sft as polars expressions (used by ingest and the GX suite).
+
+Each expression works over a frame with ``turns`` (list of {role, content}) and ``images``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from integrity.schema import IMAGE_TOKEN, ROLES, QuarantineReason
+
+_role = pl.element().struct.field("role")
+
+
+def roles() -> pl.Expr:
+    return pl.col("turns").list.eval(_role)
+
+
+def dialog_roles() -> pl.Expr:
+    """Roles without system turns: what must alternate user/assistant."""
+    return pl.col("turns").list.eval(_role.filter(_role != "system"))
+
+
+def unknown_roles() -> pl.Expr:
+    """The roles of a row that are not one of ROLES (empty list when all are known)."""
+    return roles().list.eval(pl.element().filter(~pl.element().is_in(ROLES)))
+
+
+def roles_alternate() -> pl.Expr:
+    """True when the dialog is user, assistant, user, assistant, ... and ends with an answer."""
+    dialog = dialog_roles()
+    return (
+        (dialog.list.len() >= 2)
+        & (dialog.list.len() % 2 == 0)
+        & dialog.list.gather_every(2).list.eval(pl.element() == "user").list.all()
+        & dialog.list.gather_every(2, offset=1).list.eval(pl.element() == "assistant").list.all()
+    )
+
+
+def image_token_count() -> pl.Expr:
+    return (
+        pl.col("turns")
+        .list.eval(pl.element().struct.field("content").str.count_matches(IMAGE_TOKEN, literal=True))
+        .list.sum()
+    )
+
+
+def image_count() -> pl.Expr:
+    return pl.col("images").list.len()
+
+
+def first_violation(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``reason`` and ``detail``: the first contract a row breaks, null when it holds them all."""
+    unknown = unknown_roles()
+    tokens, images = image_token_count(), image_count()
+    return frame.with_columns(
+        reason=pl.when(unknown.list.len() > 0)
+        .then(pl.lit(QuarantineReason.UNKNOWN_ROLE.value))
+        .when(~roles_alternate())
+        .then(pl.lit(QuarantineReason.ROLES_NOT_ALTERNATING.value))
+        .when(tokens != images)
+        .then(pl.lit(QuarantineReason.IMAGE_TOKEN_MISMATCH.value)),
+        detail=pl.when(unknown.list.len() > 0)
+        .then(pl.lit("unknown roles: ") + unknown.list.join(", "))
+        .when(~roles_alternate())
+        .then(pl.lit("roles: ") + roles().list.join(" > "))
+        .when(tokens != images)
+        .then(pl.format("{} <image> tokens for {} images", tokens, images)),
+    )
