@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from integrity.ingest import SourceConfig, load_sources
+from integrity.ingest import SourceConfig, SourcesFileError, load_sources
 from integrity.policy import Policy, load_policy
 from integrity.store import VersionStore
 
@@ -34,15 +34,11 @@ class IntegrityResource(ConfigurableResource):
     def source(self, name: str) -> SourceConfig:
         sources = self.sources()
         if name not in sources:
-            raise KeyError(f"source {name!r} is not in {self.sources_file} ({', '.join(sources)})")
+            raise SourcesFileError(f"source {name!r} is not in {self.sources_file} ({', '.join(sources)})")
         return sources[name]
 
     def store(self) -> VersionStore:
         return VersionStore(self.store_root)
-
-    def blob_root(self) -> str:
-        """Where embedded image bytes are written, beside the versions."""
-        return f"{self.store().root.rstrip('/')}/images"
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)

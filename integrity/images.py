@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import posixpath
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -113,9 +114,18 @@ class ImageResolver:
     def resolve(self, ref: str) -> str:
         """The absolute location of ``ref``; ImageRefused(IMAGE_OUTSIDE_ROOT) if it escapes the root."""
         root = self.image_root
-        if _is_url(ref):
-            if root and _is_url(root) and not ref.startswith(root + "/"):
+        if "\x00" in ref:
+            raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{ref!r} is not a valid path")
+        if ref.startswith("file://"):
+            ref = ref.removeprefix("file://")  # a local path: confined like any other
+        elif _is_url(ref):
+            if root and not _is_url(root):
                 raise ImageRefused(QuarantineReason.IMAGE_OUTSIDE_ROOT, f"{ref} is outside {root}")
+            if root:
+                scheme, rest = ref.split("://", 1)
+                ref = f"{scheme}://{posixpath.normpath(rest)}"
+                if not ref.startswith(root + "/"):
+                    raise ImageRefused(QuarantineReason.IMAGE_OUTSIDE_ROOT, f"{ref} is outside {root}")
             return ref
         if root is None:
             raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"no image_root to resolve {ref}")
@@ -177,7 +187,8 @@ class ImageResolver:
         if not fs.exists(path):
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
             # Write aside, then move: a reader never sees a half-written blob.
-            partial = f"{path}.partial-{os.getpid()}"
+            # Unique per call: threads of check_many may write the same blob at once.
+            partial = f"{path}.partial-{os.getpid()}-{uuid.uuid4().hex}"
             with fs.open(partial, "wb") as handle:
                 handle.write(data)
             fs.mv(partial, path)

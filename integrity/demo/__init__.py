@@ -1,0 +1,29 @@
+"""The demo world: a synthetic shapes VQA corpus with known flaws, to run and measure offline."""
+
+from integrity.demo.generate import FLAWS, LLAVA_FLAWS, DemoConfig, DemoConfigError, generate
+from integrity.demo.shapes import (
+    COLORS,
+    COUNTS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    caption,
+    describe,
+    draw_shapes,
+)
+
+__all__ = [
+    "COLORS",
+    "COUNTS",
+    "FLAWS",
+    "LLAVA_FLAWS",
+    "POSITIONS",
+    "SHAPES",
+    "SIZES",
+    "DemoConfig",
+    "DemoConfigError",
+    "caption",
+    "describe",
+    "draw_shapes",
+    "generate",
+]

@@ -1,0 +1,366 @@
+"""The demo world generator: determinism, counts, and that every injected flaw is really there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from integrity.demo import COLORS, POSITIONS, DemoConfig, DemoConfigError, draw_shapes, generate
+from integrity.demo.generate import (
+    BLIND_IN_QUESTION_TEMPLATES,
+    CONSTANT_PRIOR_QA,
+    FLAWS,
+    LLAVA_FLAWS,
+    PREFERENCE_MARKER_TEMPLATES,
+    QUESTION_TEMPLATES,
+    plan_counts,
+)
+from integrity.demo.shapes import COUNT_WORDS, REGIONS, caption, describe, short_answer
+
+SMALL = DemoConfig(rows=1000, seed=3, images=150, image_size=64)
+FILES = ("llava.jsonl", "sharegpt.json", "preference_dpo.json")
+QTYPE_OF = {q: qtype for qtype, qs in QUESTION_TEMPLATES.items() for q in qs}
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict, list[dict], list[str]]:
+    out = tmp_path_factory.mktemp("demo")
+    summary = generate(out, SMALL)
+    gt = [json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines()]
+    llava_lines = (out / "llava.jsonl").read_text().splitlines()
+    return out, summary, gt, llava_lines
+
+
+def _by_flaw(gt: list[dict], flaw: str) -> list[dict]:
+    return [g for g in gt if flaw in g["flaws"]]
+
+
+def _first_qa(record: dict) -> tuple[str, str]:
+    conv = record["conversations"]
+    return conv[0]["value"].replace("<image>\n", ""), conv[1]["value"]
+
+
+def _record(lines: list[str], g: dict) -> dict:
+    return json.loads(lines[g["line"]])
+
+
+# ------------------------------------------------------------------------------ determinism
+
+
+def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path, corpus):
+    out = corpus[0]
+    again = tmp_path / "again"
+    generate(again, SMALL)
+    assert _hashes(again) == _hashes(out)
+
+    other = tmp_path / "other"
+    generate(other, DemoConfig(**{**SMALL.__dict__, "seed": 4}))
+    theirs, ours = _hashes(other), _hashes(out)
+    for name in (*FILES, "ground_truth.jsonl", "images/img_000000.png"):
+        assert theirs[name] != ours[name], name
+
+
+def test_rerun_into_same_dir_removes_stale_images(tmp_path):
+    generate(tmp_path, DemoConfig(rows=50, images=12, image_size=32))
+    generate(tmp_path, DemoConfig(rows=50, images=5, image_size=32, broken_rate=0.0))
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
+        f"img_{i:06d}.png" for i in range(5)
+    ]
+
+
+# ------------------------------------------------------------------------------ counts
+
+
+def test_line_counts_match_ground_truth(corpus):
+    out, summary, gt, llava_lines = corpus
+    per_file = defaultdict(int)
+    for g in gt:
+        per_file[g["file"]] += 1
+    assert per_file["llava.jsonl"] == len(llava_lines) == SMALL.rows
+    assert per_file["sharegpt.json"] == len(json.loads((out / "sharegpt.json").read_text()))
+    assert per_file["preference_dpo.json"] == len(
+        json.loads((out / "preference_dpo.json").read_text()))
+    assert per_file["sharegpt.json"] == SMALL.rows // 10
+    assert per_file["preference_dpo.json"] == SMALL.rows // 20
+    assert summary["ground_truth_records"] == len(gt)
+    # ground truth is in file order, lines 0..n-1 per file, ids unique
+    for name in FILES:
+        assert [g["line"] for g in gt if g["file"] == name] == list(range(per_file[name]))
+    assert len({g["example_id"] for g in gt}) == len(gt)
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_flaw_counts_follow_the_rates(corpus):
+    _, summary, gt, _ = corpus
+    planned = plan_counts(SMALL.resolved())
+    n, n_image = SMALL.rows, planned["image"]
+    for flaw in LLAVA_FLAWS:
+        assert len(_by_flaw(gt, flaw)) == planned[flaw] == summary["flaws"][flaw], flaw
+    assert all(len(g["flaws"]) <= 1 for g in gt)
+    expected = {
+        "caption_derived": n_image * SMALL.caption_derived_rate,
+        "blind_answer_in_question": n_image * SMALL.blind_rate / 2,
+        "blind_constant_prior": n_image * SMALL.blind_rate / 2,
+        "pref_flattened_marker": n * SMALL.preference_rate / 2,
+        "pref_flattened_plain": n * SMALL.preference_rate / 2,
+        "contradictory_duplicate": n * SMALL.contradiction_rate,
+        "broken_missing_image": n * SMALL.broken_rate / 3,
+        "broken_corrupt_image": n * SMALL.broken_rate / 3,
+        "broken_bad_json": n * SMALL.broken_rate / 3,
+    }
+    for flaw, value in expected.items():
+        assert abs(len(_by_flaw(gt, flaw)) - value) <= 2, flaw
+    assert sum(len(_by_flaw(gt, f)) for f in ("pref_flattened_marker", "pref_flattened_plain")
+               ) == round(n * SMALL.preference_rate)
+    assert summary["flaws"]["preference_pair"] == SMALL.rows // 20
+    assert set(summary["flaws"]) == set(FLAWS)
+
+
+def test_text_only_share(corpus):
+    _, summary, gt, _ = corpus
+    for name in FILES:
+        rows = [g for g in gt if g["file"] == name]
+        share = sum(g["modality"] == "text" for g in rows) / len(rows)
+        assert share == pytest.approx(SMALL.text_only_share, abs=0.02), name
+        assert summary["files"][name]["records"] == len(rows)
+
+
+# ------------------------------------------------------------------------------ formats
+
+
+def test_llava_format_and_clean_answers_match_truth(corpus):
+    _, _, gt, lines = corpus
+    checked = 0
+    for g in gt:
+        if g["file"] != "llava.jsonl" or "broken_bad_json" in g["flaws"]:
+            continue
+        record = json.loads(lines[g["line"]])
+        assert record["id"] == g["example_id"]
+        conv = record["conversations"]
+        assert 2 <= len(conv) <= 6 and len(conv) % 2 == 0
+        assert [t["from"] for t in conv] == ["human", "gpt"] * (len(conv) // 2)
+        tokens = [t["value"].count("<image>") for t in conv]
+        if g["modality"] == "text":
+            assert "image" not in record and "caption" not in record and sum(tokens) == 0
+            assert len(conv) <= 4
+            continue
+        assert record["image"] == g["image"]
+        assert tokens[0] == 1 and sum(tokens) == 1
+        assert conv[0]["value"].startswith("<image>\n")
+        if g["flaws"] or g["truth"] is None:
+            continue
+        truth = g["truth"]
+        assert record["caption"] == caption(truth)
+        for q, a in zip(conv[::2], conv[1::2], strict=True):
+            qtype, answer = QTYPE_OF[q["value"].replace("<image>\n", "")], a["value"]
+            if qtype == "describe":
+                assert answer == describe(truth)
+            else:
+                assert answer == short_answer(qtype, truth[qtype])
+                assert re.fullmatch(r"[A-Z][a-z]+\.", answer)
+            checked += 1
+    assert checked > 500
+
+
+def test_sharegpt_and_preference_formats(corpus):
+    out, _, gt, _ = corpus
+    truth_of = {(g["file"], g["line"]): g for g in gt}
+    sharegpt = json.loads((out / "sharegpt.json").read_text())
+    for i, row in enumerate(sharegpt):
+        g = truth_of[("sharegpt.json", i)]
+        assert row["id"] == g["example_id"] and g["flaws"] == []
+        roles = [m["role"] for m in row["messages"]]
+        assert roles == ["user", "assistant"] * (len(roles) // 2)
+        tokens = sum(m["content"].count("<image>") for m in row["messages"])
+        if g["modality"] == "text":
+            assert not row.get("images") and tokens == 0
+        else:
+            assert row["images"] == [g["image"]] and tokens == 1
+            assert row["messages"][0]["content"].startswith("<image>")
+            assert (out / g["image"]).is_file()
+    prefs = json.loads((out / "preference_dpo.json").read_text())
+    for i, row in enumerate(prefs):
+        g = truth_of[("preference_dpo.json", i)]
+        assert g["flaws"] == ["preference_pair"] and g["group"] == row["id"]
+        assert row["chosen"]["from"] == row["rejected"]["from"] == "gpt"
+        assert row["chosen"]["value"] != row["rejected"]["value"]
+        assert [t["from"] for t in row["conversations"]] == ["human"]
+        if g["modality"] == "image-text":
+            assert row["images"] == [g["image"]]
+            assert row["conversations"][0]["value"].startswith("<image>\n")
+        else:
+            assert "images" not in row
+
+
+# ------------------------------------------------------------------------------ flaws
+
+
+def test_caption_derived_answer_follows_wrong_caption(corpus):
+    _, _, gt, lines = corpus
+    rows = _by_flaw(gt, "caption_derived")
+    assert rows
+    for g in rows:
+        record = _record(lines, g)
+        attribute, value = g["detail"]["attribute"], g["detail"]["caption_value"]
+        assert value != g["truth"][attribute]
+        assert record["caption"] == caption({**g["truth"], attribute: value})
+        assert _first_qa(record)[1] == short_answer(attribute, value)
+
+
+def test_blind_rows(corpus):
+    _, _, gt, lines = corpus
+    in_question = _by_flaw(gt, "blind_answer_in_question")
+    assert in_question
+    for g in in_question:
+        question, answer = _first_qa(_record(lines, g))
+        word = answer.rstrip(".").lower()
+        assert word in question.lower()
+        attribute = g["detail"]["attribute"]
+        assert answer == short_answer(attribute, g["truth"][attribute])  # correct, yet blind
+        assert question.endswith(BLIND_IN_QUESTION_TEMPLATES[attribute].rsplit(". ", 1)[1])
+    constant = _by_flaw(gt, "blind_constant_prior")
+    assert constant
+    for g in constant:
+        assert _first_qa(_record(lines, g)) in CONSTANT_PRIOR_QA
+
+
+def test_preference_marker_rows(corpus):
+    _, _, gt, lines = corpus
+    rows = _by_flaw(gt, "pref_flattened_marker")
+    assert rows
+    prefixes = [t.split("{")[0] for t in PREFERENCE_MARKER_TEMPLATES]
+    for g in rows:
+        answer = _first_qa(_record(lines, g))[1]
+        assert any(answer.startswith(p) for p in prefixes), answer
+
+
+@pytest.mark.parametrize("flaw", ["pref_flattened_plain", "contradictory_duplicate"])
+def test_pairs_share_image_and_question_but_not_answer(corpus, flaw):
+    _, _, gt, lines = corpus
+    groups = defaultdict(list)
+    for g in _by_flaw(gt, flaw):
+        groups[g["group"]].append(g)
+    assert groups
+    for members in groups.values():
+        assert len(members) == 2
+        a, b = (_record(lines, g) for g in members)
+        assert a["id"] != b["id"] and a["image"] == b["image"]
+        assert _first_qa(a)[0] == _first_qa(b)[0]
+        assert _first_qa(a)[1] != _first_qa(b)[1]
+        if flaw == "pref_flattened_plain":
+            assert sorted(g["pref_role"] for g in members) == ["chosen", "rejected"]
+        else:
+            assert sorted(g["detail"]["correct"] for g in members) == [False, True]
+
+
+def test_only_named_pairs_contradict(corpus):
+    """No (image, question) key outside a named group has two different answers."""
+    _, _, gt, lines = corpus
+    answers = defaultdict(set)
+    for g in gt:
+        if g["file"] != "llava.jsonl" or g["modality"] != "image-text" or \
+                "broken_bad_json" in g["flaws"]:
+            continue
+        conv = _record(lines, g)["conversations"]
+        for q, a in zip(conv[::2], conv[1::2], strict=True):
+            answers[(g["image"], q["value"].replace("<image>\n", ""))].add((a["value"], g["group"]))
+    for key, values in answers.items():
+        if len({a for a, _ in values}) > 1:
+            assert len({grp for _, grp in values}) == 1 and None not in {grp for _, grp in values}, key
+
+
+def test_broken_rows(corpus):
+    out, _, gt, lines = corpus
+    bad = {g["line"] for g in _by_flaw(gt, "broken_bad_json")}
+    assert bad
+    for i, line in enumerate(lines):
+        if i in bad:
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(line)
+            assert f'"id": "shapes-{i:06d}"' in line
+        else:
+            json.loads(line)
+    missing = _by_flaw(gt, "broken_missing_image")
+    assert missing
+    for g in missing:
+        assert _record(lines, g)["image"] == g["image"] and not (out / g["image"]).exists()
+    corrupt = _by_flaw(gt, "broken_corrupt_image")
+    assert corrupt
+    for g in corrupt:
+        path = out / _record(lines, g)["image"]
+        assert path.is_file() and path.name.startswith("corrupt_")
+        with pytest.raises(Exception):  # noqa: B017 - either open or load must fail
+            with Image.open(path) as img:
+                img.load()
+
+
+# ------------------------------------------------------------------------------ pixels
+
+
+def test_images_show_exactly_the_truth_color(corpus):
+    out, _, gt, _ = corpus
+    seen = {}
+    for g in gt:
+        if g["truth"] is not None and g["image"] not in seen:
+            seen[g["image"]] = g["truth"]
+    palette = {name: np.array(rgb) for name, rgb in COLORS.items()}
+    for ref, truth in list(seen.items())[:12]:
+        pixels = np.asarray(Image.open(out / ref).convert("RGB")).reshape(-1, 3).astype(int)
+        assert Image.open(out / ref).size == (SMALL.image_size, SMALL.image_size)
+        for name, rgb in palette.items():
+            near = int((np.abs(pixels - rgb).sum(axis=1) < 40).sum())
+            assert (near > 0) == (name == truth["color"]), (ref, name)
+        white = (pixels == 255).all(axis=1)
+        assert white.mean() > 0.5
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_drawn_shapes_sit_in_their_region(position):
+    size = 128
+    x0, y0, x1, y1 = (v * size for v in REGIONS[position])
+    for count in COUNT_WORDS:
+        img = draw_shapes("blue", "triangle", count, position, "large", size)
+        ys, xs = np.nonzero((np.asarray(img) != 255).any(axis=2))
+        assert x0 - 1 <= xs.min() and xs.max() <= x1 + 1
+        assert y0 - 1 <= ys.min() and ys.max() <= y1 + 1
+
+
+def test_draw_shapes_rejects_unknown_vocabulary():
+    with pytest.raises(ValueError, match="color"):
+        draw_shapes("pink", "circle", 1, "left", "small", 64)
+
+
+# ------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"blind_rate": 1.5}, "blind_rate"),
+        ({"caption_derived_rate": -0.1}, "caption_derived_rate"),
+        ({"text_only_share": float("nan")}, "text_only_share"),
+        ({"rows": -1}, "rows"),
+        ({"images": 0}, "images"),
+        ({"image_size": 8}, "image_size"),
+        ({"text_only_share": 0.8, "preference_rate": 0.3}, "preference_rate"),
+    ],
+)
+def test_invalid_config_names_the_field(tmp_path, kwargs, field):
+    with pytest.raises(ValueError, match=field) as info:
+        generate(tmp_path, DemoConfig(**kwargs))
+    assert isinstance(info.value, DemoConfigError)
