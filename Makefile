@@ -27,10 +27,10 @@ $(DEMO)/llava.jsonl: | $(BIN)/.installed
 # Registers one partition per source, materializes each through the Dagster CLI (checks
 # included: a failed blocking check fails the command), then prints what landed.
 demo: setup $(DEMO)/llava.jsonl
-	mkdir -p $(DAGSTER_HOME)
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	set -e; for source in $$($(BIN)/python -m assets.partitions); do \
 	  echo "== materializing raw_sft[$$source]"; \
-	  $(BIN)/dagster asset materialize -w workspace.yaml --select raw_sft --partition $$source \
+	  $(BIN)/dagster asset materialize -f definitions.py --select raw_sft --partition $$source \
 	    > data/dagster_home/last_materialize.log 2>&1 \
 	    || { tail -40 data/dagster_home/last_materialize.log; exit 1; }; \
 	done
@@ -39,7 +39,7 @@ demo: setup $(DEMO)/llava.jsonl
 	@echo "Browse lineage, runs and check results: make ui  ->  http://127.0.0.1:3000"
 
 ui: setup
-	mkdir -p $(DAGSTER_HOME)
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: setup

@@ -104,6 +104,7 @@ class ImageResolver:
         self.max_bytes = max_bytes
         # Threads, not processes: reading is I/O and PIL releases the GIL while decoding.
         self.workers = workers or min(32, 4 * (os.cpu_count() or 1))
+        self._checked: dict[str, ImageCheck] = {}
 
     @staticmethod
     def _normalise_root(root: str) -> str:
@@ -195,13 +196,18 @@ class ImageResolver:
         return ImageCheck(uri=uri, sha256=digest)
 
     def check_many(self, items: list[str | bytes]) -> list[ImageCheck]:
-        """Check refs (str) and embedded images (bytes) in parallel, in input order."""
-        if not items:
-            return []
+        """Check refs (str) and embedded images (bytes) in parallel, in input order.
+
+        Outcomes of refs are remembered, so a ref shared by many rows (or batches) is read once.
+        """
+        todo = [item for item in dict.fromkeys(items)
+                if isinstance(item, bytes) or item not in self._checked]
 
         def check(item: str | bytes) -> ImageCheck:
             return self.check_embedded(item) if isinstance(item, bytes) else self.check_ref(item)
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(check, items))
-
+            fresh = dict(zip(todo, pool.map(check, todo), strict=True))
+        self._checked.update((item, outcome) for item, outcome in fresh.items()
+                             if isinstance(item, str))
+        return [fresh[item] if item in fresh else self._checked[item] for item in items]

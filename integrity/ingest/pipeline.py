@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import orjson
 import polars as pl
+import pyarrow as pa
 
 from integrity.images import ImageResolver
 from integrity.ingest.formats import MAPPERS, MappedRow, RecordError, detect_format
 from integrity.ingest.records import Record, container_of, read_records
 from integrity.ingest.sources import SourceConfig
 from integrity.ingest.validate import first_violation
-from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, TURN, QuarantineReason
+from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, QuarantineReason
 
 # Internal key for embedded images: never a valid path, so it cannot collide with a ref.
 _EMBEDDED = "\x00embedded:"
@@ -117,14 +118,18 @@ class _Batch:
         buffer["raw"].append(record)
 
     def frame(self) -> pl.DataFrame:
+        # Arrow builds nested columns from Python objects ~30x faster than polars' constructor.
         columns = {**self.rows, "raw": [record.raw() for record in self.rows["raw"]]}
-        return pl.DataFrame(
-            columns,
-            schema={"example_id": pl.String, "row_index": pl.Int64, "images": pl.List(pl.String),
-                    "image_keys": pl.List(pl.String), "turns": pl.List(TURN),
-                    "metadata": pl.String, "pref_role": pl.String, "pref_group": pl.String,
-                    "raw": pl.String},
-        )
+        return pl.from_arrow(pa.table(columns, schema=_BATCH_SCHEMA))
+
+
+_BATCH_SCHEMA = pa.schema(
+    [("example_id", pa.string()), ("row_index", pa.int64()), ("images", pa.list_(pa.string())),
+     ("image_keys", pa.list_(pa.string())),
+     ("turns", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+     ("metadata", pa.string()), ("pref_role", pa.string()), ("pref_group", pa.string()),
+     ("raw", pa.string())]
+)
 
 
 def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -> pl.DataFrame:
