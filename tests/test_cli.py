@@ -1,0 +1,88 @@
+"""The command line end to end on a generated demo world, checked against its ground truth."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from integrity.cli import main
+from integrity.store import VersionStore
+
+BROKEN_TO_REASON = {
+    "broken_missing_image": "missing_image",
+    "broken_corrupt_image": "corrupt_image",
+    "broken_bad_json": "malformed_json",
+}
+
+
+def _demo(tmp_path: Path) -> Path:
+    out = tmp_path / "demo"
+    assert main(["demo", "generate", "--out", str(out), "--rows", "300", "--seed", "3",
+                 "--broken-rate", "0.05"]) == 0
+    sources = {"sources": [
+        {"name": "llava", "uri": str(out / "llava.jsonl")},
+        {"name": "sharegpt", "uri": str(out / "sharegpt.json")},
+        {"name": "pref", "uri": str(out / "preference_dpo.json")},
+    ]}
+    (tmp_path / "sources.yaml").write_text(json.dumps(sources))
+    return out
+
+
+def test_ingest_quarantines_exactly_the_broken_rows_of_the_ground_truth(tmp_path, capsys):
+    out = _demo(tmp_path)
+    store = tmp_path / "store"
+    capsys.readouterr()
+    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", str(store), "--json"]) == 0
+    summaries = {s["source"]: s for s in json.loads(capsys.readouterr().out)}
+
+    truth = [json.loads(line) for line in (out / "ground_truth.jsonl").read_text().splitlines()]
+    llava_truth = [t for t in truth if t["file"] == "llava.jsonl"]
+    expected = Counter(BROKEN_TO_REASON[f] for t in llava_truth for f in t["flaws"]
+                       if f in BROKEN_TO_REASON)
+    assert sum(expected.values()) > 0
+    assert summaries["llava"]["quarantine_by_reason"] == dict(expected)
+    assert summaries["llava"]["rows_in"] == len(llava_truth)
+
+    quarantine = VersionStore(str(store)).read("raw_sft", summaries["llava"]["version"],
+                                               "quarantine")
+    broken_lines = {t["line"] for t in llava_truth if set(t["flaws"]) & set(BROKEN_TO_REASON)}
+    assert set(quarantine["row_index"]) == broken_lines
+
+    # Preference pairs become two rows each, sharing a group.
+    pref = summaries["pref"]
+    assert pref["accepted"] == 2 * sum(t["file"] == "preference_dpo.json" for t in truth)
+    rows = VersionStore(str(store)).read("raw_sft", pref["version"])
+    assert rows.group_by("pref_group").agg(pl.col("pref_role").sort()).filter(
+        pl.col("pref_role") != ["chosen", "rejected"]).is_empty()
+
+    # Text-only share as generated (30% of the demo rows, none of them broken).
+    generated_text = sum(t["modality"] == "text" for t in llava_truth)
+    assert summaries["llava"]["modality"]["text"] == generated_text
+
+
+def test_ingest_twice_gives_the_same_versions_and_summary_reads_them(tmp_path, capsys):
+    _demo(tmp_path)
+    store, sources = str(tmp_path / "store"), str(tmp_path / "sources.yaml")
+    main(["ingest", sources, "--store", store, "--json"])
+    capsys.readouterr()
+    main(["ingest", sources, "--store", store, "--json"])
+    second = {s["source"]: s["version"] for s in json.loads(capsys.readouterr().out)}
+    main(["ingest", sources, "--store", store, "--json"])
+    third = {s["source"]: s["version"] for s in json.loads(capsys.readouterr().out)}
+    assert second == third
+    assert len(VersionStore(store).versions("raw_sft")) == 3
+
+    assert main(["summary", sources, "--store", store]) == 0
+    text = capsys.readouterr().out
+    for name, version in second.items():
+        assert name in text and version in text
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["ingest", str(tmp_path / "nope.yaml")]) == 2
+    assert "sources file" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - name: x\n    uri: a.json\n    format: csv\n")
+    assert main(["ingest", str(bad)]) == 2
+    assert "format" in capsys.readouterr().err
