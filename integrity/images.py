@@ -25,6 +25,8 @@ from integrity.schema import QuarantineReason
 # Above this many pixels an image is refused: a small file that decodes to gigabytes is an attack.
 MAX_IMAGE_PIXELS = 64_000_000
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Only raster formats training data uses; others (EPS runs Ghostscript) are not images to us.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 # Decoding at this size is enough to prove a JPEG is whole while skipping most DCT work.
 _DRAFT_SIZE = (64, 64)
 
@@ -59,7 +61,7 @@ def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
     ImageRefused(IMAGE_TOO_LARGE) when the header announces more than ``max_pixels``.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             if image.width * image.height > max_pixels:
                 raise ImageRefused(
                     QuarantineReason.IMAGE_TOO_LARGE,

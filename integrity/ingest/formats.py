@@ -56,12 +56,30 @@ def _turns(items: Any, where: str, role_key: str, content_key: str) -> list[dict
     for position, item in enumerate(items):
         if not isinstance(item, dict) or role_key not in item or content_key not in item:
             raise _missing(f"{where}[{position}] needs '{role_key}' and '{content_key}'")
-        content = item[content_key]
-        if not isinstance(content, str):
-            raise _missing(f"{where}[{position}].{content_key} is not a string")
+        content = _text(item[content_key])
+        if content is None:
+            raise _missing(f"{where}[{position}].{content_key} is not a string or a list of parts")
         role = str(item[role_key])
         turns.append({"role": ROLE_ALIASES.get(role.lower(), role), "content": content})
     return turns
+
+
+def _text(content: Any) -> str | None:
+    """Turn content as text; OpenAI-style part lists (``[{type: text|image, ...}]``, as in HF's
+    llava-instruct-mix-vsft) become their text with one ``<image>`` token per image part."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        pieces = []
+        for part in content:
+            if part.get("type") == "image":
+                pieces.append(IMAGE_TOKEN)
+            elif part.get("type") == "text" and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
+            else:
+                return None
+        return "\n".join(pieces)
+    return None
 
 
 def _any_turns(items: Any, where: str) -> list[dict]:

@@ -248,5 +248,7 @@ def ingest_source(
         records_in=records_in,
         rows_in=rows_in,
         accepted=pl.concat(accepted) if accepted else pl.DataFrame(schema=RAW_SFT_SCHEMA),
-        quarantine=pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA),
+        # Records rejected before the format was known still belong to this source's format.
+        quarantine=(pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA))
+        .with_columns(origin_format=pl.lit(origin_format or "unknown")),
     )

@@ -1,0 +1,72 @@
+"""Arrows point down only: nothing in integrity/ knows Dagster (see DESIGN.md, Layers)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "integrity"
+
+
+def _is_dagster(module: str | None) -> bool:
+    top = (module or "").split(".")[0]
+    return top == "dagster" or top.startswith("dagster_")
+
+
+def dagster_imports(source: str, filename: str = "<string>") -> list[str]:
+    """``line: statement`` for every import of dagster or a dagster_* package in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        found += [f"{node.lineno}: {name}" for name in names if _is_dagster(name)]
+    return found
+
+
+def test_the_detector_sees_every_import_form():
+    source = (
+        "import os\n"
+        "import dagster as dg\n"
+        "from dagster import asset\n"
+        "from dagster_aws.s3 import S3Resource\n"
+        "def f():\n"
+        "    import dagster_pipes\n"
+        "from . import dagster\n"  # a relative module of that name is not the package
+        "import dagsterish\n"
+    )
+    assert dagster_imports(source) == ["2: dagster", "3: dagster", "4: dagster_aws.s3",
+                                       "6: dagster_pipes"]
+
+
+def test_integrity_never_imports_dagster():
+    files = sorted(CORE.rglob("*.py"))
+    assert len(files) > 10, "integrity/ should hold the domain modules"
+    offenders = {
+        str(path.relative_to(REPO)): hits
+        for path in files
+        if (hits := dagster_imports(path.read_text(), str(path)))
+    }
+    assert offenders == {}
+
+
+def test_importing_the_core_loads_no_dagster():
+    code = (
+        "import sys\n"
+        "import integrity.ingest, integrity.store, integrity.images, integrity.policy, "
+        "integrity.expectations\n"
+        "loaded = sorted(m for m in sys.modules if m == 'dagster' or m.startswith(('dagster.', "
+        "'dagster_')))\n"
+        "print(loaded)\n"
+        "assert 'integrity.ingest' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
