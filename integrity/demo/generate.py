@@ -2,10 +2,16 @@
 
 ``generate(out_dir, DemoConfig(...))`` writes, under ``out_dir``:
 
-- ``images/img_NNNNNN.png``: the distinct images (see ``shapes.py``), shared by all files;
-  ``images/corrupt_NNNNNN.png``: files whose bytes are not a valid image.
-- ``llava.jsonl``: LLaVA-format SFT rows, clean and flawed (one flaw per record at most,
-  always in its first QA pair; the flaw kinds are ``LLAVA_FLAWS``).
+- ``images/img_NNNNNN.png``: the distinct images (see ``shapes.py``), shared by all files (an
+  image whose pixels repeat an earlier one's is redrawn); ``images/corrupt_NNNNNN.png``: files
+  whose bytes are not a valid image; ``images/near_NNNNNN.jpg|png``: near copies of pool
+  images (``near_duplicate_image``).
+- ``llava.jsonl``: LLaVA-format SFT rows, clean and flawed (one flaw per record at most; the
+  flaw kinds are ``LLAVA_FLAWS``). A content flaw sits in the first QA pair; the two duplicate
+  kinds are otherwise clean records: ``exact_duplicate`` repeats an earlier clean record under
+  a new id, ``near_duplicate_image`` repeats one on a near copy of its image (JPEG re-encode,
+  a 1-2 px shift or a slight brightening; the answers still hold for the pixels). Both records
+  of a duplicate pair carry the flaw and share a ``group``.
 - ``sharegpt.json``: clean ShareGPT/LLaMA-Factory rows over the same image pool.
 - ``preference_dpo.json``: LLaMA-Factory DPO pairs (chosen / rejected) over the same pool.
 - ``ground_truth.jsonl``: one line per record of the three files, in file order (llava,
@@ -13,7 +19,8 @@
   ``example_id``, ``modality``, ``image``, ``truth`` (the pixels' attributes, null for text
   rows and for missing or corrupt images), ``flaws``, ``group`` (shared by the two records of
   a pair), ``pref_role`` (chosen / rejected for flattened plain pairs) and ``detail``
-  (e.g. which attribute a contaminated caption got wrong).
+  (e.g. which attribute a contaminated caption got wrong; ``copy_of`` and ``near_copy_of`` on
+  the second record of a duplicate pair).
 - ``summary.json``: the resolved config and counts per flaw and per file.
 
 Output is a pure function of the config: same config, byte-identical files. Randomness comes
@@ -22,8 +29,12 @@ seed, ``images`` and ``image_size``, so changing ``rows`` keeps the image pool.
 
 Correct QA pairs never share an (image, question) key with a flawed row's first QA pair, and
 flawed rows never share one with each other (except the two records of a pair, deliberately),
-so the only contradictions in llava.jsonl are the groups the ground truth names. (Only a pool
-of a handful of images, with every key claimed, forces an exception.)
+so the only contradictions in llava.jsonl are the groups the ground truth names. Likewise no
+two records of the three files have the same image and conversation (read without ``<image>``
+tokens) except the pairs of an ``exact_duplicate`` group, and the image of a near-duplicate
+original is used by that one record only (and shows a truth no other pool image shows, where the
+pool has such images). (Only a pool of a handful of images, with every key or conversation
+taken, forces exceptions.)
 """
 
 from __future__ import annotations
@@ -36,7 +47,12 @@ from collections import Counter
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
+
+from PIL import Image, ImageChops
+
 from integrity.demo.shapes import (
+    BACKGROUND,
     COLORS,
     COUNT_WORDS,
     COUNTS,
@@ -65,6 +81,8 @@ LLAVA_FLAWS: tuple[str, ...] = (
     "pref_flattened_marker",
     "pref_flattened_plain",
     "contradictory_duplicate",
+    "exact_duplicate",
+    "near_duplicate_image",
     "broken_missing_image",
     "broken_corrupt_image",
     "broken_bad_json",
@@ -78,6 +96,8 @@ RATE_FIELDS: tuple[str, ...] = (
     "preference_rate",
     "contradiction_rate",
     "broken_rate",
+    "exact_duplicate_rate",
+    "near_duplicate_rate",
 )
 
 # Attributes a short question asks about (size is only in captions and descriptions).
@@ -161,6 +181,12 @@ PLURALS: tuple[tuple[str, str], ...] = (
 )
 TEXT_KINDS: tuple[str, ...] = ("plus", "minus", "times", "capital", "opposite", "plural")
 
+# How the k-th near copy differs from its original: NEAR_PERTURBATIONS[k % 3].
+NEAR_PERTURBATIONS: tuple[str, ...] = ("jpeg", "shift", "brighten")
+NEAR_JPEG_QUALITY = 85
+UNIQUE_TRIES = 50  # draws before accepting a repeated conversation (only a tiny pool needs it)
+POOL_REDRAWS = 20  # draws before accepting an image whose pixels repeat an earlier one
+
 _VALUES: dict[str, tuple] = {
     "color": tuple(COLORS), "shape": SHAPES, "count": COUNTS, "position": POSITIONS,
 }
@@ -174,9 +200,11 @@ class DemoConfigError(ValueError):
 class DemoConfig:
     """What to generate. Rates are shares in [0, 1]; all rates together must sum to <= 1.
 
-    ``caption_derived_rate`` and ``blind_rate`` are shares of llava image rows; the other rates
-    are shares of all llava rows. ``images=None`` -> about ``rows * (1 - text_only_share) * 0.6``
-    distinct images (each reused by several rows); ``sharegpt_rows=None`` -> ``rows // 10``;
+    ``caption_derived_rate``, ``blind_rate``, ``exact_duplicate_rate`` and ``near_duplicate_rate``
+    are shares of llava image rows; the other rates are shares of all llava rows. A duplicate
+    rate counts both records of each pair (original and copy), like ``contradiction_rate``.
+    ``images=None`` -> about ``rows * (1 - text_only_share) * 0.6`` distinct images (each
+    reused by several rows); ``sharegpt_rows=None`` -> ``rows // 10``;
     ``preference_pairs=None`` -> ``rows // 20``.
     """
 
@@ -190,6 +218,8 @@ class DemoConfig:
     preference_rate: float = 0.03
     contradiction_rate: float = 0.02
     broken_rate: float = 0.01
+    exact_duplicate_rate: float = 0.02
+    near_duplicate_rate: float = 0.02
     sharegpt_rows: int | None = None
     preference_pairs: int | None = None
 
@@ -238,7 +268,9 @@ def plan_counts(config: DemoConfig) -> dict[str, int]:
     """Exact number of llava records per flaw, plus ``text`` and ``image`` row totals.
 
     Raises DemoConfigError (naming ``rows``) when rounding leaves too few image rows to hold
-    the flaws, which only happens for a handful of rows with rates near their limits.
+    the flaws, which only happens for a handful of rows with rates near their limits, and
+    (naming ``images``) when the pool cannot give every near-duplicate original an image of
+    its own and keep one for the other rows.
     """
     n = config.rows
     n_text = round(n * config.text_only_share)
@@ -256,6 +288,8 @@ def plan_counts(config: DemoConfig) -> dict[str, int]:
         "pref_flattened_marker": pref - 2 * plain_pairs,
         "pref_flattened_plain": 2 * plain_pairs,
         "contradictory_duplicate": 2 * round(n * config.contradiction_rate / 2),
+        "exact_duplicate": 2 * round(n_image * config.exact_duplicate_rate / 2),
+        "near_duplicate_image": 2 * round(n_image * config.near_duplicate_rate / 2),
         "broken_missing_image": broken // 3 + (broken % 3 >= 1),
         "broken_corrupt_image": broken // 3 + (broken % 3 >= 2),
         "broken_bad_json": broken // 3,
@@ -264,6 +298,12 @@ def plan_counts(config: DemoConfig) -> dict[str, int]:
     if flawed > n_image:
         raise DemoConfigError(
             f"rows={n} is too small: {flawed} flawed records do not fit in {n_image} image rows"
+        )
+    near_groups, images = counts["near_duplicate_image"] // 2, config.resolved().images
+    if near_groups and images <= near_groups:
+        raise DemoConfigError(
+            f"images={images} is too small: {near_groups} near-duplicate originals need an "
+            "image of their own and the other rows at least one more"
         )
     return counts
 
@@ -339,22 +379,64 @@ def _image_ref(index: int) -> str:
     return f"images/img_{index:06d}.png"
 
 
+def _near_ref(k: int) -> str:
+    ext = "jpg" if NEAR_PERTURBATIONS[k % len(NEAR_PERTURBATIONS)] == "jpeg" else "png"
+    return f"images/near_{k:06d}.{ext}"
+
+
 class _World:
-    """The image pool plus the (image, question) keys taken, shared by all three writers."""
+    """The image pool plus the (image, question) keys and the conversations taken, shared by
+    all three writers."""
 
     def __init__(self, pool: list[dict], rng: random.Random) -> None:
         self.pool = pool
         self.rng = rng
         self._queue: list[int] = []
         self.claimed: set[tuple[str, str]] = set()  # keys of flawed first QA pairs
+        self.reserved: list[int] = []  # pool indices of near-duplicate originals
+        self._conversations: set[tuple] = set()  # (image ref, QA pairs) of records written
+
+    def reserve(self, n: int) -> None:
+        """Set ``n`` images aside for near-duplicate originals; ``next_image`` never gives
+        them. Images whose truth the fewest other pool images show go first."""
+        shown = Counter(tuple(truth.values()) for truth in self.pool)
+        order = list(range(len(self.pool)))
+        self.rng.shuffle(order)
+        order.sort(key=lambda i: shown[tuple(self.pool[i].values())])  # stable: random ties
+        self.reserved = order[:n]
 
     def next_image(self) -> tuple[str, dict]:
         """Images in rounds of a fresh shuffle, so every image is used before any repeats."""
         if not self._queue:
-            self._queue = list(range(len(self.pool)))
+            reserved = set(self.reserved)
+            self._queue = [i for i in range(len(self.pool)) if i not in reserved]
             self.rng.shuffle(self._queue)
         index = self._queue.pop()
         return _image_ref(index), self.pool[index]
+
+    def fresh(self, ref: str | None, qas: list[tuple[str, str]]) -> bool:
+        """Take the conversation ``qas`` on ``ref``; False when a record already has it."""
+        key = (ref, tuple(qas))
+        if key in self._conversations:
+            return False
+        self._conversations.add(key)
+        return True
+
+    def text_qas(self) -> list[tuple[str, str]]:
+        """1-2 general-knowledge QA pairs that no record has yet."""
+        for _ in range(UNIQUE_TRIES):
+            qas = [_text_qa(self.rng)[:2] for _ in range(self.rng.randint(1, 2))]
+            if self.fresh(None, qas):
+                break
+        return qas
+
+    def fresh_clean_qas(self, ref: str, truth: dict) -> list[tuple[str, str]]:
+        """1-3 correct QA pairs (``clean_qas``) on ``ref`` that no record has yet."""
+        for _ in range(UNIQUE_TRIES):
+            qas = self.clean_qas(ref, truth, self.rng.randint(1, 3))
+            if self.fresh(ref, qas):
+                break
+        return qas  # after UNIQUE_TRIES only when a handful of images carries every row
 
     def free_question(self, qtype: str, ref: str) -> str | None:
         """A random template of ``qtype`` whose key on ``ref`` no flawed record claimed."""
@@ -429,8 +511,13 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
                          ("contradictory_duplicate", "contra")):
         for g in range(counts[flaw] // 2):
             slots += [(flaw, {"group": f"{prefix}-{g:04d}", "member": m}) for m in (0, 1)]
+    # Duplicate pairs: the member that comes first in the file is the original.
+    for flaw, prefix in (("exact_duplicate", "dup"), ("near_duplicate_image", "neardup")):
+        for g in range(counts[flaw] // 2):
+            slots += [(flaw, {"group": f"{prefix}-{g:04d}", "k": g})] * 2
     slots += [("clean", {})] * (rows - len(slots))
     rng.shuffle(slots)
+    world.reserve(counts["near_duplicate_image"] // 2)
 
     # First the flawed QA pairs, so every later correct QA pair can steer clear of their keys.
     pairs: dict[str, tuple[str, dict, str, str]] = {}
@@ -439,10 +526,11 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
 
     lines: list[str] = []
     gts: list[dict] = []
+    originals: dict[str, tuple[dict, dict, list]] = {}  # duplicate group -> (record, truth, qas)
     for line, (kind, payload) in enumerate(slots):
         rid = f"shapes-{line:06d}"
         if kind == "text":
-            qas = [_text_qa(rng)[:2] for _ in range(rng.randint(1, 2))]
+            qas = world.text_qas()
             record, gt = _llava_record(rid, None, qas, None), _gt(LLAVA_FILE, line, rid, None,
                                                                   None, [])
         elif kind in _FIRST_QA_FLAWS:
@@ -451,14 +539,36 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
             if plan["extra"]:
                 qas += world.clean_qas(plan["ref"], plan["truth"], plan["extra"],
                                        exclude=plan["exclude"], describe_ok=False)
+            world.fresh(plan["ref"], qas)  # unique already: its first key is claimed
             record = _llava_record(rid, plan["ref"], qas, caption(plan["caption_attrs"]))
             gt = _gt(LLAVA_FILE, line, rid, plan["ref"], plan["truth"], [kind],
                      group=payload.get("group"), pref_role=plan["role"], detail=plan["detail"])
-        elif kind in ("clean", "broken_bad_json"):
-            ref, truth = world.next_image()
-            record = _llava_record(rid, ref, world.clean_qas(ref, truth, rng.randint(1, 3)),
-                                   caption(truth))
-            gt = _gt(LLAVA_FILE, line, rid, ref, truth, [] if kind == "clean" else [kind])
+        elif kind in ("exact_duplicate", "near_duplicate_image") and payload["group"] in originals:
+            original, truth, qas = originals[payload["group"]]
+            ref, detail = original["image"], {"copy_of": original["id"]}
+            if kind == "near_duplicate_image":
+                detail = {"near_copy_of": ref}
+                ref = _near_ref(payload["k"])
+                perturbation = NEAR_PERTURBATIONS[payload["k"] % len(NEAR_PERTURBATIONS)]
+                detail["perturbation"] = _write_near_copy(
+                    images_dir / Path(original["image"]).name, images_dir / Path(ref).name,
+                    perturbation, rng)
+                world.fresh(ref, qas)
+            record = {**original, "id": rid, "image": ref}
+            gt = _gt(LLAVA_FILE, line, rid, ref, truth, [kind], group=payload["group"],
+                     detail=detail)
+        elif kind in ("clean", "broken_bad_json", "exact_duplicate", "near_duplicate_image"):
+            if kind == "near_duplicate_image":  # an image no other record uses
+                index = world.reserved[payload["k"]]
+                ref, truth = _image_ref(index), world.pool[index]
+            else:
+                ref, truth = world.next_image()
+            qas = world.fresh_clean_qas(ref, truth)
+            record = _llava_record(rid, ref, qas, caption(truth))
+            gt = _gt(LLAVA_FILE, line, rid, ref, truth, [] if kind == "clean" else [kind],
+                     group=payload.get("group"))
+            if "group" in payload:
+                originals[payload["group"]] = record, truth, qas
             if kind == "broken_bad_json":  # cut in half: an object without its closing brace
                 text = json.dumps(record)
                 lines.append(text[: len(text) // 2])
@@ -492,8 +602,13 @@ def _flawed_first(world: _World, kind: str, payload: dict, pairs: dict) -> dict:
     if group in pairs:  # second member of a pair: same image and question as the first
         ref, truth, qtype, question = pairs[group]
     elif kind in ("blind_answer_in_question", "blind_constant_prior"):
-        # Their questions are no template, so their keys cannot collide with a clean row's.
-        (ref, truth), qtype, question = world.next_image(), rng.choice(QUESTION_ATTRIBUTES), ""
+        # Their questions are no template, so their keys cannot collide with a clean row's;
+        # an unclaimed key keeps two blind records from being the same record.
+        for _ in range(100):
+            (ref, truth), qtype = world.next_image(), rng.choice(QUESTION_ATTRIBUTES)
+            question = _blind_question(kind, qtype, truth, rng)
+            if (ref, question) not in world.claimed:
+                break
     else:
         ref, truth, qtype, question = world.flawed_image()
         if group is not None:
@@ -507,12 +622,9 @@ def _flawed_first(world: _World, kind: str, payload: dict, pairs: dict) -> dict:
         answer = short_answer(qtype, wrong)
         plan["detail"] = {"attribute": qtype, "caption_value": wrong}
     elif kind == "blind_answer_in_question":
-        word = _word(qtype, value)
-        question = BLIND_IN_QUESTION_TEMPLATES[qtype].format(
-            value=word, phrase=POSITION_PHRASES.get(word, ""))
         answer = short_answer(qtype, value)
     elif kind == "blind_constant_prior":
-        question, answer = rng.choice(CONSTANT_PRIOR_QA)
+        answer = dict(CONSTANT_PRIOR_QA)[question]
         plan["detail"], plan["exclude"] = None, ()
     elif kind == "pref_flattened_marker":
         template = rng.choice(PREFERENCE_MARKER_TEMPLATES)
@@ -536,6 +648,48 @@ def _flawed_first(world: _World, kind: str, payload: dict, pairs: dict) -> dict:
     return plan
 
 
+def _blind_question(kind: str, qtype: str, truth: dict, rng: random.Random) -> str:
+    if kind == "blind_constant_prior":
+        return rng.choice(CONSTANT_PRIOR_QA)[0]
+    word = _word(qtype, truth[qtype])
+    return BLIND_IN_QUESTION_TEMPLATES[qtype].format(value=word,
+                                                     phrase=POSITION_PHRASES.get(word, ""))
+
+
+def _write_near_copy(source: Path, dest: Path, perturbation: str, rng: random.Random) -> str:
+    """Write a near copy of the image at ``source`` to ``dest``; return what was changed.
+
+    ``jpeg``: re-encoded as JPEG (4:4:4, so small shapes keep their color); ``shift``: moved by
+    1-2 px (1 px below 64 px) where no shape leaves the frame (``brighten`` when none can move);
+    ``brighten``: every channel raised by a few levels (the white background stays white). The
+    pixels stay within a few levels or pixels of the original's, so its truth and answers hold.
+    """
+    with Image.open(source) as img:
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    if perturbation == "jpeg":
+        img.save(buf, format="JPEG", quality=NEAR_JPEG_QUALITY, subsampling=0)
+        dest.write_bytes(buf.getvalue())
+        return f"jpeg q{NEAR_JPEG_QUALITY}"
+    if perturbation == "shift":
+        blank = Image.new("RGB", img.size, BACKGROUND)
+        x0, y0, x1, y1 = ImageChops.difference(img, blank).getbbox() or (0, 0, *img.size)
+        reach = range(-2, 3) if min(img.size) >= 64 else range(-1, 2)
+        offsets = [(dx, dy) for dx in reach for dy in reach if (dx or dy)
+                   and 0 <= x0 + dx and x1 + dx <= img.width
+                   and 0 <= y0 + dy and y1 + dy <= img.height]
+        if offsets:
+            dx, dy = rng.choice(offsets)
+            blank.paste(img, (dx, dy))
+            blank.save(buf, format="PNG")
+            dest.write_bytes(buf.getvalue())
+            return f"shift {dx:+d},{dy:+d} px"
+    delta = rng.randint(4, 10)
+    img.point(lambda v: min(255, v + delta)).save(buf, format="PNG")
+    dest.write_bytes(buf.getvalue())
+    return f"brighten +{delta}"
+
+
 def _corrupt_bytes(k: int, truth: dict, image_size: int, rng: random.Random) -> bytes:
     """Even k: a PNG cut short (its header opens, its pixels do not); odd k: random bytes."""
     if k % 2:
@@ -554,11 +708,11 @@ def _sharegpt(world: _World, n_rows: int, n_text: int) -> tuple[list[str], list[
     for i, kind in enumerate(kinds):
         rid = f"sg-{i:06d}"
         if kind == "text":
-            qas = [_text_qa(rng)[:2] for _ in range(rng.randint(1, 2))]
+            qas = world.text_qas()
             ref, truth = None, None
         else:
             ref, truth = world.next_image()
-            qas = world.clean_qas(ref, truth, rng.randint(1, 3))
+            qas = world.fresh_clean_qas(ref, truth)
         messages = []
         for j, (question, answer) in enumerate(qas):
             content = f"{IMAGE_TOKEN}{question}" if j == 0 and ref else question
@@ -580,14 +734,21 @@ def _preference(world: _World, n_pairs: int, n_text: int) -> tuple[list[str], li
     for i, kind in enumerate(kinds):
         rid = f"pref-{i:06d}"
         if kind == "text":
-            question, chosen, wrong = _text_qa(rng)
+            for _ in range(UNIQUE_TRIES):  # a prompt + chosen answer no record has yet
+                question, chosen, wrong = _text_qa(rng)
+                if world.fresh(None, [(question, chosen)]):
+                    break
             ref, truth, detail = None, None, None
         else:
-            ref, truth = world.next_image()
-            qtype = rng.choice(QUESTION_ATTRIBUTES)
-            question = world.free_question(qtype, ref)
-            if question is None:
-                qtype, question = "describe", world.free_question("describe", ref)
+            for _ in range(UNIQUE_TRIES):
+                ref, truth = world.next_image()
+                qtype = rng.choice(QUESTION_ATTRIBUTES)
+                question = world.free_question(qtype, ref)
+                if question is None:
+                    qtype, question = "describe", world.free_question("describe", ref)
+                if world.fresh(ref, [(question, _answer(qtype, truth))]):
+                    break
+            if qtype == "describe":
                 wrong_attr = rng.choice(QUESTION_ATTRIBUTES)
                 bad = dict(truth, **{wrong_attr: _wrong_value(wrong_attr, truth[wrong_attr], rng)})
                 chosen, wrong = describe(truth), caption(bad)
@@ -628,11 +789,29 @@ def _file_summary(gts: list[dict]) -> dict:
     }
 
 
+def _ink(image) -> np.ndarray:
+    """Where the picture is not background (white)."""
+    return (np.asarray(image.convert("L")) < 250)
+
+
+def _shifted_copy(a: np.ndarray, b: np.ndarray, radius: int = 4, iou: float = 0.8) -> bool:
+    """True when ``b`` is ``a`` moved by at most ``radius`` px (ink masks overlap > iou)."""
+    size = a.shape[0]
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            crop_a = a[max(0, dy):size + min(0, dy), max(0, dx):size + min(0, dx)]
+            crop_b = b[max(0, -dy):size + min(0, -dy), max(0, -dx):size + min(0, -dx)]
+            union = (crop_a | crop_b).sum()
+            if union and (crop_a & crop_b).sum() / union > iou:
+                return True
+    return False
+
+
 def generate(out_dir: str | Path, config: DemoConfig) -> dict:
     """Write the demo corpus to ``out_dir`` (created if needed); return ``summary.json``'s dict.
 
-    Files of a previous run in ``out_dir`` are overwritten; stale ``images/img_*.png`` and
-    ``images/corrupt_*.png`` beyond this run's counts are removed.
+    Files of a previous run in ``out_dir`` are overwritten; stale ``images/img_*.png``,
+    ``images/corrupt_*.png`` and ``images/near_*`` beyond this run's counts are removed.
     """
     if not isinstance(config, DemoConfig):
         raise TypeError(f"config must be a DemoConfig, got {type(config).__name__}")
@@ -653,12 +832,25 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
     pool = pool[: cfg.images]
     wanted = {Path(_image_ref(i)).name for i in range(len(pool))}
     wanted |= {f"corrupt_{k:06d}.png" for k in range(counts["broken_corrupt_image"])}
-    for stale in [*images_dir.glob("img_*.png"), *images_dir.glob("corrupt_*.png")]:
+    wanted |= {Path(_near_ref(k)).name for k in range(counts["near_duplicate_image"] // 2)}
+    for stale in [*images_dir.glob("img_*.png"), *images_dir.glob("corrupt_*.png"),
+                  *images_dir.glob("near_*")]:
         if stale.name not in wanted:
             stale.unlink()
+    # No two pool images may be the same picture, not even shifted by a few pixels: near
+    # copies are a flaw of their own (near_duplicate_image) and must come only from there.
+    inks: dict[tuple, list[np.ndarray]] = {}
     for i, truth in enumerate(pool):
-        draw_shapes(**truth, image_size=cfg.image_size, rng=image_rng).save(
-            images_dir / Path(_image_ref(i)).name, format="PNG")
+        for attempt in range(POOL_REDRAWS * 4):
+            if attempt and attempt % POOL_REDRAWS == 0:  # this truth has no room left: swap it
+                truth = pool[i] = image_rng.choice(truths)
+            img = draw_shapes(**truth, image_size=cfg.image_size, rng=image_rng)
+            ink = _ink(img)
+            key = tuple(sorted(truth.items()))
+            if not any(_shifted_copy(ink, other) for other in inks.get(key, [])):
+                break
+        inks.setdefault(key, []).append(ink)
+        img.save(images_dir / Path(_image_ref(i)).name, format="PNG")
 
     world = _World(pool, random.Random(f"shapes-demo/{cfg.seed}/rows"))
     llava_lines, llava_gt = _llava(world, counts, cfg.rows, images_dir, cfg.image_size)
@@ -681,6 +873,7 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
             "pool": len(pool),
             "corrupt_files": counts["broken_corrupt_image"],
             "missing_refs": counts["broken_missing_image"],
+            "near_copies": counts["near_duplicate_image"] // 2,
         },
         "files": {
             LLAVA_FILE: _file_summary(llava_gt),

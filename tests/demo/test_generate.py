@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from integrity.demo.generate import (
     CONSTANT_PRIOR_QA,
     FLAWS,
     LLAVA_FLAWS,
+    NEAR_PERTURBATIONS,
     PREFERENCE_MARKER_TEMPLATES,
     QUESTION_TEMPLATES,
     plan_counts,
@@ -59,6 +61,22 @@ def _record(lines: list[str], g: dict) -> dict:
     return json.loads(lines[g["line"]])
 
 
+def _groups(gt: list[dict], flaw: str) -> list[list[dict]]:
+    groups = defaultdict(list)
+    for g in _by_flaw(gt, flaw):
+        groups[g["group"]].append(g)
+    return list(groups.values())
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB")).astype(int)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 # ------------------------------------------------------------------------------ determinism
 
 
@@ -71,7 +89,7 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path, corpus
     other = tmp_path / "other"
     generate(other, DemoConfig(**{**SMALL.__dict__, "seed": 4}))
     theirs, ours = _hashes(other), _hashes(out)
-    for name in (*FILES, "ground_truth.jsonl", "images/img_000000.png"):
+    for name in (*FILES, "ground_truth.jsonl", "images/img_000000.png", "images/near_000000.jpg"):
         assert theirs[name] != ours[name], name
 
 
@@ -81,6 +99,14 @@ def test_rerun_into_same_dir_removes_stale_images(tmp_path):
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
         f"img_{i:06d}.png" for i in range(5)
     ]
+
+
+def test_rerun_into_same_dir_removes_stale_near_copies(tmp_path):
+    config = DemoConfig(rows=200, images=40, image_size=32, near_duplicate_rate=0.1)
+    assert generate(tmp_path, config)["images"]["near_copies"] == 7
+    assert len(list((tmp_path / "images").glob("near_*"))) == 7
+    generate(tmp_path, replace(config, near_duplicate_rate=0.0))
+    assert not list((tmp_path / "images").glob("near_*"))
 
 
 # ------------------------------------------------------------------------------ counts
@@ -119,6 +145,8 @@ def test_flaw_counts_follow_the_rates(corpus):
         "pref_flattened_marker": n * SMALL.preference_rate / 2,
         "pref_flattened_plain": n * SMALL.preference_rate / 2,
         "contradictory_duplicate": n * SMALL.contradiction_rate,
+        "exact_duplicate": n_image * SMALL.exact_duplicate_rate,
+        "near_duplicate_image": n_image * SMALL.near_duplicate_rate,
         "broken_missing_image": n * SMALL.broken_rate / 3,
         "broken_corrupt_image": n * SMALL.broken_rate / 3,
         "broken_bad_json": n * SMALL.broken_rate / 3,
@@ -129,6 +157,21 @@ def test_flaw_counts_follow_the_rates(corpus):
                ) == round(n * SMALL.preference_rate)
     assert summary["flaws"]["preference_pair"] == SMALL.rows // 20
     assert set(summary["flaws"]) == set(FLAWS)
+
+
+@pytest.mark.parametrize(("exact", "near"), [(0.1, 0.0), (0.0, 0.07), (0.03, 0.05)])
+def test_duplicate_counts_are_exact_per_rate(tmp_path, exact, near):
+    config = DemoConfig(rows=400, seed=1, images=80, image_size=32, exact_duplicate_rate=exact,
+                        near_duplicate_rate=near)
+    summary = generate(tmp_path, config)
+    gt = [json.loads(line) for line in (tmp_path / "ground_truth.jsonl").read_text().splitlines()]
+    n_image = plan_counts(config)["image"]
+    for flaw, rate in (("exact_duplicate", exact), ("near_duplicate_image", near)):
+        expected = 2 * round(n_image * rate / 2)  # both records of every pair
+        assert len(_by_flaw(gt, flaw)) == summary["flaws"][flaw] == expected, flaw
+        assert len(_groups(gt, flaw)) == expected // 2
+    assert summary["images"]["near_copies"] == len(list((tmp_path / "images").glob("near_*")))
+    assert summary["images"]["near_copies"] == plan_counts(config)["near_duplicate_image"] // 2
 
 
 def test_text_only_share(corpus):
@@ -284,6 +327,115 @@ def test_only_named_pairs_contradict(corpus):
             assert len({grp for _, grp in values}) == 1 and None not in {grp for _, grp in values}, key
 
 
+def test_exact_duplicates_repeat_an_earlier_clean_record_under_a_new_id(corpus):
+    _, _, gt, lines = corpus
+    groups = _groups(gt, "exact_duplicate")
+    assert groups
+    for members in groups:
+        assert len(members) == 2 and all(g["flaws"] == ["exact_duplicate"] for g in members)
+        original, copy = sorted(members, key=lambda g: g["line"])
+        assert original["group"] == copy["group"] and original["group"].startswith("dup-")
+        assert original["detail"] is None
+        assert copy["detail"] == {"copy_of": original["example_id"]}
+        assert copy["image"] == original["image"] and copy["truth"] == original["truth"]
+        a, b = _record(lines, original), _record(lines, copy)
+        assert (a["id"], b["id"]) == (original["example_id"], copy["example_id"])
+        assert {**a, "id": None} == {**b, "id": None}
+        # Byte-identical lines but for the id; the original is an ordinary clean record.
+        assert lines[copy["line"]].replace(b["id"], a["id"]) == lines[original["line"]]
+        assert a["caption"] == caption(original["truth"])
+        conv = a["conversations"]
+        for q, ans in zip(conv[::2], conv[1::2], strict=True):
+            qtype = QTYPE_OF[q["value"].replace("<image>\n", "")]
+            truth = original["truth"]
+            assert ans["value"] == (describe(truth) if qtype == "describe"
+                                    else short_answer(qtype, truth[qtype]))
+
+
+def test_near_duplicates_are_new_files_with_nearly_the_same_pixels(corpus):
+    out, _, gt, lines = corpus
+    groups = _groups(gt, "near_duplicate_image")
+    assert groups
+    uses = defaultdict(int)
+    for g in gt:
+        uses[g["image"]] += 1
+    palette = {name: np.array(rgb) for name, rgb in COLORS.items()}
+    perturbations = set()
+    for members in groups:
+        assert len(members) == 2
+        assert all(g["flaws"] == ["near_duplicate_image"] for g in members)
+        original, copy = sorted(members, key=lambda g: g["line"])
+        assert original["group"] == copy["group"] and original["group"].startswith("neardup-")
+        assert original["detail"] is None and copy["detail"]["near_copy_of"] == original["image"]
+        perturbations.add(copy["detail"]["perturbation"].split()[0])
+        assert original["image"].startswith("images/img_")
+        assert re.fullmatch(r"images/near_\d{6}\.(jpg|png)", copy["image"])
+        # The original's image belongs to that one record (in all three files).
+        assert uses[original["image"]] == 1 and uses[copy["image"]] == 1
+        src, near = out / original["image"], out / copy["image"]
+        assert _sha(src) != _sha(near)
+        with Image.open(near) as img:
+            img.load()
+            assert img.format == ("JPEG" if near.suffix == ".jpg" else "PNG")
+            assert img.size == (SMALL.image_size, SMALL.image_size)
+        a, b = _pixels(src), _pixels(near)
+        assert 0 < np.abs(a - b).mean() < 8
+        # The pixels still show the truth: its color and no other, on a white background.
+        truth = copy["truth"]
+        assert truth == original["truth"]
+        flat = b.reshape(-1, 3)
+        for name, rgb in palette.items():
+            near_color = int((np.abs(flat - rgb).sum(axis=1) < 40).sum())
+            assert (near_color > 0) == (name == truth["color"]), (copy["image"], name)
+        assert (np.abs(flat - 255).sum(axis=1) < 20).mean() > 0.5
+        # Same conversation and caption: only the image file differs.
+        ra, rb = _record(lines, original), _record(lines, copy)
+        assert {**ra, "id": None, "image": None} == {**rb, "id": None, "image": None}
+        assert rb["image"] == copy["image"] and ra["caption"] == caption(truth)
+    assert perturbations == set(NEAR_PERTURBATIONS)
+
+
+def test_no_unintended_exact_duplicates(corpus):
+    """Same image bytes and conversation (without <image> tokens) in two records of any of the
+    three files happens only inside an exact_duplicate group."""
+    out, _, gt, lines = corpus
+    sharegpt = json.loads((out / "sharegpt.json").read_text())
+    prefs = json.loads((out / "preference_dpo.json").read_text())
+    sha = {ref: _sha(out / ref) for ref in {g["image"] for g in gt if g["image"]}
+           if (out / ref).is_file()}
+
+    def key(ref: str | None, turns: list[tuple[str, str]]) -> tuple:
+        return sha.get(ref, ref), tuple((q.replace("<image>", "").strip(), a) for q, a in turns)
+
+    seen = defaultdict(list)
+    for g in gt:
+        if "broken_bad_json" in g["flaws"]:
+            continue
+        if g["file"] == "llava.jsonl":
+            conv = _record(lines, g)["conversations"]
+            turns = [(q["value"], a["value"]) for q, a in zip(conv[::2], conv[1::2], strict=True)]
+            seen[key(g["image"], turns)].append(g)
+        elif g["file"] == "sharegpt.json":
+            msgs = sharegpt[g["line"]]["messages"]
+            turns = [(q["content"], a["content"]) for q, a in zip(msgs[::2], msgs[1::2],
+                                                                   strict=True)]
+            seen[key(g["image"], turns)].append(g)
+        else:
+            row = prefs[g["line"]]
+            for role in ("chosen", "rejected"):
+                seen[key(g["image"], [(row["conversations"][0]["value"], row[role]["value"])])
+                     ].append(g)
+    repeated = [members for members in seen.values() if len(members) > 1]
+    assert len(repeated) == len(_groups(gt, "exact_duplicate"))
+    for members in repeated:
+        assert len(members) == 2 and {g["group"] for g in members} != {None}
+        assert all(g["flaws"] == ["exact_duplicate"] for g in members)
+        assert len({g["group"] for g in members}) == 1
+    # No two pool images are the same image.
+    pool = sorted((out / "images").glob("img_*.png"))
+    assert len({_sha(p) for p in pool}) == len(pool)
+
+
 def test_broken_rows(corpus):
     out, _, gt, lines = corpus
     bad = {g["line"] for g in _by_flaw(gt, "broken_bad_json")}
@@ -358,6 +510,10 @@ def test_draw_shapes_rejects_unknown_vocabulary():
         ({"images": 0}, "images"),
         ({"image_size": 8}, "image_size"),
         ({"text_only_share": 0.8, "preference_rate": 0.3}, "preference_rate"),
+        ({"exact_duplicate_rate": 1.2}, "exact_duplicate_rate"),
+        ({"near_duplicate_rate": -0.1}, "near_duplicate_rate"),
+        ({"text_only_share": 0.85, "near_duplicate_rate": 0.2}, "near_duplicate_rate"),
+        ({"rows": 2000, "images": 14}, "images"),
     ],
 )
 def test_invalid_config_names_the_field(tmp_path, kwargs, field):

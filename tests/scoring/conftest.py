@@ -1,0 +1,38 @@
+"""Build raw_sft frames by hand for detector tests (detectors take frames, not files)."""
+
+import json
+
+import polars as pl
+import pytest
+
+from integrity.schema import RAW_SFT_SCHEMA
+from integrity.scoring.pairs import qa_pairs
+
+
+def make_raw(rows: list[dict]) -> pl.DataFrame:
+    """rows: dicts with id, qa [(question, answer), ...], and optional image (sha), uri,
+    caption, pref_role, pref_group."""
+    records = []
+    for index, row in enumerate(rows):
+        image = row.get("image")
+        turns = []
+        for position, (question, answer) in enumerate(row["qa"]):
+            prefix = "<image>\n" if image and position == 0 else ""
+            turns += [{"role": "user", "content": prefix + question},
+                      {"role": "assistant", "content": answer}]
+        metadata = {"caption": row["caption"]} if "caption" in row else {}
+        records.append({
+            "example_id": row["id"], "source": "t", "origin_format": "llava", "row_index": index,
+            "images": [f"{image}.png"] if image else [],
+            "image_uris": [row.get("uri", f"/x/{image}.png")] if image else [],
+            "image_sha256": [image] if image else [],
+            "turns": turns, "metadata": json.dumps(metadata),
+            "pref_role": row.get("pref_role"), "pref_group": row.get("pref_group"),
+            "modality": "image-text" if image else "text",
+        })
+    return pl.DataFrame(records, schema=RAW_SFT_SCHEMA)
+
+
+@pytest.fixture
+def pairs_of():
+    return lambda rows: qa_pairs(make_raw(rows))

@@ -1,0 +1,35 @@
+import polars as pl
+
+from integrity.scoring.pairs import normalise, qa_pairs
+from tests.scoring.conftest import make_raw
+
+
+def test_pairs_split_dialogs_in_order_with_normalised_text():
+    raw = make_raw([
+        {"id": "a", "image": "s1", "caption": "two red circles",
+         "qa": [("What color are the shapes?", "Red."), ("How many?", "There are two circles.")]},
+        {"id": "b", "qa": [("What is 2 plus 2?", "4")]},
+    ])
+    pairs = qa_pairs(raw)
+    assert pairs.select("example_id", "pair").rows() == [("a", 0), ("a", 1), ("b", 0)]
+    first = pairs.row(0, named=True)
+    assert first["question_norm"] == "what color are the shapes"
+    assert first["answer_norm"] == "red" and first["short_answer"] is True
+    assert first["caption"] == "two red circles" and first["image_sha256"] == "s1"
+    assert pairs.row(1, named=True)["short_answer"] is False  # four words
+    assert pairs.row(2, named=True)["image_sha256"] is None
+
+
+def test_system_turns_are_not_pairs():
+    raw = make_raw([{"id": "a", "qa": [("Q?", "A.")]}]).with_columns(
+        turns=pl.concat_list(pl.lit([{"role": "system", "content": "Be nice."}],
+                                    dtype=pl.List(pl.Struct({"role": pl.String,
+                                                             "content": pl.String}))),
+                             "turns"))
+    pairs = qa_pairs(raw)
+    assert pairs.select("question", "answer").rows() == [("Q?", "A.")]
+
+
+def test_normalise():
+    frame = pl.DataFrame({"t": ["<image>\nWhat's  the COLOR?!", "Ünïcode, ok."]})
+    assert frame.select(normalise(pl.col("t")))["t"].to_list() == ["what s the color", "ünïcode ok"]
