@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,10 +27,63 @@ class IngestPolicy(BaseModel):
     max_quarantine_rate: float = Field(0.05, ge=0.0, le=1.0)
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaptionDerived(_Strict):
+    leak_score_min: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class BlindAnswerable(_Strict):
+    answer_in_question: bool = True
+    prior_min: float = Field(0.9, ge=0.0, le=1.0)
+    prior_support_min: int = Field(5, ge=1)
+
+
+class PreferencePollution(_Strict):
+    markers: bool = True
+    preference_rows: bool = True
+    divergent_answers: bool = True
+
+
+class Contradiction(_Strict):
+    min_distinct_answers: int = Field(2, ge=2)
+
+
+class Duplicate(_Strict):
+    exact: bool = True
+    near_image_sim_min: float = Field(0.98, ge=0.0, le=1.0)
+
+
+class ImageDefect(_Strict):
+    min_side: int = Field(32, ge=1)
+    max_aspect: float = Field(4.0, ge=1.0)
+    min_pixel_std: float = Field(2.0, ge=0.0)
+
+
+class Signals(_Strict):
+    caption_derived: CaptionDerived = Field(default_factory=CaptionDerived)
+    blind_answerable: BlindAnswerable = Field(default_factory=BlindAnswerable)
+    preference_pollution: PreferencePollution = Field(default_factory=PreferencePollution)
+    contradiction: Contradiction = Field(default_factory=Contradiction)
+    duplicate: Duplicate = Field(default_factory=Duplicate)
+    image_defect: ImageDefect = Field(default_factory=ImageDefect)
+
+
+class ScoringPolicy(_Strict):
+    min_signal_std: float = Field(0.001, ge=0.0)
+    model_signals: list[str] = Field(
+        default_factory=lambda: ["grounding_cos", "grounding_margin", "answer_support_prob"]
+    )
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ingest: IngestPolicy = Field(default_factory=IngestPolicy)
+    signals: Signals = Field(default_factory=Signals)
+    scoring: ScoringPolicy = Field(default_factory=ScoringPolicy)
 
     def digest(self) -> str:
         """A short hash of the effective policy: part of every version the policy shapes."""
@@ -69,4 +123,81 @@ def quarantine_rate_verdict(rows_in: int, quarantined: int, policy: Policy) -> V
         description=f"{why} ({rate:.2%}, bound {bound:.2%})",
         figures={"rows_in": rows_in, "quarantined": quarantined, "quarantine_rate": rate,
                  "max_quarantine_rate": bound},
+    )
+
+
+FLAW_CLASSES = ("caption_derived", "blind_answerable", "preference_pollution", "contradiction",
+                "duplicate", "image_defect")
+
+
+def flag_expressions(signals: Signals, columns: set[str]) -> dict[str, pl.Expr]:
+    """For each flaw class, a boolean expression over scored pairs (null: not evaluated)."""
+    def col(name: str) -> pl.Expr:
+        return pl.col(name) if name in columns else pl.lit(None, dtype=pl.Boolean)
+
+    blind, pref, dup, image = (signals.blind_answerable, signals.preference_pollution,
+                               signals.duplicate, signals.image_defect)
+    flags = {
+        "caption_derived": col("leak_score") >= signals.caption_derived.leak_score_min,
+        "blind_answerable": (col("blind_answer_in_question") & blind.answer_in_question)
+        | ((col("blind_prior") >= blind.prior_min)
+           & (col("blind_prior_support") >= blind.prior_support_min)),
+        "preference_pollution": (col("pref_marker").is_not_null() & pref.markers)
+        | (col("pref_field") & pref.preference_rows)
+        | ((col("pref_divergent") | col("pref_contradictory")) & pref.divergent_answers),
+        "contradiction": col("contra_conflict")
+        & (col("contra_answers") >= signals.contradiction.min_distinct_answers),
+        "duplicate": ((col("dup_exact_size") > 1) & dup.exact)
+        | (col("dup_near_image_sim") >= dup.near_image_sim_min),
+        "image_defect": (col("image_min_side") < image.min_side)
+        | (col("image_aspect") > image.max_aspect)
+        | (col("image_pixel_std") < image.min_pixel_std),
+    }
+    flags = {name: expr.fill_null(False) for name, expr in flags.items()}
+    if "leak_score" not in columns:  # scored without a model: leakage was not measured
+        flags["caption_derived"] = pl.lit(None, dtype=pl.Boolean)
+    return flags
+
+
+def flag_rows(scored_pairs: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """example_id -> one boolean per flaw class (any of its pairs flagged)."""
+    expressions = flag_expressions(policy.signals, set(scored_pairs.columns))
+    return scored_pairs.select("example_id", **expressions).group_by(
+        "example_id", maintain_order=True
+    ).agg(pl.col(name).max() for name in expressions)
+
+
+def coverage_verdict(raw_ids: pl.Series, rows: pl.DataFrame) -> Verdict:
+    """Pass when every accepted raw row has exactly one scored row and no signal is NaN."""
+    missing = raw_ids.filter(~raw_ids.is_in(rows["example_id"].implode())).len()
+    extra = rows.height - rows["example_id"].n_unique() + rows.filter(
+        ~pl.col("example_id").is_in(raw_ids.implode())).height
+    floats = [name for name, dtype in rows.schema.items() if dtype.is_float()]
+    nans = {name: rows[name].is_nan().sum() for name in floats if rows[name].is_nan().any()}
+    passed = missing == 0 and extra == 0 and not nans
+    problems = [f"{missing} raw rows unscored"] if missing else []
+    problems += [f"{extra} scored rows without a raw row"] if extra else []
+    problems += [f"NaN in {', '.join(nans)}"] if nans else []
+    return Verdict(
+        passed=passed,
+        description="; ".join(problems) or f"all {raw_ids.len()} rows scored, no NaN",
+        figures={"raw_rows": raw_ids.len(), "scored_rows": rows.height, "unscored": missing,
+                 "nan_columns": len(nans)},
+    )
+
+
+def distribution_verdict(rows: pl.DataFrame, policy: Policy) -> Verdict:
+    """Fail when a model signal is (near) constant over the source: the encoder is broken."""
+    bound = policy.scoring.min_signal_std
+    present = [name for name in policy.scoring.model_signals if name in rows.columns]
+    stds = {name: float(rows[name].drop_nulls().std() or 0.0) for name in present
+            if rows[name].drop_nulls().len() > 1}
+    flat = sorted(name for name, std in stds.items() if std < bound)
+    if not present:
+        return Verdict(True, "no model signals in this version (scored without an encoder)")
+    return Verdict(
+        passed=not flat,
+        description=(f"near-constant: {', '.join(flat)} (std < {bound})" if flat
+                     else f"all {len(stds)} model signals vary (std >= {bound})"),
+        figures={f"std_{name}": std for name, std in stds.items()},
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import polars as pl
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
 
 def counts_table(counts: dict[str, int], *, key: str, total: int | None = None) -> str:
     """A markdown table of ``counts`` (largest first), with each count's share of ``total``."""
@@ -32,3 +36,45 @@ def ingest_summary_text(summaries: list[dict]) -> str:
             lines.append(f"  version: {summary['version']}  {summary.get('uri', '')}".rstrip())
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def signal_summary(rows: pl.DataFrame) -> dict[str, dict]:
+    """Per numeric or boolean signal column: mean, quantiles, null share, a 10-bin histogram."""
+    summary = {}
+    for name, dtype in rows.schema.items():
+        if name in ("example_id", "pairs") or not (dtype.is_numeric() or dtype == pl.Boolean):
+            continue
+        values = rows[name].cast(pl.Float64)
+        present = values.drop_nulls().drop_nans()
+        stats = {"null_share": 1 - present.len() / max(rows.height, 1)}
+        if present.len():
+            low, high = present.min(), present.max()
+            bins = (((present - low) / (high - low) * 10).floor().clip(0, 9).cast(pl.Int32)
+                    if high > low else pl.Series([0] * present.len()))
+            counts = bins.value_counts().sort(bins.name)
+            histogram = [0] * 10
+            for index, count in counts.iter_rows():
+                histogram[index] = count
+            stats |= {"mean": present.mean(), "std": present.std() or 0.0, "min": low,
+                      "p05": present.quantile(0.05), "p50": present.quantile(0.5),
+                      "p95": present.quantile(0.95), "max": high, "histogram": histogram}
+        summary[name] = stats
+    return summary
+
+
+def signal_table(summary: dict[str, dict]) -> str:
+    """Markdown table of a signal_summary, with a sparkline histogram per signal."""
+    lines = ["| signal | mean | p05 | p50 | p95 | null | histogram (min..max) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name, stats in summary.items():
+        if "mean" not in stats:
+            lines.append(f"| {name} | - | - | - | - | {stats['null_share']:.0%} | |")
+            continue
+        peak = max(stats["histogram"]) or 1
+        spark = "".join(_BARS[round(count / peak * 8)] for count in stats["histogram"])
+        lines.append(
+            f"| {name} | {stats['mean']:.3g} | {stats['p05']:.3g} | {stats['p50']:.3g} | "
+            f"{stats['p95']:.3g} | {stats['null_share']:.0%} | `{spark}` "
+            f"({stats['min']:.3g}..{stats['max']:.3g}) |"
+        )
+    return "\n".join(lines)
