@@ -3,13 +3,16 @@
 from dagster import Definitions
 
 from assets.raw import raw_sft
-from assets.resources import IntegrityResource
+from assets.resources import EncoderResource, IntegrityResource
+from assets.scored import scored_sft
 from assets.sensors import sources_sensor
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
+from checks.scored import scored_sft_coverage, scored_sft_distribution
 
 defs = Definitions(
-    assets=[raw_sft],
-    asset_checks=[raw_sft_contract, raw_sft_quarantine_rate],
+    assets=[raw_sft, scored_sft],
+    asset_checks=[raw_sft_contract, raw_sft_quarantine_rate, scored_sft_coverage,
+                  scored_sft_distribution],
     sensors=[sources_sensor],
-    resources={"integrity": IntegrityResource()},
+    resources={"integrity": IntegrityResource(), "encoder": EncoderResource()},
 )

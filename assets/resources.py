@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig, SourcesFileError, load_sources
 from integrity.policy import Policy, load_policy
 from integrity.store import VersionStore
@@ -42,3 +43,23 @@ class IntegrityResource(ConfigurableResource):
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)
+
+
+class EncoderResource(ConfigurableResource):
+    """The open_clip model detectors use. Defaults to the demo world's reference CLIP.
+
+    Real data: INTEGRITY_MODEL=ViT-B-32 INTEGRITY_PRETRAINED=laion2b_s34b_b79k (or a local
+    checkpoint path); INTEGRITY_DEVICE=cuda on a GPU.
+    """
+
+    model: str = os.environ.get("INTEGRITY_MODEL") or "shapes-clip"
+    pretrained: str | None = os.environ.get("INTEGRITY_PRETRAINED") or str(
+        REPO / "integrity" / "models" / "shapes-clip.pt"
+    )
+    device: str = os.environ.get("INTEGRITY_DEVICE") or "auto"
+    batch_size: int = 64
+    workers: int = 2
+
+    def config(self) -> EncoderConfig:
+        return EncoderConfig(model=self.model, pretrained=self.pretrained, device=self.device,
+                             batch_size=self.batch_size, workers=self.workers)

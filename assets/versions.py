@@ -1,13 +1,18 @@
-"""Which store version a check should look at: the one its asset's partition last materialized."""
+"""Which store version an asset or check reads: the one a partition last materialized."""
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 
-from dagster import AssetCheckExecutionContext, AssetKey, AssetRecordsFilter
+def materialized_version(context, asset_key: AssetKey) -> str:
+    """The ``version`` metadata of the latest materialization of the context's partition."""
+    return latest_version(context.instance, asset_key,
+                          context.partition_key if context.has_partition_key else None)
 
 
-def materialized_version(context: AssetCheckExecutionContext, asset_key: AssetKey) -> str:
-    """The ``version`` metadata of the latest materialization of the check's partition."""
-    partitions = [context.partition_key] if context.has_partition_key else None
-    records = context.instance.fetch_materializations(
+def latest_version(instance: DagsterInstance, asset_key: AssetKey, partition: str | None) -> str:
+    """The ``version`` metadata of ``asset_key``'s latest materialization (of ``partition``)."""
+    partitions = [partition] if partition else None
+    records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=1
     ).records
     if not records:

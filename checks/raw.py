@@ -12,7 +12,7 @@ from dagster import (
 from assets.partitions import sources_partitions
 from assets.raw import raw_sft
 from assets.resources import IntegrityResource
-from checks.versions import materialized_version
+from assets.versions import materialized_version
 from integrity.expectations import validate_raw_sft
 from integrity.policy import quarantine_rate_verdict
 from integrity.stages import RAW_SFT

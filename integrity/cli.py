@@ -2,7 +2,9 @@
 
     integrity ingest SOURCES_FILE [--store DIR] [--source NAME ...]
     integrity summary SOURCES_FILE [--store DIR]
+    integrity score SOURCES_FILE [--store DIR] [--source NAME] [--model M] [--pretrained P]
     integrity demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
+    integrity demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8] [--seed S]
 """
 
 from __future__ import annotations
@@ -55,6 +57,37 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from integrity.encoder import EncoderConfig
+    from integrity.report import signal_table
+    from integrity.stages import RAW_SFT, make_encoder, score_to_store
+
+    store = VersionStore(args.store)
+    sources = _selected(args.sources_file, args.source)
+    pretrained = args.pretrained
+    if pretrained is None and args.model == "shapes-clip":
+        from integrity.demo.reference import REFERENCE_WEIGHTS
+
+        pretrained = str(REFERENCE_WEIGHTS)
+    encoder = None if args.no_model else make_encoder(
+        EncoderConfig(model=args.model, pretrained=pretrained, device=args.device,
+                      batch_size=args.batch_size, workers=args.workers), store)
+    for source in (progress := tqdm(sources, desc="scoring", unit="source")):
+        progress.set_postfix_str(source.name)
+        raw_version = store.latest(RAW_SFT, source.name)
+        if raw_version is None:
+            raise StoreError(f"{source.name} has no raw_sft version yet: run `integrity ingest`")
+        rows, manifest = score_to_store(source, raw_version, store, encoder=encoder)
+        extra = manifest.extra
+        hit_rate = extra["cache_hit_rate"]
+        tqdm.write(f"{source.name}: {rows.height} rows scored ({extra['rows_per_second']:.0f}/s,"
+                   f" cache hit rate {'-' if hit_rate is None else f'{hit_rate:.0%}'}),"
+                   f" version {manifest.version}\n{signal_table(extra['signals'])}\n")
+    return 0
+
+
 def cmd_demo_generate(args: argparse.Namespace) -> int:
     from integrity.demo.generate import DemoConfig, generate
 
@@ -65,7 +98,19 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_train_reference(args: argparse.Namespace) -> int:
+    from integrity.demo.reference import REFERENCE_WEIGHTS, train_reference
+
+    out = Path(args.out) if args.out else REFERENCE_WEIGHTS
+    metrics = train_reference(out, seed=args.seed, minutes=args.minutes,
+                              log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from integrity.demo.generate import RATE_FIELDS
+
     parser = argparse.ArgumentParser(prog="integrity", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -83,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--json", action="store_true")
     summary.set_defaults(run=cmd_summary)
 
+    score = commands.add_parser("score", help="score the latest raw_sft version of each source")
+    score.add_argument("sources_file")
+    score.add_argument("--store", default=DEFAULT_STORE)
+    score.add_argument("--source", action="append")
+    score.add_argument("--model", default="shapes-clip", help="open_clip model name")
+    score.add_argument("--pretrained", default=None,
+                       help="open_clip tag or checkpoint path (default: the demo reference CLIP)")
+    score.add_argument("--device", default="auto")
+    score.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    score.add_argument("--workers", type=int, default=2)
+    score.add_argument("--no-model", dest="no_model", action="store_true",
+                       help="only the detectors that need no model")
+    score.set_defaults(run=cmd_score)
+
     demo = commands.add_parser("demo", help="the synthetic shapes world")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)
     generate = demo_commands.add_parser("generate", help="write the demo corpus")
@@ -91,10 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int)
     generate.add_argument("--images", type=int)
     generate.add_argument("--image-size", dest="image_size", type=int)
-    for rate in ("text_only_share", "caption_derived_rate", "blind_rate", "preference_rate",
-                 "contradiction_rate", "broken_rate"):
+    for rate in RATE_FIELDS:
         generate.add_argument(f"--{rate.replace('_', '-')}", dest=rate, type=float)
     generate.set_defaults(run=cmd_demo_generate)
+    train_ref = demo_commands.add_parser("train-reference",
+                                         help="train the demo's reference CLIP from scratch")
+    train_ref.add_argument("--out", help="weights file (default: integrity/models/shapes-clip.pt)")
+    train_ref.add_argument("--minutes", type=float, default=8.0, help="training wall time")
+    train_ref.add_argument("--seed", type=int, default=12345, help=">= 10000")
+    train_ref.set_defaults(run=cmd_demo_train_reference)
     return parser
 
 

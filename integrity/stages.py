@@ -6,11 +6,17 @@ same version Dagster makes for the same input.
 
 from __future__ import annotations
 
-from integrity import ingest
+import time
+
+import polars as pl
+
+from integrity import ingest, scoring
 from integrity.ingest import IngestResult, SourceConfig
+from integrity.report import signal_summary
 from integrity.store import Manifest, VersionStore
 
 RAW_SFT = "raw_sft"
+SCORED_SFT = "scored_sft"
 
 
 def blob_root(store: VersionStore) -> str:
@@ -42,3 +48,47 @@ def latest_raw_summaries(store: VersionStore, sources: list[SourceConfig]) -> li
             summaries.append({**manifest.extra, "version": version,
                               "uri": store.uri(RAW_SFT, version)})
     return summaries
+
+
+def make_encoder(config, store: VersionStore):
+    """An Encoder whose embedding cache lives in the store (``<root>/embeddings``)."""
+    from integrity.embedding_cache import EmbeddingCache
+    from integrity.encoder import Encoder
+
+    cache = EmbeddingCache(f"{store.root.rstrip('/')}/embeddings",
+                           storage_options=store.storage_options)
+    return Encoder(config, cache=cache)
+
+
+def score_to_store(source: SourceConfig, raw_version: str, store: VersionStore, *,
+                   encoder=None) -> tuple[pl.DataFrame, Manifest]:
+    """Score one source's raw_sft version; commit rows ("data") and pairs ("pairs")."""
+    raw = store.read(RAW_SFT, raw_version)
+    started = time.perf_counter()
+    pairs = scoring.score_pairs(raw, encoder=encoder, storage_options=source.storage_options)
+    rows = scoring.score_rows(pairs)
+    seconds = time.perf_counter() - started
+    cache = encoder.cache.stats() if encoder is not None and encoder.cache is not None else {}
+    lookups = cache.get("hits", 0) + cache.get("misses", 0)
+    extra = {
+        "rows_in": raw.height,
+        "rows_scored": rows.height,
+        "pairs_scored": pairs.height,
+        "seconds": seconds,
+        "rows_per_second": rows.height / seconds if seconds else None,
+        "model_id": getattr(encoder, "model_id", None),
+        "cache_hit_rate": cache["hits"] / lookups if lookups else None,
+        "images_encoded": getattr(encoder, "images_encoded", 0),
+        "texts_encoded": getattr(encoder, "texts_encoded", 0),
+        "signals": signal_summary(rows),
+    }
+    manifest = store.write(
+        SCORED_SFT,
+        {"data": rows, "pairs": pairs},
+        partition=source.name,
+        upstream={RAW_SFT: raw_version},
+        code_version=scoring.CODE_VERSION,
+        params={"model_id": extra["model_id"]},
+        extra=extra,
+    )
+    return rows, manifest

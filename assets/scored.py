@@ -1,0 +1,47 @@
+"""scored_sft: every detector's evidence for each example of one source, as one store version."""
+
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+
+from assets.partitions import sources_partitions
+from assets.raw import raw_sft
+from assets.resources import EncoderResource, IntegrityResource
+from assets.versions import latest_version
+from integrity import scoring
+from integrity.report import signal_table
+from integrity.stages import SCORED_SFT, make_encoder, score_to_store
+
+
+@asset(
+    partitions_def=sources_partitions,
+    deps=[raw_sft],
+    code_version=scoring.CODE_VERSION,
+    group_name="audit",
+    kinds={"pytorch", "polars", "parquet"},
+)
+def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
+               encoder: EncoderResource) -> MaterializeResult:
+    """Per-example evidence for the three flaws (grounding, answer support, leakage, blind
+    answerability, preference pollution, contradictions, duplicates, image sanity)."""
+    store = integrity.store()
+    raw_version = latest_version(context.instance, raw_sft.key, context.partition_key)
+    model = make_encoder(encoder.config(), store)
+    rows, manifest = score_to_store(integrity.source(context.partition_key), raw_version, store,
+                                    encoder=model)
+    extra = manifest.extra
+    context.log.info(f"{context.partition_key}: scored {rows.height} rows "
+                     f"({extra['rows_per_second']:.0f}/s), version {manifest.version}")
+    return MaterializeResult(
+        data_version=DataVersion(manifest.version),
+        metadata={
+            "dagster/row_count": rows.height,
+            "version": manifest.version,
+            "version_uri": MetadataValue.path(store.uri(SCORED_SFT, manifest.version)),
+            "raw_sft_version": raw_version,
+            "model_id": extra["model_id"],
+            "pairs_scored": extra["pairs_scored"],
+            "rows_per_second": extra["rows_per_second"],
+            "cache_hit_rate": extra["cache_hit_rate"],
+            "images_encoded": extra["images_encoded"],
+            "signals": MetadataValue.md(signal_table(extra["signals"])),
+        },
+    )

@@ -1,0 +1,41 @@
+"""Caption leakage: the answer follows the row's caption/metadata, not the pixels.
+
+Measures, per image pair with a caption (null otherwise):
+- ``leak_answer_in_caption``: the short answer (or its plural) is a word of the caption.
+- ``leak_caption_overlap``: share of the answer's words (3+ letters) found in the caption.
+- ``leak_score``: caption support x image disagreement = overlap x (1 - answer_support_prob):
+  high when the caption says it and the image does not (``caption_derived``).
+Needs the answer_support columns. Cost: string ops, O(pairs).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from integrity.scoring.pairs import normalise
+
+
+def score_caption_leakage(pairs: pl.DataFrame, support: pl.DataFrame) -> pl.DataFrame:
+    """Columns leak_answer_in_caption, leak_caption_overlap, leak_score (one row per pair)."""
+    caption = normalise(pl.col("caption"))
+    answer_word = pl.lit(r"\b") + pl.col("answer_norm") + pl.lit(r"(s|es)?\b")
+    words = pl.col("answer_norm").str.split(" ").list.eval(
+        pl.element().filter(pl.element().str.len_chars() >= 3)
+    )
+    caption_words = caption.str.split(" ")
+    overlap = (
+        words.list.set_intersection(caption_words).list.len() / words.list.len()
+    ).fill_nan(None)
+    in_caption = pl.col("short_answer") & caption.str.contains(answer_word)
+    applicable = pl.col("caption").is_not_null() & pl.col("image_sha256").is_not_null()
+    frame = pairs.select("caption", "image_sha256", "answer_norm", "short_answer").with_columns(
+        support.select("answer_support_prob")
+    )
+    return frame.select(
+        leak_answer_in_caption=pl.when(applicable).then(in_caption),
+        leak_caption_overlap=pl.when(applicable).then(
+            pl.when(pl.col("short_answer")).then(in_caption.cast(pl.Float64)).otherwise(overlap)
+        ),
+    ).with_columns(
+        leak_score=pl.col("leak_caption_overlap") * (1 - frame["answer_support_prob"])
+    )
