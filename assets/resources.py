@@ -58,7 +58,7 @@ class EncoderResource(ConfigurableResource):
     )
     device: str = os.environ.get("INTEGRITY_DEVICE") or "auto"
     batch_size: int = 64
-    workers: int = 2
+    workers: int = 1  # decode workers beside the model threads; more on bigger machines
 
     def config(self) -> EncoderConfig:
         return EncoderConfig(model=self.model, pretrained=self.pretrained, device=self.device,

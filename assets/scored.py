@@ -25,9 +25,8 @@ def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
     store = integrity.store()
     raw_version = latest_version(context.instance, raw_sft.key, context.partition_key)
     model = make_encoder(encoder.config(), store)
-    rows, manifest = score_to_store(integrity.source(context.partition_key), raw_version, store,
-                                    encoder=model)
-    extra = manifest.extra
+    rows, manifest, extra = score_to_store(integrity.source(context.partition_key), raw_version,
+                                           store, encoder=model)
     context.log.info(f"{context.partition_key}: scored {rows.height} rows "
                      f"({extra['rows_per_second']:.0f}/s), version {manifest.version}")
     return MaterializeResult(

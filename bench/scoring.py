@@ -1,6 +1,6 @@
 """Image encoding throughput: the bare model vs the end-to-end pipeline, in one process.
 
-    python bench/scoring.py [--images 256] [--models ViT-B-32,shapes-clip] [--workers 2]
+    python bench/scoring.py [--images 256] [--models ViT-B-32,shapes-clip] [--workers 1]
 
 For each model: (1) bare model forward images/s on pre-decoded, pre-processed tensors (the
 baseline: what the hardware can do); (2) end-to-end ``Encoder.encode_images`` images/s on
@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--models", default="ViT-B-32,shapes-clip")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 

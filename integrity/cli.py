@@ -79,8 +79,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raw_version = store.latest(RAW_SFT, source.name)
         if raw_version is None:
             raise StoreError(f"{source.name} has no raw_sft version yet: run `integrity ingest`")
-        rows, manifest = score_to_store(source, raw_version, store, encoder=encoder)
-        extra = manifest.extra
+        rows, manifest, extra = score_to_store(source, raw_version, store, encoder=encoder)
         hit_rate = extra["cache_hit_rate"]
         tqdm.write(f"{source.name}: {rows.height} rows scored ({extra['rows_per_second']:.0f}/s,"
                    f" cache hit rate {'-' if hit_rate is None else f'{hit_rate:.0%}'}),"
@@ -137,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="open_clip tag or checkpoint path (default: the demo reference CLIP)")
     score.add_argument("--device", default="auto")
     score.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    score.add_argument("--workers", type=int, default=2)
+    score.add_argument("--workers", type=int, default=1)
     score.add_argument("--no-model", dest="no_model", action="store_true",
                        help="only the detectors that need no model")
     score.set_defaults(run=cmd_score)

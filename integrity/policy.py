@@ -74,7 +74,7 @@ class Signals(_Strict):
 class ScoringPolicy(_Strict):
     min_signal_std: float = Field(0.001, ge=0.0)
     model_signals: list[str] = Field(
-        default_factory=lambda: ["grounding_cos", "grounding_margin", "answer_support_prob"]
+        default_factory=lambda: ["grounding_cos", "grounding_margin"]
     )
 
 

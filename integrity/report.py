@@ -34,6 +34,9 @@ def ingest_summary_text(summaries: list[dict]) -> str:
         ]
         if summary.get("version"):
             lines.append(f"  version: {summary['version']}  {summary.get('uri', '')}".rstrip())
+        if "flagged" in summary:
+            flagged = ", ".join(f"{name} {count}" for name, count in summary["flagged"].items())
+            lines.append(f"  scored {summary['scored_version']}; rows flagged: {flagged}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -38,15 +38,27 @@ def ingest_to_store(source: SourceConfig, store: VersionStore) -> tuple[IngestRe
     return result, manifest
 
 
-def latest_raw_summaries(store: VersionStore, sources: list[SourceConfig]) -> list[dict]:
-    """The ingest summary of each source's latest raw_sft version (sources never run are skipped)."""
+def latest_raw_summaries(store: VersionStore, sources: list[SourceConfig],
+                         policy=None) -> list[dict]:
+    """The ingest summary of each source's latest raw_sft version (sources never run are skipped),
+    with the flags its latest scored_sft version raises under ``policy``, when one exists."""
+    from integrity.policy import flag_rows, load_policy
+
+    policy = policy or load_policy()
     summaries = []
     for source in sources:
         version = store.latest(RAW_SFT, source.name)
-        if version is not None:
-            manifest = store.manifest(RAW_SFT, version)
-            summaries.append({**manifest.extra, "version": version,
-                              "uri": store.uri(RAW_SFT, version)})
+        if version is None:
+            continue
+        summary = {**store.manifest(RAW_SFT, version).extra, "version": version,
+                   "uri": store.uri(RAW_SFT, version)}
+        scored = store.latest(SCORED_SFT, source.name)
+        if scored is not None and store.manifest(SCORED_SFT, scored).upstream[RAW_SFT] == version:
+            flags = flag_rows(store.read(SCORED_SFT, scored, "pairs"), policy)
+            summary["scored_version"] = scored
+            summary["flagged"] = {name: int(flags[name].sum()) for name in flags.columns[1:]
+                                  if flags[name].null_count() < flags.height}
+        summaries.append(summary)
     return summaries
 
 
@@ -61,8 +73,12 @@ def make_encoder(config, store: VersionStore):
 
 
 def score_to_store(source: SourceConfig, raw_version: str, store: VersionStore, *,
-                   encoder=None) -> tuple[pl.DataFrame, Manifest]:
-    """Score one source's raw_sft version; commit rows ("data") and pairs ("pairs")."""
+                   encoder=None) -> tuple[pl.DataFrame, Manifest, dict]:
+    """Score one source's raw_sft version; commit rows ("data") and pairs ("pairs").
+
+    Returns the rows, the manifest and this run's facts (speed, cache use, signal summary):
+    when the version already existed, its manifest keeps the facts of the run that made it.
+    """
     raw = store.read(RAW_SFT, raw_version)
     started = time.perf_counter()
     pairs = scoring.score_pairs(raw, encoder=encoder, storage_options=source.storage_options)
@@ -91,4 +107,4 @@ def score_to_store(source: SourceConfig, raw_version: str, store: VersionStore, 
         params={"model_id": extra["model_id"]},
         extra=extra,
     )
-    return rows, manifest
+    return rows, manifest, extra

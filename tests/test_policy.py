@@ -75,7 +75,7 @@ def test_coverage_and_distribution_verdicts():
     nan = rows.with_columns(grounding_cos=pl.Series([0.2, float("nan")]))
     assert not coverage_verdict(pl.Series(["a", "b"]), nan).passed
     assert distribution_verdict(rows, Policy()).passed
-    flat = pl.DataFrame({"grounding_cos": [0.25] * 10, "answer_support_prob": [0.1, 0.9] * 5})
+    flat = pl.DataFrame({"grounding_cos": [0.25] * 10, "grounding_margin": [0.1, 0.9] * 5})
     verdict = distribution_verdict(flat, Policy())
     assert not verdict.passed and "grounding_cos" in verdict.description
     assert distribution_verdict(pl.DataFrame({"x": [1]}), Policy()).passed

@@ -1,0 +1,78 @@
+"""scored_sft through a real Dagster instance with the shipped reference CLIP."""
+
+import json
+from pathlib import Path
+
+from dagster import AssetKey, asset, materialize
+
+from assets.partitions import sources_partitions
+from assets.raw import raw_sft
+from assets.resources import EncoderResource, IntegrityResource
+from assets.scored import scored_sft
+from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
+from checks.scored import scored_sft_coverage, scored_sft_distribution
+from integrity.stages import SCORED_SFT
+
+ASSETS = [raw_sft, scored_sft, raw_sft_contract, raw_sft_quarantine_rate, scored_sft_coverage,
+          scored_sft_distribution]
+ENCODER = EncoderResource(workers=0, batch_size=16)
+consumed: list[str] = []
+
+
+@asset(partitions_def=sources_partitions, deps=[scored_sft])
+def audit_probe(context) -> None:
+    """Stands in for audited_sft: records every partition it was allowed to read."""
+    consumed.append(context.partition_key)
+
+
+def _run(world, instance, resource=None):
+    return materialize([*ASSETS, audit_probe], partition_key="good_llava", instance=instance,
+                       resources={"integrity": resource or world["resource"], "encoder": ENCODER},
+                       raise_on_error=False)
+
+
+def test_scored_sft_versions_link_to_raw_and_checks_pass(world, instance):
+    instance.add_dynamic_partitions("sources", ["good_llava"])
+    consumed.clear()
+    result = _run(world, instance)
+    assert result.success, [e.message for e in result.get_step_failure_events()]
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        "raw_sft_contract": True, "raw_sft_quarantine_rate": True,
+        "scored_sft_coverage": True, "scored_sft_distribution": True}
+    [raw] = result.asset_materializations_for_node("raw_sft")
+    [scored] = result.asset_materializations_for_node("scored_sft")
+    assert scored.metadata["raw_sft_version"].value == raw.metadata["version"].value
+    assert scored.metadata["model_id"].value.startswith("shapes-clip@")
+    assert "grounding_margin" in scored.metadata["signals"].value
+    store = world["resource"].store()
+    manifest = store.manifest(SCORED_SFT, scored.metadata["version"].value)
+    assert manifest.upstream == {"raw_sft": raw.metadata["version"].value}
+    rows = store.read(SCORED_SFT, manifest.version)
+    assert rows.height == 12 and rows["grounding_cos"].is_not_null().sum() == 8
+    # Every image row answers "Red." to one question: no competing answer, so no support score.
+    assert rows["answer_support_prob"].is_null().all()
+    assert consumed == ["good_llava"]
+
+    # Re-running: same versions, and every embedding comes from the cache.
+    again = _run(world, instance).asset_materializations_for_node("scored_sft")[0]
+    assert again.metadata["version"].value == manifest.version
+    assert again.metadata["images_encoded"].value == 0
+    assert again.metadata["cache_hit_rate"].value == 1.0
+
+
+def test_degenerate_scores_block_downstream(world, instance, tmp_path):
+    """A policy demanding more spread than the scores have stands in for a broken encoder."""
+    instance.add_dynamic_partitions("sources", ["good_llava"])
+    policy = tmp_path / "strict.yaml"
+    policy.write_text(json.dumps({"scoring": {"min_signal_std": 10.0}}))
+    strict = IntegrityResource(sources_file=world["resource"].sources_file,
+                               store_root=world["resource"].store_root, policy_file=str(policy))
+    consumed.clear()
+    result = _run(world, instance, strict)
+    assert not result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations["scored_sft_distribution"] is False
+    assert evaluations["scored_sft_coverage"] is True
+    assert result.is_node_untouched("audit_probe") and consumed == []
+    assert instance.get_latest_materialization_event(AssetKey("scored_sft")) is not None
+    assert Path(policy).exists()
