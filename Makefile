@@ -50,6 +50,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/scoring.py
 
 clean:
 	rm -rf data
