@@ -48,7 +48,6 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-
 from PIL import Image, ImageChops
 
 from integrity.demo.shapes import (

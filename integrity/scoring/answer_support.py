@@ -53,7 +53,8 @@ def score_answer_support(pairs: pl.DataFrame, *, encoder: Encoder, max_candidate
     )
     if scored.height:
         rows, image_of_row, images = image_matrix(pairs, encoder)
-        image_index = dict(zip(rows.tolist(), image_of_row.tolist(), strict=True))
+        image_position = np.full(height, -1, dtype=np.int64)
+        image_position[rows] = image_of_row
         # Each normalised answer is shown to the model as written most often ("Two.", not "two").
         spelling = dict(scored.group_by("answer_norm").agg(pl.col("answer").mode().sort().first())
                         .iter_rows())
@@ -64,14 +65,16 @@ def score_answer_support(pairs: pl.DataFrame, *, encoder: Encoder, max_candidate
         by_question = dict(candidates.group_by("question_norm").agg("answer_norm").iter_rows())
         for (question,), group in scored.group_by("question_norm"):
             options = by_question.get(question, [])
+            if not options:  # every answer to this question hedges: nothing to compare
+                continue
             index = group["i"].to_numpy()
             own_answers = group["answer_norm"].to_list()
-            image_vectors = images[[image_index[int(i)] for i in index]]
+            image_vectors = images[image_position[index]]
             option_logits = scale * image_vectors @ np.stack([vectors[o] for o in options]).T
             own_logits = scale * np.einsum("nd,nd->n", image_vectors,
                                            np.stack([vectors[a] for a in own_answers]))
             # The own answer competes once: drop its copy among the options.
-            duplicate = np.array([[o == a for o in options] for a in own_answers])
+            duplicate = np.array(own_answers)[:, None] == np.array(options)[None, :]
             option_logits = np.where(duplicate, -np.inf, option_logits)
             all_logits = np.concatenate([own_logits[:, None], option_logits], axis=1)
             all_logits -= all_logits.max(axis=1, keepdims=True)

@@ -28,13 +28,13 @@ def _column(values: np.ndarray, rows: np.ndarray, height: int) -> pl.Series:
 def image_matrix(pairs: pl.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows with an image, each row's index into the matrix, the distinct image embeddings)."""
     rows = np.flatnonzero(pairs["image_sha256"].is_not_null().to_numpy())
-    with_image = pairs[rows]
-    distinct = with_image.unique("image_sha256", maintain_order=True)
+    with_image = pairs[rows].select("image_sha256", "image_uri")
+    distinct = with_image.unique("image_sha256", maintain_order=True).with_row_index("position")
     embeddings = encoder.encode_images(distinct["image_uri"].to_list(),
                                        distinct["image_sha256"].to_list())
-    position = {sha: i for i, sha in enumerate(distinct["image_sha256"].to_list())}
-    return rows, np.array([position[sha] for sha in with_image["image_sha256"]], dtype=np.int64), \
-        embeddings
+    positions = with_image.join(distinct.select("image_sha256", "position"), on="image_sha256",
+                                how="left", maintain_order="left")["position"]
+    return rows, positions.to_numpy().astype(np.int64), embeddings
 
 
 def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8,
@@ -60,16 +60,14 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
     else:
         margin = np.full(len(rows), np.nan, dtype=np.float32)
 
-    long_rows = rows[~pairs["short_answer"].gather(rows).to_numpy()]
-    min_sentence = np.full(len(long_rows), np.nan, dtype=np.float32)
+    long_mask = ~pairs["short_answer"].gather(rows).to_numpy()
+    long_rows, long_images = rows[long_mask], image_of_row[long_mask]
+    min_sentence = np.full(len(long_rows), np.inf, dtype=np.float32)
     if len(long_rows):
         sentences = [split_sentences(text) or [text] for text in pairs["answer"].gather(long_rows)]
         owner = np.repeat(np.arange(len(long_rows)), [len(s) for s in sentences])
         vectors = encoder.encode_texts([s for group in sentences for s in group])
-        image_index = dict(zip(rows.tolist(), image_of_row.tolist(), strict=True))
-        sentence_images = images[[image_index[int(long_rows[o])] for o in owner]]
-        cos = np.einsum("nd,nd->n", sentence_images, vectors)
-        min_sentence[:] = np.inf
+        cos = np.einsum("nd,nd->n", images[long_images[owner]], vectors)
         np.minimum.at(min_sentence, owner, cos)
     return pl.DataFrame({
         "grounding_cos": _column(own, rows, height),

@@ -90,3 +90,10 @@ def test_a_second_scoring_run_makes_no_model_calls(pairs_of, images, encoder, tm
     second = score_answer_support(pairs_of(rows), encoder=again)
     assert again.images_encoded == 0 and again.texts_encoded == 0
     assert first.equals(second)
+
+
+def test_questions_with_only_hedged_answers_get_no_support_score(pairs_of, images, encoder):
+    pairs = pairs_of([_row(images, "red", "Possibly red.", question="Which hue?"),
+                      _row(images, "blue", "Maybe blue.", question="Which hue?")])
+    support = score_answer_support(pairs, encoder=encoder)
+    assert support["answer_support_prob"].to_list() == [None, None]
