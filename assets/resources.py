@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from integrity.encoder import EncoderConfig
-from integrity.ingest import SourceConfig, SourcesFileError, load_sources
+from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
 from integrity.policy import Policy, load_policy
 from integrity.store import VersionStore
 
@@ -37,6 +37,9 @@ class IntegrityResource(ConfigurableResource):
         if name not in sources:
             raise SourcesFileError(f"source {name!r} is not in {self.sources_file} ({', '.join(sources)})")
         return sources[name]
+
+    def eval_sets(self) -> list[SourceConfig]:
+        return load_eval_sets(self.sources_file)
 
     def store(self) -> VersionStore:
         return VersionStore(self.store_root)

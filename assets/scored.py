@@ -26,7 +26,8 @@ def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
     raw_version = latest_version(context.instance, raw_sft.key, context.partition_key)
     model = make_encoder(encoder.config(), store)
     rows, manifest, extra = score_to_store(integrity.source(context.partition_key), raw_version,
-                                           store, encoder=model)
+                                           store, encoder=model,
+                                           eval_sets=integrity.eval_sets())
     context.log.info(f"{context.partition_key}: scored {rows.height} rows "
                      f"({extra['rows_per_second']:.0f}/s), version {manifest.version}")
     return MaterializeResult(

@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from integrity.images import ImageRefused
-from integrity.ingest import IngestError, SourcesFileError, load_sources
+from integrity.ingest import IngestError, SourcesFileError, load_eval_sets, load_sources
 from integrity.policy import PolicyError
 from integrity.report import ingest_summary_text
 from integrity.stages import ingest_to_store, latest_raw_summaries
@@ -79,7 +79,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raw_version = store.latest(RAW_SFT, source.name)
         if raw_version is None:
             raise StoreError(f"{source.name} has no raw_sft version yet: run `integrity ingest`")
-        rows, manifest, extra = score_to_store(source, raw_version, store, encoder=encoder)
+        rows, manifest, extra = score_to_store(source, raw_version, store, encoder=encoder,
+                                               eval_sets=load_eval_sets(args.sources_file))
         hit_rate = extra["cache_hit_rate"]
         tqdm.write(f"{source.name}: {rows.height} rows scored ({extra['rows_per_second']:.0f}/s,"
                    f" cache hit rate {'-' if hit_rate is None else f'{hit_rate:.0%}'}),"

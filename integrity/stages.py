@@ -72,8 +72,24 @@ def make_encoder(config, store: VersionStore):
     return Encoder(config, cache=cache)
 
 
-def score_to_store(source: SourceConfig, raw_version: str, store: VersionStore, *,
-                   encoder=None) -> tuple[pl.DataFrame, Manifest, dict]:
+def eval_overlap_keys(eval_sets: list[SourceConfig],
+                      store: VersionStore) -> tuple[set[str], set[str]]:
+    """Image sha256s and normalised questions of the eval sets (read with the same readers)."""
+    from integrity.scoring.pairs import qa_pairs
+
+    images, questions = set(), set()
+    for eval_set in eval_sets:
+        rows = ingest.ingest_source(eval_set, blob_root=blob_root(store)).accepted
+        pairs = qa_pairs(rows)
+        images |= set(pairs["image_sha256"].drop_nulls())
+        questions |= set(pairs["question_norm"])
+    return images, questions
+
+
+def score_to_store(
+    source: SourceConfig, raw_version: str, store: VersionStore, *, encoder=None,
+    eval_sets: list[SourceConfig] | None = None,
+) -> tuple[pl.DataFrame, Manifest, dict]:
     """Score one source's raw_sft version; commit rows ("data") and pairs ("pairs").
 
     Returns the rows, the manifest and this run's facts (speed, cache use, signal summary):
@@ -81,7 +97,9 @@ def score_to_store(source: SourceConfig, raw_version: str, store: VersionStore, 
     """
     raw = store.read(RAW_SFT, raw_version)
     started = time.perf_counter()
-    pairs = scoring.score_pairs(raw, encoder=encoder, storage_options=source.storage_options)
+    eval_images, eval_questions = eval_overlap_keys(eval_sets or [], store)
+    pairs = scoring.score_pairs(raw, encoder=encoder, storage_options=source.storage_options,
+                                eval_images=eval_images, eval_questions=eval_questions)
     rows = scoring.score_rows(pairs)
     seconds = time.perf_counter() - started
     cache = encoder.cache.stats() if encoder is not None and encoder.cache is not None else {}
@@ -104,7 +122,8 @@ def score_to_store(source: SourceConfig, raw_version: str, store: VersionStore, 
         partition=source.name,
         upstream={RAW_SFT: raw_version},
         code_version=scoring.CODE_VERSION,
-        params={"model_id": extra["model_id"]},
+        params={"model_id": extra["model_id"],
+                "eval_sets": sorted(eval_set.uri for eval_set in eval_sets or [])},
         extra=extra,
     )
     return rows, manifest, extra

@@ -86,3 +86,26 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     bad.write_text("sources:\n  - name: x\n    uri: a.json\n    format: csv\n")
     assert main(["ingest", str(bad)]) == 2
     assert "format" in capsys.readouterr().err
+
+
+def test_score_without_a_model_flags_overlap_with_declared_eval_sets(tmp_path, capsys):
+    out = _demo(tmp_path)
+    sources = json.loads((tmp_path / "sources.yaml").read_text())
+    sources["sources"] = sources["sources"][:1]
+    sources["eval_sets"] = [{"name": "held_out", "uri": str(out / "sharegpt.json")}]
+    (tmp_path / "sources.yaml").write_text(json.dumps(sources))
+    store = str(tmp_path / "store")
+    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", store]) == 0
+    assert main(["score", str(tmp_path / "sources.yaml"), "--store", store, "--no-model"]) == 0
+    assert "llava: " in capsys.readouterr().out.split("rows scored")[0]
+
+    store_ = VersionStore(store)
+    scored = store_.read("scored_sft", store_.latest("scored_sft", "llava"))
+    eval_images = {json.loads(line)["image"] for line in (out / "ground_truth.jsonl").open()
+                   if json.loads(line)["file"] == "sharegpt.json"} - {None}
+    raw = store_.read("raw_sft", store_.latest("raw_sft", "llava"))
+    expected = set(raw.filter(pl.col("images").list.first().is_in(list(eval_images)))
+                   ["example_id"])
+    flagged = set(scored.filter(pl.col("dup_eval_overlap"))["example_id"])
+    assert expected and expected <= flagged
+    assert "grounding_cos" not in scored.columns  # --no-model: no model signals

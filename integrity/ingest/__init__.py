@@ -3,7 +3,12 @@
 from integrity.ingest.formats import detect_format
 from integrity.ingest.pipeline import IngestResult, ingest_source
 from integrity.ingest.records import IngestError
-from integrity.ingest.sources import SourceConfig, SourcesFileError, load_sources
+from integrity.ingest.sources import (
+    SourceConfig,
+    SourcesFileError,
+    load_eval_sets,
+    load_sources,
+)
 
 # Bump when a change to ingest changes its output for the same input (Dagster code_version).
 CODE_VERSION = "ingest-1"
@@ -16,5 +21,6 @@ __all__ = [
     "SourcesFileError",
     "detect_format",
     "ingest_source",
+    "load_eval_sets",
     "load_sources",
 ]

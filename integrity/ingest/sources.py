@@ -7,6 +7,9 @@ sources:
     uri: data/llava_v1_5_mix665k.json   # local path (relative to this file) or s3://bucket/key
     format: auto               # auto | llava | sharegpt | hf_parquet | preference
     image_root: data/images    # where relative image refs point; default: the data file's folder
+eval_sets:                     # optional held-out eval data (same keys): overlap is flagged
+  - name: my_eval
+    uri: data/eval.jsonl
 ```
 """
 
@@ -58,6 +61,8 @@ class SourcesFile(BaseModel):
 
     storage_options: dict = Field(default_factory=dict)
     sources: list[SourceConfig]
+    # Held-out evaluation data: training rows sharing an image or a question with it are flagged.
+    eval_sets: list[SourceConfig] = Field(default_factory=list)
 
     @field_validator("sources")
     @classmethod
@@ -77,6 +82,15 @@ def _absolute(value: str | None, base: Path) -> str | None:
 
 def load_sources(path: str | Path) -> list[SourceConfig]:
     """Read and validate a sources file; local paths become absolute (relative to the file)."""
+    return _load(path).sources
+
+
+def load_eval_sets(path: str | Path) -> list[SourceConfig]:
+    """The ``eval_sets`` of a sources file (same shape as sources), paths made absolute."""
+    return _load(path).eval_sets
+
+
+def _load(path: str | Path) -> SourcesFile:
     path = Path(path)
     if not path.is_file():
         raise SourcesFileError(f"sources file {path} does not exist")
@@ -91,13 +105,13 @@ def load_sources(path: str | Path) -> list[SourceConfig]:
         )
         raise SourcesFileError(f"{path}: {problems}") from error
     base = path.resolve().parent
-    return [
-        source.model_copy(
-            update={
-                "uri": _absolute(source.uri, base),
-                "image_root": _absolute(source.image_root, base),
-                "storage_options": {**parsed.storage_options, **source.storage_options},
-            }
-        )
-        for source in parsed.sources
-    ]
+
+    def resolved(source: SourceConfig) -> SourceConfig:
+        return source.model_copy(update={
+            "uri": _absolute(source.uri, base),
+            "image_root": _absolute(source.image_root, base),
+            "storage_options": {**parsed.storage_options, **source.storage_options},
+        })
+
+    return parsed.model_copy(update={"sources": [resolved(s) for s in parsed.sources],
+                                     "eval_sets": [resolved(s) for s in parsed.eval_sets]})
