@@ -8,6 +8,9 @@ from integrity import ingest
 from integrity.report import counts_table
 from integrity.stages import RAW_SFT, ingest_to_store
 
+# The blocking checks (checks/raw.py) a consumer's gate requires to have passed on raw_sft.
+RAW_SFT_BLOCKING_CHECKS = ("raw_sft_contract", "raw_sft_quarantine_rate")
+
 
 @asset(
     partitions_def=sources_partitions,

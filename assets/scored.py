@@ -3,9 +3,9 @@
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from assets.partitions import sources_partitions
-from assets.raw import raw_sft
+from assets.raw import RAW_SFT_BLOCKING_CHECKS, raw_sft
 from assets.resources import EncoderResource, IntegrityResource
-from assets.versions import latest_version
+from assets.gate import require_checks_passed
 from integrity import scoring
 from integrity.report import signal_table
 from integrity.stages import SCORED_SFT, make_encoder, score_to_store
@@ -21,9 +21,11 @@ from integrity.stages import SCORED_SFT, make_encoder, score_to_store
 def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
                encoder: EncoderResource) -> MaterializeResult:
     """Per-example evidence for the three flaws (grounding, answer support, leakage, blind
-    answerability, preference pollution, contradictions, duplicates, image sanity)."""
+    answerability, preference pollution, contradictions, duplicates, image sanity).
+
+    Refuses (GateClosed) a raw_sft partition whose blocking checks failed or never ran."""
     store = integrity.store()
-    raw_version = latest_version(context.instance, raw_sft.key, context.partition_key)
+    raw_version = require_checks_passed(context, raw_sft.key, RAW_SFT_BLOCKING_CHECKS)
     model = make_encoder(encoder.config(), store)
     rows, manifest, extra = score_to_store(integrity.source(context.partition_key), raw_version,
                                            store, encoder=model,

@@ -2,6 +2,7 @@
 
 from dagster import AssetKey
 
+from assets.raw import RAW_SFT_BLOCKING_CHECKS
 from definitions import defs
 
 
@@ -17,3 +18,10 @@ def test_code_location_loads_with_the_documented_graph():
     }
     assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys)
     assert [sensor.name for sensor in defs.sensors] == ["sources_sensor"]
+
+
+def test_the_gate_requires_exactly_the_blocking_checks_of_raw_sft():
+    graph = defs.resolve_asset_graph()
+    blocking = {key.name for key in graph.get_check_keys_for_assets({AssetKey("raw_sft")})
+                if graph.get_check_spec(key).blocking}
+    assert set(RAW_SFT_BLOCKING_CHECKS) == blocking

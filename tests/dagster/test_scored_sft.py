@@ -76,3 +76,50 @@ def test_degenerate_scores_block_downstream(world, instance, tmp_path):
     assert result.is_node_untouched("audit_probe") and consumed == []
     assert instance.get_latest_materialization_event(AssetKey("scored_sft")) is not None
     assert Path(policy).exists()
+
+
+def _scored_alone(world, instance, partition):
+    """A later, separate run of scored_sft only (as a manual or scheduled run would be)."""
+    return materialize([scored_sft, raw_sft, scored_sft_coverage, scored_sft_distribution],
+                       selection=[scored_sft.key], partition_key=partition, instance=instance,
+                       resources={"integrity": world["resource"], "encoder": ENCODER},
+                       raise_on_error=False)
+
+
+def _gate_error(result) -> str:
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert error.cause.cls_name == "GateClosed"
+    return error.cause.message
+
+
+def test_a_later_run_refuses_raw_whose_blocking_check_failed(world, instance):
+    instance.add_dynamic_partitions("sources", ["dup_ids"])
+    first = materialize([raw_sft, raw_sft_contract, raw_sft_quarantine_rate],
+                        partition_key="dup_ids", instance=instance,
+                        resources={"integrity": world["resource"]}, raise_on_error=False)
+    assert not first.success  # duplicate ids: the GX contract failed, raw_sft was still written
+    later = _scored_alone(world, instance, "dup_ids")
+    assert not later.success and later.asset_materializations_for_node("scored_sft") == []
+    assert "raw_sft_contract failed" in _gate_error(later)
+
+
+def test_a_later_run_refuses_raw_whose_checks_never_ran(world, instance):
+    instance.add_dynamic_partitions("sources", ["good_llava"])
+    unchecked = materialize([raw_sft], partition_key="good_llava", instance=instance,
+                            resources={"integrity": world["resource"]})
+    assert unchecked.success
+    later = _scored_alone(world, instance, "good_llava")
+    assert not later.success
+    message = _gate_error(later)
+    assert "raw_sft_contract never ran" in message
+    assert "raw_sft_quarantine_rate never ran" in message
+
+
+def test_a_later_run_consumes_raw_whose_checks_passed(world, instance):
+    instance.add_dynamic_partitions("sources", ["good_llava"])
+    checked = materialize([raw_sft, raw_sft_contract, raw_sft_quarantine_rate],
+                          partition_key="good_llava", instance=instance,
+                          resources={"integrity": world["resource"]})
+    assert checked.success
+    later = _scored_alone(world, instance, "good_llava")
+    assert later.success and len(later.asset_materializations_for_node("scored_sft")) == 1

@@ -1,0 +1,60 @@
+"""The in-code gate: a consumer refuses an upstream whose blocking checks failed or never ran.
+
+Dagster blocks downstream steps only inside the run where a blocking check failed; a later
+manual, scheduled or sensor run of the consumer is not stopped (see shared NOTES). So every
+consumer calls ``require_checks_passed`` first: it looks up the upstream partition's latest
+materialization and the latest evaluation of each of its blocking checks against exactly that
+materialization, and raises ``GateClosed`` naming every check that failed or never ran.
+"""
+
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster._core.event_api import PartitionKeyFilter
+
+
+class GateClosed(Exception):
+    """The upstream version may not be consumed; the message names the checks."""
+
+
+def _evaluation_for(instance: DagsterInstance, check: AssetCheckKey, partition: str | None,
+                    storage_id: int):
+    """The evaluation of ``check`` that targeted the materialization ``storage_id``, or None."""
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        check, limit=50,
+        partition_filter=PartitionKeyFilter(key=partition) if partition else None,
+    )
+    for record in history:
+        entry = record.event
+        evaluation = entry.asset_check_evaluation if entry is not None else None
+        target = evaluation.target_materialization_data if evaluation is not None else None
+        if target is not None and target.storage_id == storage_id:
+            return evaluation
+    return None
+
+
+def require_checks_passed(context, upstream: AssetKey, checks: tuple[str, ...]) -> str:
+    """The upstream partition's latest store version, if its blocking ``checks`` passed on it.
+
+    The consumer names the checks (not the run's job), so a run that leaves them out cannot
+    slip past the gate; tests/test_definitions.py keeps the names equal to the blocking checks.
+    """
+    partition = context.partition_key if context.has_partition_key else None
+    instance = context.instance
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=upstream, asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    where = f"{upstream.to_user_string()}" + (f"[{partition}]" if partition else "")
+    if not records:
+        raise GateClosed(f"{where} was never materialized")
+    latest = records[0]
+    problems = []
+    for check in (AssetCheckKey(upstream, name) for name in checks):
+        evaluation = _evaluation_for(instance, check, partition, latest.storage_id)
+        if evaluation is None:
+            problems.append(f"{check.name} never ran on it")
+        elif not evaluation.passed and evaluation.severity.value == "ERROR":
+            problems.append(f"{check.name} failed ({evaluation.description or 'no description'})")
+    if problems:
+        raise GateClosed(f"refusing {where} (latest materialization, run "
+                         f"{latest.run_id[:8]}): " + "; ".join(problems))
+    return latest.asset_materialization.metadata["version"].value
