@@ -24,13 +24,13 @@ setup: $(BIN)/.installed
 $(DEMO)/llava.jsonl: | $(BIN)/.installed
 	$(BIN)/integrity demo generate --out $(DEMO) --rows $(DEMO_ROWS) --seed $(DEMO_SEED) > /dev/null
 
-# Registers one partition per source, ingests and scores each through the Dagster CLI (checks
+# Registers one partition per source, ingests, scores and audits each through the Dagster CLI (checks
 # included: a failed blocking check fails the command), then prints what landed.
 demo: setup $(DEMO)/llava.jsonl
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	set -e; for source in $$($(BIN)/python -m assets.partitions); do \
-	  echo "== raw_sft, scored_sft [$$source]"; \
-	  $(BIN)/dagster asset materialize -f definitions.py --select raw_sft,scored_sft --partition $$source \
+	  echo "== raw_sft, scored_sft, audited_sft [$$source]"; \
+	  $(BIN)/dagster asset materialize -f definitions.py --select raw_sft,scored_sft,audited_sft --partition $$source \
 	    > data/dagster_home/last_materialize.log 2>&1 \
 	    || { tail -40 data/dagster_home/last_materialize.log; exit 1; }; \
 	done

@@ -2,17 +2,29 @@
 
 from dagster import Definitions
 
+from assets.audited import audited_sft
 from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from assets.sensors import sources_sensor
+from checks.audited import (
+    audited_sft_drop_rate,
+    audited_sft_grounding,
+    audited_sft_no_contradictions,
+    audited_sft_no_preference_pollution,
+    audited_sft_nothing_lost,
+)
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import scored_sft_coverage, scored_sft_distribution
 
 defs = Definitions(
-    assets=[raw_sft, scored_sft],
-    asset_checks=[raw_sft_contract, raw_sft_quarantine_rate, scored_sft_coverage,
-                  scored_sft_distribution],
+    assets=[raw_sft, scored_sft, audited_sft],
+    asset_checks=[
+        raw_sft_contract, raw_sft_quarantine_rate,
+        scored_sft_coverage, scored_sft_distribution,
+        audited_sft_grounding, audited_sft_no_preference_pollution, audited_sft_no_contradictions,
+        audited_sft_nothing_lost, audited_sft_drop_rate,
+    ],
     sensors=[sources_sensor],
     resources={"integrity": IntegrityResource(), "encoder": EncoderResource()},
 )

@@ -11,6 +11,10 @@ from integrity.report import signal_table
 from integrity.stages import SCORED_SFT, make_encoder, score_to_store
 
 
+# The blocking checks (checks/scored.py) a consumer's gate requires to have passed on scored_sft.
+SCORED_SFT_BLOCKING_CHECKS = ("scored_sft_coverage", "scored_sft_distribution")
+
+
 @asset(
     partitions_def=sources_partitions,
     deps=[raw_sft],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import yaml
@@ -78,12 +79,32 @@ class ScoringPolicy(_Strict):
     )
 
 
+Action = Literal["drop", "review", "keep"]
+
+
+class Actions(_Strict):
+    caption_derived: Action = "drop"
+    blind_answerable: Action = "drop"
+    preference_pollution: Action = "drop"
+    contradiction: Action = "review"
+    duplicate: Action = "drop"
+    image_defect: Action = "drop"
+
+
+class AuditPolicy(_Strict):
+    actions: Actions = Field(default_factory=Actions)
+    weak_grounding_margin: float = 0.0
+    max_weak_grounding_share: float = Field(0.05, ge=0.0, le=1.0)
+    max_drop_rate: float = Field(0.3, ge=0.0, le=1.0)
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ingest: IngestPolicy = Field(default_factory=IngestPolicy)
     signals: Signals = Field(default_factory=Signals)
     scoring: ScoringPolicy = Field(default_factory=ScoringPolicy)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
 
     def digest(self) -> str:
         """A short hash of the effective policy: part of every version the policy shapes."""
@@ -201,3 +222,48 @@ def distribution_verdict(rows: pl.DataFrame, policy: Policy) -> Verdict:
                      else f"all {len(stds)} model signals vary (std >= {bound})"),
         figures={f"std_{name}": std for name, std in stds.items()},
     )
+
+
+def kept_grounding_verdict(verdicts: pl.DataFrame, policy: Policy) -> Verdict:
+    """The share of kept image rows whose grounding margin is below the policy's is bounded."""
+    audit = policy.audit
+    if "grounding_margin" not in verdicts.columns:
+        return Verdict(True, "no grounding scores (scored without a model)")
+    kept = verdicts.filter((pl.col("verdict") == "keep") & (pl.col("modality") == "image-text"))
+    weak = kept.filter(pl.col("grounding_margin") < audit.weak_grounding_margin).height
+    share = weak / kept.height if kept.height else 0.0
+    return Verdict(
+        passed=share <= audit.max_weak_grounding_share,
+        description=f"{weak}/{kept.height} kept image rows weakly grounded ({share:.1%}, "
+                    f"bound {audit.max_weak_grounding_share:.1%})",
+        figures={"weak_grounding_share": share, "max_weak_grounding_share":
+                 audit.max_weak_grounding_share, "weak_grounding_margin":
+                 audit.weak_grounding_margin, "kept_image_rows": kept.height},
+    )
+
+
+def none_kept_verdict(verdicts: pl.DataFrame, flaw_class: str) -> Verdict:
+    """Pass when no kept row carries ``flaw_class`` among its reasons."""
+    kept = verdicts.filter((pl.col("verdict") == "keep")
+                           & pl.col("reasons").list.contains(flaw_class)).height
+    return Verdict(kept == 0, f"{kept} kept rows flagged {flaw_class}",
+                   {f"kept_{flaw_class}": kept})
+
+
+def nothing_lost_verdict(counts: dict[str, int], rows_in: int, quarantined: int,
+                         kept_rows: int) -> Verdict:
+    """raw rows in = kept + dropped + review + quarantined, and every kept row was written."""
+    total = sum(counts.values()) + quarantined
+    passed = total == rows_in and kept_rows == counts.get("keep", 0)
+    return Verdict(passed, f"{rows_in} in = {counts.get('keep', 0)} kept + "
+                           f"{counts.get('drop', 0)} dropped + {counts.get('review', 0)} review + "
+                           f"{quarantined} quarantined" + ("" if passed else " (does not add up)"),
+                   {"rows_in": rows_in, "quarantined": quarantined, **counts})
+
+
+def drop_rate_verdict(counts: dict[str, int], rows_in: int, policy: Policy) -> Verdict:
+    """Over-audit guard: the dropped share of rows stays under the policy's bound."""
+    rate = counts.get("drop", 0) / rows_in if rows_in else 0.0
+    bound = policy.audit.max_drop_rate
+    return Verdict(rate <= bound, f"{rate:.1%} of rows dropped (bound {bound:.0%})",
+                   {"drop_rate": rate, "max_drop_rate": bound})

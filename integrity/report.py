@@ -37,6 +37,15 @@ def ingest_summary_text(summaries: list[dict]) -> str:
         if "flagged" in summary:
             flagged = ", ".join(f"{name} {count}" for name, count in summary["flagged"].items())
             lines.append(f"  scored {summary['scored_version']}; rows flagged: {flagged}")
+        if "audit" in summary:
+            audit = summary["audit"]
+            reasons = "; ".join(
+                f"{verdict}: " + ", ".join(f"{r} {n}" for r, n in by_reason.items())
+                for verdict, by_reason in audit["reasons"].items())
+            counts = audit["counts"]
+            lines.append(f"  audited {audit['version']}: kept {counts['keep']}, dropped "
+                         f"{counts['drop']}, review {counts['review']}"
+                         + (f" ({reasons})" if reasons else ""))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -80,4 +89,14 @@ def signal_table(summary: dict[str, dict]) -> str:
             f"{stats['p95']:.3g} | {stats['null_share']:.0%} | `{spark}` "
             f"({stats['min']:.3g}..{stats['max']:.3g}) |"
         )
+    return "\n".join(lines)
+
+
+def verdict_table(reasons: dict[str, dict[str, int]], counts: dict[str, int]) -> str:
+    """Markdown: rows per verdict, and per reason within each verdict."""
+    lines = ["| verdict | reason | rows |", "|---|---|---:|"]
+    for verdict in ("keep", "review", "drop"):
+        lines.append(f"| **{verdict}** | (all) | {counts.get(verdict, 0)} |")
+        for reason, count in sorted(reasons.get(verdict, {}).items()):
+            lines.append(f"| {verdict} | {reason} | {count} |")
     return "\n".join(lines)

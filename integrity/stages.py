@@ -17,6 +17,7 @@ from integrity.store import Manifest, VersionStore
 
 RAW_SFT = "raw_sft"
 SCORED_SFT = "scored_sft"
+AUDITED_SFT = "audited_sft"
 
 
 def blob_root(store: VersionStore) -> str:
@@ -58,6 +59,11 @@ def latest_raw_summaries(store: VersionStore, sources: list[SourceConfig],
             summary["scored_version"] = scored
             summary["flagged"] = {name: int(flags[name].sum()) for name in flags.columns[1:]
                                   if flags[name].null_count() < flags.height}
+            audited = store.latest(AUDITED_SFT, source.name)
+            if audited is not None and \
+                    store.manifest(AUDITED_SFT, audited).upstream[SCORED_SFT] == scored:
+                summary["audit"] = {"version": audited,
+                                    **store.manifest(AUDITED_SFT, audited).extra}
         summaries.append(summary)
     return summaries
 
@@ -127,3 +133,31 @@ def score_to_store(
         extra=extra,
     )
     return rows, manifest, extra
+
+
+def audit_to_store(source: str, scored_version: str, store: VersionStore, policy):
+    """Verdicts for one scored_sft version; commit kept raw rows ("data") and every verdict
+    ("verdicts", with the row's modality and grounding margin for the checks)."""
+    from integrity.audit import CODE_VERSION, audit_rows
+
+    raw_version = store.manifest(SCORED_SFT, scored_version).upstream[RAW_SFT]
+    raw_counts = store.manifest(RAW_SFT, raw_version).extra
+    result = audit_rows(store.read(SCORED_SFT, scored_version, "pairs"), policy,
+                        rows_in=raw_counts["rows_in"], quarantined=raw_counts["quarantined"])
+    raw = store.read(RAW_SFT, raw_version)
+    scored = store.read(SCORED_SFT, scored_version)
+    margin = [pl.col("grounding_margin")] if "grounding_margin" in scored.columns else []
+    verdicts = result.verdicts.join(raw.select("example_id", "modality"), on="example_id",
+                                    how="left", maintain_order="left").join(
+        scored.select("example_id", *margin), on="example_id", how="left", maintain_order="left")
+    kept = raw.join(verdicts.filter(pl.col("verdict") == "keep"), on="example_id", how="semi",
+                    maintain_order="left")
+    extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
+             "counts": result.counts(), "reasons": result.reasons(),
+             "policy": policy.audit.model_dump()}
+    manifest = store.write(
+        AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
+        upstream={SCORED_SFT: scored_version, RAW_SFT: raw_version},
+        code_version=CODE_VERSION, params={"policy": policy.digest()}, extra=extra,
+    )
+    return result, manifest

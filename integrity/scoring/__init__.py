@@ -30,7 +30,7 @@ from integrity.scoring.pairs import qa_pairs
 from integrity.scoring.preference import score_preference
 
 # Bump when a detector changes its output for the same input (Dagster code_version).
-CODE_VERSION = "scoring-1"
+CODE_VERSION = "scoring-2"
 
 # How a pair-level column becomes a row-level one: the worst pair decides.
 LOWER_IS_WORSE = frozenset({

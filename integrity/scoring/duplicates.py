@@ -3,6 +3,9 @@
 Measures, per pair:
 - ``dup_exact_size``: rows sharing this row's images (by sha256) and normalised dialog; > 1
   means exact duplicates (re-weighting the same example without new information).
+- ``dup_is_copy``: this row is a later exact copy (not the group's first row), or its image is
+  the larger-sha256 side of a near-copy pair above ``near_copy_sim``: what an audit may drop
+  while keeping one original.
 - ``dup_near_image_sim``: similarity of this pair's image to its closest OTHER distinct image
   of the frame, and ``dup_near_image_of`` that image's sha256. Two stages: candidates are the
   ``candidates`` nearest images by a 16x16 thumbnail signature (blocked matrix products,
@@ -119,8 +122,10 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
 def score_duplicates(pairs: pl.DataFrame, stats: pl.DataFrame, *,
                      eval_images: set[str] | None = None,
                      eval_questions: set[str] | None = None,
+                     near_copy_sim: float = 0.98,
                      storage_options: dict | None = None) -> pl.DataFrame:
-    """Columns dup_exact_size, dup_near_image_sim, dup_near_image_of, dup_eval_overlap."""
+    """Columns dup_exact_size, dup_is_copy, dup_near_image_sim, dup_near_image_of,
+    dup_eval_overlap."""
     uris = dict(pairs.select("image_sha256", "image_uri").drop_nulls().iter_rows())
     nearest = near_duplicate_images(stats, uris, storage_options=storage_options)
     eval_images, eval_questions = eval_images or set(), eval_questions or set()
@@ -130,6 +135,10 @@ def score_duplicates(pairs: pl.DataFrame, stats: pl.DataFrame, *,
         .select(
             dup_exact_size=pl.col("example_id").n_unique().over("image_key", "dialog_norm")
             .cast(pl.Int64),
+            dup_is_copy=(pl.col("example_id")
+                         != pl.col("example_id").first().over("image_key", "dialog_norm"))
+            | ((pl.col("dup_near_image_sim") >= near_copy_sim)
+               & (pl.col("image_sha256") > pl.col("dup_near_image_of"))).fill_null(False),
             dup_near_image_sim="dup_near_image_sim",
             dup_near_image_of="dup_near_image_of",
             dup_eval_overlap=pl.col("image_sha256").is_in(list(eval_images))

@@ -1,0 +1,74 @@
+"""Checks on audited_sft: what was kept is grounded and clean, and nothing was lost."""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    asset_check,
+)
+
+from assets.audited import audited_sft
+from assets.partitions import sources_partitions
+from assets.resources import IntegrityResource
+from assets.versions import materialized_version
+from integrity import policy as rules
+from integrity.stages import AUDITED_SFT
+
+
+def _result(verdict, version: str, severity=AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    return AssetCheckResult(passed=verdict.passed, severity=severity,
+                            description=verdict.description,
+                            metadata={"version": version, **verdict.figures})
+
+
+def _verdicts(context, integrity: IntegrityResource):
+    version = materialized_version(context, audited_sft.key)
+    return version, integrity.store().read(AUDITED_SFT, version, "verdicts")
+
+
+@asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
+def audited_sft_grounding(context: AssetCheckExecutionContext,
+                          integrity: IntegrityResource) -> AssetCheckResult:
+    """Few kept image rows are weakly grounded (grounding margin under the policy's)."""
+    version, verdicts = _verdicts(context, integrity)
+    return _result(rules.kept_grounding_verdict(verdicts, integrity.policy()), version)
+
+
+@asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
+def audited_sft_no_preference_pollution(context: AssetCheckExecutionContext,
+                                        integrity: IntegrityResource) -> AssetCheckResult:
+    """No kept row carries preference pollution."""
+    version, verdicts = _verdicts(context, integrity)
+    return _result(rules.none_kept_verdict(verdicts, "preference_pollution"), version)
+
+
+@asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
+def audited_sft_no_contradictions(context: AssetCheckExecutionContext,
+                                  integrity: IntegrityResource) -> AssetCheckResult:
+    """No kept row contradicts another label for the same image and question."""
+    version, verdicts = _verdicts(context, integrity)
+    return _result(rules.none_kept_verdict(verdicts, "contradiction"), version)
+
+
+@asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
+def audited_sft_nothing_lost(context: AssetCheckExecutionContext,
+                             integrity: IntegrityResource) -> AssetCheckResult:
+    """raw rows in = kept + dropped + review + quarantined; every kept row was written."""
+    store = integrity.store()
+    version = materialized_version(context, audited_sft.key)
+    manifest = store.manifest(AUDITED_SFT, version)
+    extra = manifest.extra
+    verdict = rules.nothing_lost_verdict(extra["counts"], extra["rows_in"], extra["quarantined"],
+                                         manifest.tables["data"].rows)
+    return _result(verdict, version)
+
+
+@asset_check(asset=audited_sft, blocking=False, partitions_def=sources_partitions)
+def audited_sft_drop_rate(context: AssetCheckExecutionContext,
+                          integrity: IntegrityResource) -> AssetCheckResult:
+    """Over-audit guard (WARN, never blocks): the dropped share stays under the bound."""
+    store = integrity.store()
+    version = materialized_version(context, audited_sft.key)
+    extra = store.manifest(AUDITED_SFT, version).extra
+    verdict = rules.drop_rate_verdict(extra["counts"], extra["rows_in"], integrity.policy())
+    return _result(verdict, version, AssetCheckSeverity.WARN)

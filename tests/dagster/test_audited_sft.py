@@ -1,0 +1,79 @@
+"""audited_sft through a real Dagster instance: verdicts, checks, WARN vs blocking failures."""
+
+import json
+
+from dagster import asset, materialize
+
+from assets.audited import audited_sft
+from assets.partitions import sources_partitions
+from assets.raw import raw_sft
+from assets.resources import EncoderResource, IntegrityResource
+from assets.scored import scored_sft
+from checks.audited import (
+    audited_sft_drop_rate,
+    audited_sft_grounding,
+    audited_sft_no_contradictions,
+    audited_sft_no_preference_pollution,
+    audited_sft_nothing_lost,
+)
+from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
+from checks.scored import scored_sft_coverage, scored_sft_distribution
+from integrity.stages import AUDITED_SFT
+
+ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
+          scored_sft_coverage, scored_sft_distribution, audited_sft_grounding,
+          audited_sft_no_preference_pollution, audited_sft_no_contradictions,
+          audited_sft_nothing_lost, audited_sft_drop_rate]
+trained: list[str] = []
+
+
+@asset(partitions_def=sources_partitions, deps=[audited_sft])
+def training_probe(context) -> None:
+    """Stands in for training_mix: records every partition it was allowed to read."""
+    trained.append(context.partition_key)
+
+
+def _run(world, instance, integrity=None):
+    instance.add_dynamic_partitions("sources", ["good_llava"])
+    trained.clear()
+    return materialize([*ASSETS, training_probe], partition_key="good_llava", instance=instance,
+                       resources={"integrity": integrity or world["resource"],
+                                  "encoder": EncoderResource(workers=0, batch_size=16)},
+                       raise_on_error=False)
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_raw_to_audited_in_one_run_and_a_warn_failure_does_not_block(world, instance):
+    result = _run(world, instance)
+    assert result.success
+    checks = _checks(result)
+    # The 8 image rows answer "Red." to one question (blind), repeat 4 images and the images
+    # are 16 px (image_defect): all dropped.
+    assert checks["audited_sft_drop_rate"] is False  # WARN: 8 of 12 rows dropped
+    assert all(passed for name, passed in checks.items() if name != "audited_sft_drop_rate")
+    assert trained == ["good_llava"]
+    [audited] = result.asset_materializations_for_node("audited_sft")
+    assert (audited.metadata["kept"].value, audited.metadata["dropped"].value) == (4, 8)
+    store = world["resource"].store()
+    manifest = store.manifest(AUDITED_SFT, audited.metadata["version"].value)
+    assert manifest.tables["data"].rows == 4 and manifest.params["policy"]
+    verdicts = store.read(AUDITED_SFT, manifest.version, "verdicts")
+    assert verdicts.filter(verdicts["verdict"] == "drop")["reasons"].list.contains(
+        "blind_answerable").all()
+
+
+def test_a_failing_blocking_audit_check_stops_what_comes_after(world, instance, tmp_path):
+    policy = tmp_path / "keep_everything.yaml"
+    policy.write_text(json.dumps({"audit": {
+        "actions": {"blind_answerable": "keep", "duplicate": "keep", "image_defect": "keep"},
+        "weak_grounding_margin": 10.0}}))  # every kept image row counts as weakly grounded
+    strict = IntegrityResource(sources_file=world["resource"].sources_file,
+                               store_root=world["resource"].store_root,
+                               policy_file=str(policy))
+    result = _run(world, instance, strict)
+    assert not result.success
+    assert _checks(result)["audited_sft_grounding"] is False
+    assert result.is_node_untouched("training_probe") and trained == []

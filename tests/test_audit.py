@@ -1,0 +1,71 @@
+"""Verdicts from scored pairs under a policy, and the nothing-lost invariant."""
+
+import polars as pl
+import pytest
+
+from integrity.audit import audit_rows
+from integrity.policy import (
+    Policy,
+    drop_rate_verdict,
+    kept_grounding_verdict,
+    none_kept_verdict,
+    nothing_lost_verdict,
+)
+
+
+def _pairs() -> pl.DataFrame:
+    return pl.DataFrame({
+        "example_id": ["clean", "marker", "contra", "orig", "copy", "both", "both"],
+        "pref_marker": [None, "Rating: 4/5", None, None, None, None, "[[A]]"],
+        "contra_conflict": [False, False, True, False, False, True, False],
+        "contra_answers": [1, 1, 2, 1, 1, 2, 1],
+        "dup_exact_size": [1, 1, 1, 2, 2, 1, 1],
+        "dup_is_copy": [False, False, False, False, True, False, False],
+    })
+
+
+def test_verdicts_take_the_strictest_action_and_keep_every_reason():
+    result = audit_rows(_pairs(), Policy(), rows_in=8, quarantined=2)
+    verdicts = {row["example_id"]: (row["verdict"], row["reasons"])
+                for row in result.verdicts.iter_rows(named=True)}
+    assert verdicts["clean"] == ("keep", [])
+    assert verdicts["marker"] == ("drop", ["preference_pollution"])
+    assert verdicts["contra"] == ("review", ["contradiction"])
+    assert verdicts["orig"] == ("keep", [])  # one original of a duplicate group is kept
+    assert verdicts["copy"] == ("drop", ["duplicate"])
+    assert verdicts["both"] == ("drop", ["preference_pollution", "contradiction"])
+    assert result.counts() == {"keep": 2, "review": 1, "drop": 3}
+    assert result.reasons()["drop"] == {"duplicate": 1, "preference_pollution": 2,
+                                        "contradiction": 1}
+
+
+def test_policy_actions_change_verdicts():
+    lenient = Policy.model_validate({"audit": {"actions": {"preference_pollution": "review",
+                                                           "contradiction": "keep"}}})
+    verdicts = dict(audit_rows(_pairs(), lenient, rows_in=6, quarantined=0)
+                    .verdicts.select("example_id", "verdict").iter_rows())
+    assert verdicts["marker"] == "review" and verdicts["contra"] == "keep"
+
+
+def test_the_invariant_is_asserted():
+    with pytest.raises(AssertionError, match="9 raw rows but 8"):
+        audit_rows(_pairs(), Policy(), rows_in=9, quarantined=2)
+
+
+def test_audit_check_verdicts():
+    verdicts = pl.DataFrame({
+        "example_id": ["a", "b", "c", "d"], "verdict": ["keep", "keep", "keep", "drop"],
+        "reasons": [[], [], ["contradiction"], ["preference_pollution"]],
+        "modality": ["image-text", "image-text", "text", "image-text"],
+        "grounding_margin": [0.3, -0.2, None, -0.5],
+    })
+    grounding = kept_grounding_verdict(verdicts, Policy())
+    assert not grounding.passed and grounding.figures["weak_grounding_share"] == 0.5
+    assert none_kept_verdict(verdicts, "preference_pollution").passed
+    assert not none_kept_verdict(verdicts, "contradiction").passed
+    counts = {"keep": 3, "drop": 1, "review": 0}
+    assert nothing_lost_verdict(counts, 6, 2, kept_rows=3).passed
+    assert not nothing_lost_verdict(counts, 7, 2, kept_rows=3).passed
+    assert not nothing_lost_verdict(counts, 6, 2, kept_rows=2).passed
+    assert drop_rate_verdict(counts, 6, Policy()).passed
+    assert not drop_rate_verdict({"drop": 3}, 6, Policy()).passed
