@@ -3,6 +3,7 @@
     integrity ingest SOURCES_FILE [--store DIR] [--source NAME ...]
     integrity summary SOURCES_FILE [--store DIR]
     integrity score SOURCES_FILE [--store DIR] [--source NAME] [--model M] [--pretrained P]
+    integrity audit SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE]
     integrity demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
     integrity demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8] [--seed S]
 """
@@ -88,6 +89,24 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from integrity.policy import DEFAULT_POLICY, load_policy
+    from integrity.report import verdict_table
+    from integrity.stages import SCORED_SFT, audit_to_store
+
+    store = VersionStore(args.store)
+    policy = load_policy(args.policy or DEFAULT_POLICY)
+    for source in _selected(args.sources_file, args.source):
+        scored_version = store.latest(SCORED_SFT, source.name)
+        if scored_version is None:
+            raise StoreError(f"{source.name} has no scored_sft version yet: run `integrity score`")
+        result, manifest = audit_to_store(source.name, scored_version, store, policy)
+        print(f"{source.name}: audited {manifest.version} (policy {policy.digest()}, "
+              f"{result.quarantined} quarantined at ingest)\n"
+              f"{verdict_table(result.reasons(), result.counts())}\n")
+    return 0
+
+
 def cmd_demo_generate(args: argparse.Namespace) -> int:
     from integrity.demo.generate import DemoConfig, generate
 
@@ -141,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--no-model", dest="no_model", action="store_true",
                        help="only the detectors that need no model")
     score.set_defaults(run=cmd_score)
+
+    audit = commands.add_parser("audit", help="verdicts for the latest scored_sft of each source")
+    audit.add_argument("sources_file")
+    audit.add_argument("--store", default=DEFAULT_STORE)
+    audit.add_argument("--source", action="append")
+    audit.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    audit.set_defaults(run=cmd_audit)
 
     demo = commands.add_parser("demo", help="the synthetic shapes world")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)

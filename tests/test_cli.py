@@ -109,3 +109,19 @@ def test_score_without_a_model_flags_overlap_with_declared_eval_sets(tmp_path, c
     flagged = set(scored.filter(pl.col("dup_eval_overlap"))["example_id"])
     assert expected and expected <= flagged
     assert "grounding_cos" not in scored.columns  # --no-model: no model signals
+
+
+def test_ingest_score_audit_from_the_command_line(tmp_path, capsys):
+    _demo(tmp_path)
+    store, sources = str(tmp_path / "store"), str(tmp_path / "sources.yaml")
+    assert main(["ingest", sources, "--store", store]) == 0
+    assert main(["audit", sources, "--store", store]) == 2  # nothing scored yet
+    assert "no scored_sft version" in capsys.readouterr().err
+    assert main(["score", sources, "--store", store, "--no-model", "--source", "pref"]) == 0
+    capsys.readouterr()
+    assert main(["audit", sources, "--store", store, "--source", "pref"]) == 0
+    out = capsys.readouterr().out
+    assert "| drop | preference_pollution |" in out and "| **keep** | (all) | 0 |" in out
+    summary = VersionStore(store)
+    audited = summary.manifest("audited_sft", summary.latest("audited_sft", "pref"))
+    assert audited.extra["counts"]["drop"] == audited.extra["rows_in"]
