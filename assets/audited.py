@@ -38,6 +38,7 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
             "dropped": counts["drop"],
             "review": counts["review"],
             "quarantined": result.quarantined,
+            "human_reviews": manifest.extra["human_reviews"],
             "verdicts": MetadataValue.md(verdict_table(result.reasons(), counts)),
         },
     )

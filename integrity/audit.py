@@ -45,8 +45,12 @@ class AuditResult:
 
 
 def audit_rows(scored_pairs: pl.DataFrame, policy: Policy, *, rows_in: int,
-               quarantined: int) -> AuditResult:
-    """One verdict per example of ``scored_pairs`` (the scored_sft "pairs" table)."""
+               quarantined: int, reviews: list[dict] | None = None) -> AuditResult:
+    """One verdict per example of ``scored_pairs`` (the scored_sft "pairs" table).
+
+    ``reviews`` (example_id, verdict) are human verdicts: they replace the automatic verdict
+    and add the reason ``human_review``.
+    """
     flags = flag_rows(scored_pairs, policy)
     copies = scored_pairs.group_by("example_id").agg(pl.col("dup_is_copy").max())
     flags = flags.join(copies, on="example_id", how="left", maintain_order="left").with_columns(
@@ -73,4 +77,15 @@ def audit_rows(scored_pairs: pl.DataFrame, policy: Policy, *, rows_in: int,
         .otherwise(pl.lit("keep")),
         reasons=reasons,
     )
+    if reviews:
+        human = pl.DataFrame([{"example_id": r["example_id"], "human": r["verdict"]}
+                              for r in reviews], schema={"example_id": pl.String,
+                                                         "human": pl.String})
+        verdicts = verdicts.join(human, on="example_id", how="left", maintain_order="left").select(
+            "example_id",
+            verdict=pl.coalesce("human", "verdict"),
+            reasons=pl.when(pl.col("human").is_not_null())
+            .then(pl.col("reasons").list.concat(pl.lit(["human_review"])))
+            .otherwise("reasons"),
+        )
     return AuditResult(verdicts=verdicts, rows_in=rows_in, quarantined=quarantined)

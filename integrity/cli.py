@@ -4,6 +4,8 @@
     integrity summary SOURCES_FILE [--store DIR]
     integrity score SOURCES_FILE [--store DIR] [--source NAME] [--model M] [--pretrained P]
     integrity audit SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE]
+    integrity review export SOURCES_FILE --out DIR [--store DIR]
+    integrity review import FILE [--store DIR]
     integrity demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
     integrity demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8] [--seed S]
 """
@@ -21,10 +23,12 @@ from integrity.ingest import IngestError, SourcesFileError, load_eval_sets, load
 from integrity.policy import PolicyError
 from integrity.report import ingest_summary_text
 from integrity.stages import ingest_to_store, latest_raw_summaries
+from integrity.review import ReviewError
 from integrity.store import StoreError, VersionStore
 
 DEFAULT_STORE = "data/store"
-USER_ERRORS = (IngestError, SourcesFileError, PolicyError, StoreError, ImageRefused, ValueError)
+USER_ERRORS = (IngestError, SourcesFileError, PolicyError, StoreError, ImageRefused, ReviewError,
+               ValueError)
 
 
 def _selected(sources_file: str, names: list[str] | None):
@@ -107,6 +111,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review_export(args: argparse.Namespace) -> int:
+    from integrity.review import export_reviews
+
+    store = VersionStore(args.store)
+    for source in _selected(args.sources_file, args.source):
+        path = Path(args.out) / f"{source.name}.review.jsonl"
+        count = export_reviews(store, source.name, path)
+        print(f"{source.name}: {count} rows to review -> {path} (set verdict to keep or drop)")
+    return 0
+
+
+def cmd_review_import(args: argparse.Namespace) -> int:
+    from integrity.review import import_reviews
+
+    for source, count in import_reviews(VersionStore(args.store), Path(args.file)).items():
+        print(f"{source}: {count} human verdicts recorded; they apply from the next audit")
+    return 0
+
+
 def cmd_demo_generate(args: argparse.Namespace) -> int:
     from integrity.demo.generate import DemoConfig, generate
 
@@ -167,6 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--source", action="append")
     audit.add_argument("--policy", help="policy file (default: policies/default.yaml)")
     audit.set_defaults(run=cmd_audit)
+
+    review = commands.add_parser("review", help="human review of rows an audit sent to review")
+    review_commands = review.add_subparsers(dest="review_command", required=True)
+    export = review_commands.add_parser("export", help="write review rows as JSONL")
+    export.add_argument("sources_file")
+    export.add_argument("--out", required=True, help="folder for <source>.review.jsonl")
+    export.add_argument("--store", default=DEFAULT_STORE)
+    export.add_argument("--source", action="append")
+    export.set_defaults(run=cmd_review_export)
+    imported = review_commands.add_parser("import", help="record reviewers' keep/drop verdicts")
+    imported.add_argument("file")
+    imported.add_argument("--store", default=DEFAULT_STORE)
+    imported.set_defaults(run=cmd_review_import)
 
     demo = commands.add_parser("demo", help="the synthetic shapes world")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)

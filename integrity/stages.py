@@ -139,11 +139,15 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     """Verdicts for one scored_sft version; commit kept raw rows ("data") and every verdict
     ("verdicts", with the row's modality and grounding margin for the checks)."""
     from integrity.audit import CODE_VERSION, audit_rows
+    from integrity.review import load_reviews, reviews_digest
 
     raw_version = store.manifest(SCORED_SFT, scored_version).upstream[RAW_SFT]
     raw_counts = store.manifest(RAW_SFT, raw_version).extra
-    result = audit_rows(store.read(SCORED_SFT, scored_version, "pairs"), policy,
-                        rows_in=raw_counts["rows_in"], quarantined=raw_counts["quarantined"])
+    pairs = store.read(SCORED_SFT, scored_version, "pairs")
+    reviews = [r for r in load_reviews(store, source)
+               if r["example_id"] in set(pairs["example_id"])]
+    result = audit_rows(pairs, policy, rows_in=raw_counts["rows_in"],
+                        quarantined=raw_counts["quarantined"], reviews=reviews)
     raw = store.read(RAW_SFT, raw_version)
     scored = store.read(SCORED_SFT, scored_version)
     margin = [pl.col("grounding_margin")] if "grounding_margin" in scored.columns else []
@@ -154,10 +158,11 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
                     maintain_order="left")
     extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
              "counts": result.counts(), "reasons": result.reasons(),
-             "policy": policy.audit.model_dump()}
+             "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
     manifest = store.write(
         AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
         upstream={SCORED_SFT: scored_version, RAW_SFT: raw_version},
-        code_version=CODE_VERSION, params={"policy": policy.digest()}, extra=extra,
+        code_version=CODE_VERSION,
+        params={"policy": policy.digest(), "reviews": reviews_digest(reviews)}, extra=extra,
     )
     return result, manifest

@@ -69,3 +69,14 @@ def test_audit_check_verdicts():
     assert not nothing_lost_verdict(counts, 6, 2, kept_rows=2).passed
     assert drop_rate_verdict(counts, 6, Policy()).passed
     assert not drop_rate_verdict({"drop": 3}, 6, Policy()).passed
+
+
+def test_human_verdicts_replace_automatic_ones_and_say_so():
+    reviews = [{"example_id": "contra", "verdict": "keep"}, {"example_id": "clean",
+                                                             "verdict": "drop"}]
+    result = audit_rows(_pairs(), Policy(), rows_in=6, quarantined=0, reviews=reviews)
+    verdicts = {row["example_id"]: (row["verdict"], row["reasons"])
+                for row in result.verdicts.iter_rows(named=True)}
+    assert verdicts["contra"] == ("keep", ["contradiction", "human_review"])
+    assert verdicts["clean"] == ("drop", ["human_review"])
+    assert verdicts["marker"] == ("drop", ["preference_pollution"])

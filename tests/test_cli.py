@@ -125,3 +125,40 @@ def test_ingest_score_audit_from_the_command_line(tmp_path, capsys):
     summary = VersionStore(store)
     audited = summary.manifest("audited_sft", summary.latest("audited_sft", "pref"))
     assert audited.extra["counts"]["drop"] == audited.extra["rows_in"]
+
+
+def test_human_review_round_trip_overrides_the_next_audit(tmp_path, capsys):
+    _demo(tmp_path)
+    store, sources = str(tmp_path / "store"), str(tmp_path / "sources.yaml")
+    for command in (["ingest", sources], ["score", sources, "--no-model", "--source", "llava"],
+                    ["audit", sources, "--source", "llava"]):
+        assert main([*command, "--store", store]) == 0
+    reviews = tmp_path / "reviews"
+    assert main(["review", "export", sources, "--source", "llava", "--out", str(reviews),
+                 "--store", store]) == 0
+    pending = [json.loads(line) for line in (reviews / "llava.review.jsonl").open()]
+    assert pending and all(row["reasons"] == ["contradiction"] for row in pending)
+    assert all(row["turns"] and row["verdict"] is None for row in pending)
+
+    decided = tmp_path / "decided.jsonl"
+    decided.write_text("".join(json.dumps({**row, "verdict": verdict, "reviewer": "ana"}) + "\n"
+                               for row, verdict in zip(pending[:2], ["keep", "drop"],
+                                                       strict=True)))
+    assert main(["review", "import", str(decided), "--store", store]) == 0
+    assert main(["audit", sources, "--source", "llava", "--store", store]) == 0
+    summary = VersionStore(store)
+    version = summary.latest("audited_sft", "llava")
+    verdicts = dict(summary.read("audited_sft", version, "verdicts")
+                    .select("example_id", "verdict").iter_rows())
+    assert verdicts[pending[0]["example_id"]] == "keep"
+    assert verdicts[pending[1]["example_id"]] == "drop"
+    assert summary.manifest("audited_sft", version).extra["human_reviews"] == 2
+
+    capsys.readouterr()
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({"source": "llava", "example_id": "nope", "verdict": "keep"}))
+    assert main(["review", "import", str(unknown), "--store", store]) == 2
+    assert "not in llava's latest audit: nope" in capsys.readouterr().err
+    unknown.write_text(json.dumps({"source": "llava", "example_id": "x", "verdict": "maybe"}))
+    assert main(["review", "import", str(unknown), "--store", store]) == 2
+    assert "verdict must be keep or drop" in capsys.readouterr().err
