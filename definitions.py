@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from assets.audited import audited_sft
+from assets.automation import audit_automation, audit_job
 from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
@@ -25,6 +26,7 @@ defs = Definitions(
         audited_sft_grounding, audited_sft_no_preference_pollution, audited_sft_no_contradictions,
         audited_sft_nothing_lost, audited_sft_drop_rate,
     ],
-    sensors=[sources_sensor],
+    jobs=[audit_job],
+    sensors=[sources_sensor, audit_automation],
     resources={"integrity": IntegrityResource(), "encoder": EncoderResource()},
 )

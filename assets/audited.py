@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
+from assets.automation import GATED_EAGER
 from assets.gate import require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
@@ -16,6 +17,7 @@ from integrity.stages import AUDITED_SFT, audit_to_store
     deps=[scored_sft],
     code_version=CODE_VERSION,
     group_name="audit",
+    automation_condition=GATED_EAGER,
     kinds={"polars", "parquet"},
 )
 def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) -> MaterializeResult:

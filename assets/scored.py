@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 from assets.partitions import sources_partitions
 from assets.raw import RAW_SFT_BLOCKING_CHECKS, raw_sft
 from assets.resources import EncoderResource, IntegrityResource
+from assets.automation import GATED_EAGER
 from assets.gate import require_checks_passed
 from integrity import scoring
 from integrity.report import signal_table
@@ -20,6 +21,7 @@ SCORED_SFT_BLOCKING_CHECKS = ("scored_sft_coverage", "scored_sft_distribution")
     deps=[raw_sft],
     code_version=scoring.CODE_VERSION,
     group_name="audit",
+    automation_condition=GATED_EAGER,
     kinds={"pytorch", "polars", "parquet"},
 )
 def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,

@@ -1,0 +1,32 @@
+"""Automation that respects the gate: consumers materialize only after their upstream's
+blocking checks passed (layer b of the gate; the in-code gate in gate.py is layer c), and
+the job that runs a source end to end (layer a: gate asset, its checks and consumers in one run).
+"""
+
+from dagster import (
+    AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    define_asset_job,
+)
+
+from assets.partitions import sources_partitions
+
+# eager() alone would also fire after a failed check (see shared NOTES): require them passed.
+GATED_EAGER = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+
+audit_job = define_asset_job(
+    "audit_source",
+    selection=AssetSelection.keys("raw_sft", "scored_sft", "audited_sft"),
+    partitions_def=sources_partitions,
+    description="Ingest, score and audit one source in one run: a failed blocking check stops "
+                "every later step of the run.",
+)
+
+audit_automation = AutomationConditionSensorDefinition(
+    "audit_automation",
+    target=AssetSelection.keys("scored_sft", "audited_sft"),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
