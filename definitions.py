@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from assets.audited import audited_sft
-from assets.automation import audit_automation, audit_job
+from assets.automation import audit_automation, audit_job, nightly_audit
 from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
@@ -27,6 +27,7 @@ defs = Definitions(
         audited_sft_nothing_lost, audited_sft_drop_rate,
     ],
     jobs=[audit_job],
+    schedules=[nightly_audit],
     sensors=[sources_sensor, audit_automation],
     resources={"integrity": IntegrityResource(), "encoder": EncoderResource()},
 )

@@ -7,8 +7,12 @@ from dagster import (
     AssetSelection,
     AutomationCondition,
     AutomationConditionSensorDefinition,
+    DefaultScheduleStatus,
     DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
     define_asset_job,
+    schedule,
 )
 
 from assets.partitions import sources_partitions
@@ -30,3 +34,10 @@ audit_automation = AutomationConditionSensorDefinition(
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
+
+
+@schedule(job=audit_job, cron_schedule="0 3 * * *", default_status=DefaultScheduleStatus.STOPPED)
+def nightly_audit(context: ScheduleEvaluationContext):
+    """Re-run every registered source end to end each night (turn on in the UI)."""
+    for source in context.instance.get_dynamic_partitions(sources_partitions.name):
+        yield RunRequest(partition_key=source, run_key=f"{context.scheduled_execution_time}-{source}")

@@ -1,13 +1,34 @@
 """Gate layers a and b: the end-to-end job, and automation that waits for passed checks."""
 
-from dagster import AssetKey, Definitions, evaluate_automation_conditions, materialize
+from datetime import UTC, datetime
+
+from dagster import (
+    AssetKey,
+    Definitions,
+    build_schedule_context,
+    evaluate_automation_conditions,
+    materialize,
+)
 
 from assets.audited import audited_sft
+from assets.automation import audit_job, nightly_audit
 from assets.raw import raw_sft
 from assets.resources import EncoderResource
 from assets.scored import scored_sft
+from checks.audited import (
+    audited_sft_drop_rate,
+    audited_sft_grounding,
+    audited_sft_no_contradictions,
+    audited_sft_no_preference_pollution,
+    audited_sft_nothing_lost,
+)
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
+from checks.scored import scored_sft_coverage, scored_sft_distribution
 from definitions import defs
+
+SCORED_CHECKS = [scored_sft_coverage, scored_sft_distribution]
+AUDIT_CHECKS = [audited_sft_grounding, audited_sft_no_preference_pollution,
+                audited_sft_no_contradictions, audited_sft_nothing_lost, audited_sft_drop_rate]
 
 
 
@@ -44,3 +65,28 @@ def test_the_end_to_end_job_and_its_automation_sensor_are_defined():
         "raw_sft", "scored_sft", "audited_sft"}
     sensor = defs.resolve_sensor_def("audit_automation")
     assert sensor.default_status.value == "RUNNING"
+
+
+def test_a_schedule_tick_runs_each_source_end_to_end_and_the_gate_holds(world, instance):
+    instance.add_dynamic_partitions("sources", ["good_llava", "dup_ids"])
+    scheduled = Definitions(
+        assets=[raw_sft, scored_sft, audited_sft], jobs=[audit_job], schedules=[nightly_audit],
+        asset_checks=[raw_sft_contract, raw_sft_quarantine_rate, *SCORED_CHECKS, *AUDIT_CHECKS],
+        resources={"integrity": world["resource"],
+                   "encoder": EncoderResource(workers=0, batch_size=16)},
+    )
+    tick = nightly_audit.evaluate_tick(build_schedule_context(
+        instance=instance, repository_def=scheduled.get_repository_def(),
+        scheduled_execution_time=datetime(2026, 11, 25, 3, tzinfo=UTC)))
+    assert sorted(request.partition_key for request in tick.run_requests) == [
+        "dup_ids", "good_llava"]
+    job = scheduled.resolve_job_def("audit_source")
+    for request in tick.run_requests:
+        result = job.execute_in_process(partition_key=request.partition_key,
+                                              instance=instance, raise_on_error=False)
+        materialized = {e.asset_key.to_user_string()
+                        for e in result.get_asset_materialization_events()}
+        if request.partition_key == "good_llava":
+            assert materialized == {"raw_sft", "scored_sft", "audited_sft"}
+        else:  # duplicate ids fail the raw contract: scoring and audit never start
+            assert materialized == {"raw_sft"} and not result.success
