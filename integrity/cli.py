@@ -150,6 +150,13 @@ def cmd_demo_train_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sources(command: argparse.ArgumentParser) -> None:
+    """The arguments every per-source command takes."""
+    command.add_argument("sources_file")
+    command.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
+    command.add_argument("--source", action="append", help="only this source (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from integrity.demo.generate import RATE_FIELDS
 
@@ -157,23 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="ingest sources into raw_sft versions")
-    ingest.add_argument("sources_file")
-    ingest.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
-    ingest.add_argument("--source", action="append", help="only this source (repeatable)")
+    _add_sources(ingest)
     ingest.add_argument("--json", action="store_true", help="print JSON")
     ingest.set_defaults(run=cmd_ingest)
 
     summary = commands.add_parser("summary", help="summarise the latest raw_sft versions")
-    summary.add_argument("sources_file")
-    summary.add_argument("--store", default=DEFAULT_STORE)
-    summary.add_argument("--source", action="append")
+    _add_sources(summary)
     summary.add_argument("--json", action="store_true")
     summary.set_defaults(run=cmd_summary)
 
     score = commands.add_parser("score", help="score the latest raw_sft version of each source")
-    score.add_argument("sources_file")
-    score.add_argument("--store", default=DEFAULT_STORE)
-    score.add_argument("--source", action="append")
+    _add_sources(score)
     score.add_argument("--model", default="shapes-clip", help="open_clip model name")
     score.add_argument("--pretrained", default=None,
                        help="open_clip tag or checkpoint path (default: the demo reference CLIP)")
@@ -185,19 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(run=cmd_score)
 
     audit = commands.add_parser("audit", help="verdicts for the latest scored_sft of each source")
-    audit.add_argument("sources_file")
-    audit.add_argument("--store", default=DEFAULT_STORE)
-    audit.add_argument("--source", action="append")
+    _add_sources(audit)
     audit.add_argument("--policy", help="policy file (default: policies/default.yaml)")
     audit.set_defaults(run=cmd_audit)
 
     review = commands.add_parser("review", help="human review of rows an audit sent to review")
     review_commands = review.add_subparsers(dest="review_command", required=True)
     export = review_commands.add_parser("export", help="write review rows as JSONL")
-    export.add_argument("sources_file")
+    _add_sources(export)
     export.add_argument("--out", required=True, help="folder for <source>.review.jsonl")
-    export.add_argument("--store", default=DEFAULT_STORE)
-    export.add_argument("--source", action="append")
     export.set_defaults(run=cmd_review_export)
     imported = review_commands.add_parser("import", help="record reviewers' keep/drop verdicts")
     imported.add_argument("file")
