@@ -11,14 +11,9 @@ from assets.audited import audited_sft
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
+from checks.results import check_result
 from integrity import policy as rules
 from integrity.stages import AUDITED_SFT
-
-
-def _result(verdict, version: str, severity=AssetCheckSeverity.ERROR) -> AssetCheckResult:
-    return AssetCheckResult(passed=verdict.passed, severity=severity,
-                            description=verdict.description,
-                            metadata={"version": version, **verdict.figures})
 
 
 def _verdicts(context, integrity: IntegrityResource):
@@ -31,7 +26,7 @@ def audited_sft_grounding(context: AssetCheckExecutionContext,
                           integrity: IntegrityResource) -> AssetCheckResult:
     """Few kept image rows are weakly grounded (grounding margin under the policy's)."""
     version, verdicts = _verdicts(context, integrity)
-    return _result(rules.kept_grounding_verdict(verdicts, integrity.policy()), version)
+    return check_result(rules.kept_grounding_verdict(verdicts, integrity.policy()), version)
 
 
 @asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
@@ -39,7 +34,7 @@ def audited_sft_no_preference_pollution(context: AssetCheckExecutionContext,
                                         integrity: IntegrityResource) -> AssetCheckResult:
     """No kept row carries preference pollution."""
     version, verdicts = _verdicts(context, integrity)
-    return _result(rules.none_kept_verdict(verdicts, "preference_pollution"), version)
+    return check_result(rules.none_kept_verdict(verdicts, "preference_pollution"), version)
 
 
 @asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
@@ -47,7 +42,7 @@ def audited_sft_no_contradictions(context: AssetCheckExecutionContext,
                                   integrity: IntegrityResource) -> AssetCheckResult:
     """No kept row contradicts another label for the same image and question."""
     version, verdicts = _verdicts(context, integrity)
-    return _result(rules.none_kept_verdict(verdicts, "contradiction"), version)
+    return check_result(rules.none_kept_verdict(verdicts, "contradiction"), version)
 
 
 @asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
@@ -60,7 +55,7 @@ def audited_sft_nothing_lost(context: AssetCheckExecutionContext,
     extra = manifest.extra
     verdict = rules.nothing_lost_verdict(extra["counts"], extra["rows_in"], extra["quarantined"],
                                          manifest.tables["data"].rows)
-    return _result(verdict, version)
+    return check_result(verdict, version)
 
 
 @asset_check(asset=audited_sft, blocking=False, partitions_def=sources_partitions)
@@ -71,4 +66,4 @@ def audited_sft_drop_rate(context: AssetCheckExecutionContext,
     version = materialized_version(context, audited_sft.key)
     extra = store.manifest(AUDITED_SFT, version).extra
     verdict = rules.drop_rate_verdict(extra["counts"], extra["rows_in"], integrity.policy())
-    return _result(verdict, version, AssetCheckSeverity.WARN)
+    return check_result(verdict, version, AssetCheckSeverity.WARN)

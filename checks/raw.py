@@ -13,6 +13,7 @@ from assets.partitions import sources_partitions
 from assets.raw import raw_sft
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
+from checks.results import check_result
 from integrity.expectations import validate_raw_sft
 from integrity.policy import quarantine_rate_verdict
 from integrity.stages import RAW_SFT
@@ -42,9 +43,4 @@ def raw_sft_quarantine_rate(
     version = materialized_version(context, raw_sft.key)
     counts = integrity.store().manifest(RAW_SFT, version).extra
     verdict = quarantine_rate_verdict(counts["rows_in"], counts["quarantined"], integrity.policy())
-    return AssetCheckResult(
-        passed=verdict.passed,
-        severity=AssetCheckSeverity.ERROR,
-        description=verdict.description,
-        metadata={"version": version, **verdict.figures},
-    )
+    return check_result(verdict, version)

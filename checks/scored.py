@@ -3,7 +3,6 @@
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     asset_check,
 )
 
@@ -11,17 +10,9 @@ from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.scored import scored_sft
 from assets.versions import materialized_version
+from checks.results import check_result
 from integrity.policy import coverage_verdict, distribution_verdict
 from integrity.stages import RAW_SFT, SCORED_SFT
-
-
-def _result(verdict, version: str) -> AssetCheckResult:
-    return AssetCheckResult(
-        passed=verdict.passed,
-        severity=AssetCheckSeverity.ERROR,
-        description=verdict.description,
-        metadata={"version": version, **verdict.figures},
-    )
 
 
 @asset_check(asset=scored_sft, blocking=True, partitions_def=sources_partitions)
@@ -33,7 +24,7 @@ def scored_sft_coverage(
     version = materialized_version(context, scored_sft.key)
     raw_version = store.manifest(SCORED_SFT, version).upstream[RAW_SFT]
     raw_ids = store.read(RAW_SFT, raw_version)["example_id"]
-    return _result(coverage_verdict(raw_ids, store.read(SCORED_SFT, version)), version)
+    return check_result(coverage_verdict(raw_ids, store.read(SCORED_SFT, version)), version)
 
 
 @asset_check(asset=scored_sft, blocking=True, partitions_def=sources_partitions)
@@ -44,4 +35,4 @@ def scored_sft_distribution(
     store = integrity.store()
     version = materialized_version(context, scored_sft.key)
     rows = store.read(SCORED_SFT, version)
-    return _result(distribution_verdict(rows, integrity.policy()), version)
+    return check_result(distribution_verdict(rows, integrity.policy()), version)
