@@ -7,8 +7,10 @@ materialization and the latest evaluation of each of its blocking checks against
 materialization, and raises ``GateClosed`` naming every check that failed or never ran.
 """
 
-from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.event_api import PartitionKeyFilter
+
+from assets.versions import latest_materialization
 
 
 class GateClosed(Exception):
@@ -39,14 +41,10 @@ def require_checks_passed(context, upstream: AssetKey, checks: tuple[str, ...]) 
     """
     partition = context.partition_key if context.has_partition_key else None
     instance = context.instance
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=upstream, asset_partitions=[partition] if partition else None),
-        limit=1,
-    ).records
+    latest = latest_materialization(instance, upstream, partition)
     where = f"{upstream.to_user_string()}" + (f"[{partition}]" if partition else "")
-    if not records:
+    if latest is None:
         raise GateClosed(f"{where} was never materialized")
-    latest = records[0]
     problems = []
     for check in (AssetCheckKey(upstream, name) for name in checks):
         evaluation = _evaluation_for(instance, check, partition, latest.storage_id)

@@ -66,10 +66,11 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
     if encoder is not None:
         from integrity.scoring.answer_support import score_answer_support
         from integrity.scoring.caption_leakage import score_caption_leakage
-        from integrity.scoring.grounding import score_grounding
+        from integrity.scoring.grounding import image_matrix, score_grounding
 
-        support = score_answer_support(pairs, encoder=encoder)
-        columns += [score_grounding(pairs, encoder=encoder), support,
+        images = image_matrix(pairs, encoder)  # encoded once, shared by both detectors
+        support = score_answer_support(pairs, encoder=encoder, image_embeddings=images)
+        columns += [score_grounding(pairs, encoder=encoder, image_embeddings=images), support,
                     score_caption_leakage(pairs, support)]
     return pl.concat([pairs.select(PAIR_KEYS), *columns], how="horizontal")
 

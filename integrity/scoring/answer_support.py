@@ -41,8 +41,11 @@ def candidate_answers(pairs: pl.DataFrame, *, max_candidates: int) -> pl.DataFra
 
 
 def score_answer_support(pairs: pl.DataFrame, *, encoder: Encoder, max_candidates: int = 16,
-                         template: str = "{answer}") -> pl.DataFrame:
-    """Columns answer_support_prob, answer_support_rank, answer_support_candidates."""
+                         template: str = "{answer}", image_embeddings=None) -> pl.DataFrame:
+    """Columns answer_support_prob, answer_support_rank, answer_support_candidates.
+
+    ``image_embeddings``: ``image_matrix(pairs, encoder)`` when the caller already has it.
+    """
     height = pairs.height
     prob = np.full(height, np.nan, dtype=np.float32)
     rank = np.zeros(height, dtype=np.int32)
@@ -52,7 +55,7 @@ def score_answer_support(pairs: pl.DataFrame, *, encoder: Encoder, max_candidate
         pl.col("short_answer") & pl.col("image_sha256").is_not_null()
     )
     if scored.height:
-        rows, image_of_row, images = image_matrix(pairs, encoder)
+        rows, image_of_row, images = image_embeddings or image_matrix(pairs, encoder)
         image_position = np.full(height, -1, dtype=np.int64)
         image_position[rows] = image_of_row
         # Each normalised answer is shown to the model as written most often ("Two.", not "two").

@@ -38,10 +38,13 @@ def image_matrix(pairs: pl.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.
 
 
 def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8,
-                    seed: int = 0) -> pl.DataFrame:
-    """Columns grounding_cos, grounding_margin, grounding_min_sentence_cos (one row per pair)."""
+                    seed: int = 0, image_embeddings=None) -> pl.DataFrame:
+    """Columns grounding_cos, grounding_margin, grounding_min_sentence_cos (one row per pair).
+
+    ``image_embeddings``: ``image_matrix(pairs, encoder)`` when the caller already has it.
+    """
     height = pairs.height
-    rows, image_of_row, images = image_matrix(pairs, encoder)
+    rows, image_of_row, images = image_embeddings or image_matrix(pairs, encoder)
     if len(rows) == 0:
         empty = pl.Series([None] * height, dtype=pl.Float32)
         return pl.DataFrame({"grounding_cos": empty, "grounding_margin": empty,

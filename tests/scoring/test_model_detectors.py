@@ -97,3 +97,15 @@ def test_questions_with_only_hedged_answers_get_no_support_score(pairs_of, image
                       _row(images, "blue", "Maybe blue.", question="Which hue?")])
     support = score_answer_support(pairs, encoder=encoder)
     assert support["answer_support_prob"].to_list() == [None, None]
+
+
+def test_score_pairs_encodes_each_image_once_even_without_a_cache(pairs_of, images):
+    from integrity.scoring import score_pairs
+    from tests.scoring.conftest import make_raw
+
+    rows = [_row(images, color, f"{color.capitalize()}.") for color in COLORS]
+    uncached = Encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
+                                     workers=0))
+    scored = score_pairs(make_raw(rows), encoder=uncached)
+    assert uncached.images_encoded == len(COLORS)
+    assert scored["answer_support_rank"].to_list() == [1] * len(COLORS)
