@@ -96,6 +96,37 @@ class AuditPolicy(_Strict):
     weak_grounding_margin: float = 0.0
     max_weak_grounding_share: float = Field(0.05, ge=0.0, le=1.0)
     max_drop_rate: float = Field(0.3, ge=0.0, le=1.0)
+    # Over-audit guard across sources (WARN): a source's drop rate may differ from the drop rate
+    # over all audited sources by at most this much.
+    max_drop_rate_disparity: float = Field(0.15, ge=0.0, le=1.0)
+    # Diversity kept (WARN): at least this share of a source's question templates and of its
+    # image clusters must keep at least one row.
+    diversity_floor: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class CurriculumStage(_Strict):
+    """One stage of the curriculum: rows of ``modality`` whose difficulty (0 easy .. 1 hard)
+    is at most ``max_difficulty`` (None: every remaining row of that modality)."""
+
+    name: str
+    modality: Literal["text", "image-text"]
+    max_difficulty: float | None = Field(None, ge=0.0, le=1.0)
+
+
+def _default_stages() -> list[CurriculumStage]:
+    return [CurriculumStage(name="text_warmup", modality="text"),
+            CurriculumStage(name="easy_visual", modality="image-text", max_difficulty=0.5),
+            CurriculumStage(name="hard_visual", modality="image-text")]
+
+
+class MixPolicy(_Strict):
+    """How training_mix balances and orders the kept rows of every audited source."""
+
+    image_share: float = Field(0.5, ge=0.0, le=1.0)  # target share of image-text rows
+    image_share_tolerance: float = Field(0.05, ge=0.0, le=0.5)  # the band is target +/- this
+    source_weights: dict[str, float] = Field(default_factory=dict)  # relative; default 1.0
+    seed: int = 0
+    curriculum: list[CurriculumStage] = Field(default_factory=_default_stages, min_length=1)
 
 
 class Policy(BaseModel):
@@ -105,6 +136,7 @@ class Policy(BaseModel):
     signals: Signals = Field(default_factory=Signals)
     scoring: ScoringPolicy = Field(default_factory=ScoringPolicy)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    mix: MixPolicy = Field(default_factory=MixPolicy)
 
     def digest(self) -> str:
         """A short hash of the effective policy: part of every version the policy shapes."""
