@@ -9,7 +9,8 @@ from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from assets.sensors import sources_sensor
 from checks.audited import (
-    audited_sft_drop_rate,
+    audited_sft_diversity,
+    audited_sft_over_audit,
     audited_sft_grounding,
     audited_sft_no_contradictions,
     audited_sft_no_preference_pollution,
@@ -24,7 +25,7 @@ defs = Definitions(
         raw_sft_contract, raw_sft_quarantine_rate,
         scored_sft_coverage, scored_sft_distribution,
         audited_sft_grounding, audited_sft_no_preference_pollution, audited_sft_no_contradictions,
-        audited_sft_nothing_lost, audited_sft_drop_rate,
+        audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity,
     ],
     jobs=[audit_job],
     schedules=[nightly_audit],

@@ -8,8 +8,12 @@ from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.scored import SCORED_SFT_BLOCKING_CHECKS, scored_sft
 from integrity.audit import CODE_VERSION
-from integrity.report import verdict_table
-from integrity.stages import AUDITED_SFT, audit_to_store
+from integrity.report import audit_markdown
+from integrity.stages import AUDITED_SFT, REPORT_FILE, REVIEW_FILE, audit_to_store, latest_audits
+
+# What a consumer of audited_sft (training_mix) requires to have passed on the version it reads.
+AUDITED_SFT_BLOCKING_CHECKS = ("audited_sft_grounding", "audited_sft_no_preference_pollution",
+                               "audited_sft_no_contradictions", "audited_sft_nothing_lost")
 
 
 @asset(
@@ -25,8 +29,11 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
     and training may read. Refuses a scored_sft whose blocking checks failed or never ran."""
     store, policy = integrity.store(), integrity.policy()
     scored_version = require_checks_passed(context, scored_sft.key, SCORED_SFT_BLOCKING_CHECKS)
-    result, manifest = audit_to_store(context.partition_key, scored_version, store, policy)
+    source = integrity.source(context.partition_key)
+    result, manifest, files = audit_to_store(source.name, scored_version, store, policy,
+                                             storage_options=source.storage_options)
     counts = result.counts()
+    all_audits = latest_audits(store, list(integrity.sources()))
     context.log.info(f"{context.partition_key}: {counts}, version {manifest.version}")
     return MaterializeResult(
         data_version=DataVersion(manifest.version),
@@ -41,6 +48,9 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
             "review": counts["review"],
             "quarantined": result.quarantined,
             "human_reviews": manifest.extra["human_reviews"],
-            "verdicts": MetadataValue.md(verdict_table(result.reasons(), counts)),
+            "report": MetadataValue.path(files[REPORT_FILE]),
+            "review_rows": MetadataValue.path(files[REVIEW_FILE]),
+            "audit": MetadataValue.md(audit_markdown(source.name, manifest.extra, all_audits,
+                                                     policy)),
         },
     )

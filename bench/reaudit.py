@@ -50,7 +50,7 @@ def main() -> None:
     stricter = Policy.model_validate({"signals": {"caption_derived": {"leak_score_min": 0.3}},
                                       "audit": {"actions": {"contradiction": "drop"}}})
     started = time.perf_counter()
-    result, _ = audit_to_store(source.name, scored.version, store, stricter)
+    result, _, _ = audit_to_store(source.name, scored.version, store, stricter)
     again = time.perf_counter() - started
     extra_calls = encoder.images_encoded + encoder.texts_encoded - calls
 

@@ -13,7 +13,7 @@ from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
 from integrity import policy as rules
-from integrity.stages import AUDITED_SFT
+from integrity.stages import AUDITED_SFT, latest_audits
 
 
 def _verdicts(context, integrity: IntegrityResource):
@@ -59,11 +59,28 @@ def audited_sft_nothing_lost(context: AssetCheckExecutionContext,
 
 
 @asset_check(asset=audited_sft, blocking=False, partitions_def=sources_partitions)
-def audited_sft_drop_rate(context: AssetCheckExecutionContext,
-                          integrity: IntegrityResource) -> AssetCheckResult:
-    """Over-audit guard (WARN, never blocks): the dropped share stays under the bound."""
+def audited_sft_over_audit(context: AssetCheckExecutionContext,
+                           integrity: IntegrityResource) -> AssetCheckResult:
+    """Over-audit guard (WARN, never blocks): the dropped share stays under the bound and close
+    to the share over every audited source."""
     store = integrity.store()
     version = materialized_version(context, audited_sft.key)
     extra = store.manifest(AUDITED_SFT, version).extra
-    verdict = rules.drop_rate_verdict(extra["counts"], extra["rows_in"], integrity.policy())
+    audits = latest_audits(store, list(integrity.sources()))
+    audits[context.partition_key] = extra  # this materialization, whatever latest says
+    verdict = rules.over_audit_verdict(
+        extra["counts"], extra["rows_in"],
+        {name: (audit["counts"]["drop"], audit["rows_in"]) for name, audit in audits.items()},
+        integrity.policy())
     return check_result(verdict, version, AssetCheckSeverity.WARN)
+
+
+@asset_check(asset=audited_sft, blocking=False, partitions_def=sources_partitions)
+def audited_sft_diversity(context: AssetCheckExecutionContext,
+                          integrity: IntegrityResource) -> AssetCheckResult:
+    """Diversity kept (WARN): most question templates and image clusters keep a row."""
+    store = integrity.store()
+    version = materialized_version(context, audited_sft.key)
+    diversity = store.manifest(AUDITED_SFT, version).extra.get("diversity", {})
+    return check_result(rules.diversity_verdict(diversity, integrity.policy()), version,
+                        AssetCheckSeverity.WARN)

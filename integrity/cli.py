@@ -95,19 +95,22 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from integrity.policy import DEFAULT_POLICY, load_policy
-    from integrity.report import verdict_table
-    from integrity.stages import SCORED_SFT, audit_to_store
+    from integrity.report import audit_markdown
+    from integrity.stages import REPORT_FILE, REVIEW_FILE, SCORED_SFT, audit_to_store, latest_audits
 
     store = VersionStore(args.store)
     policy = load_policy(args.policy or DEFAULT_POLICY)
-    for source in _selected(args.sources_file, args.source):
+    selected = _selected(args.sources_file, args.source)
+    for source in selected:
         scored_version = store.latest(SCORED_SFT, source.name)
         if scored_version is None:
             raise StoreError(f"{source.name} has no scored_sft version yet: run `integrity score`")
-        result, manifest = audit_to_store(source.name, scored_version, store, policy)
-        print(f"{source.name}: audited {manifest.version} (policy {policy.digest()}, "
-              f"{result.quarantined} quarantined at ingest)\n"
-              f"{verdict_table(result.reasons(), result.counts())}\n")
+        _, manifest, files = audit_to_store(source.name, scored_version, store, policy,
+                                            storage_options=source.storage_options)
+        all_audits = latest_audits(store, [other.name for other in load_sources(args.sources_file)])
+        print(f"{source.name}: audited {manifest.version}\n"
+              f"{audit_markdown(source.name, manifest.extra, all_audits, policy)}\n"
+              f"report: {files[REPORT_FILE]}\nreview rows: {files[REVIEW_FILE]}\n")
     return 0
 
 
@@ -211,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image-size", dest="image_size", type=int)
     for rate in RATE_FIELDS:
         generate.add_argument(f"--{rate.replace('_', '-')}", dest=rate, type=float)
+    generate.add_argument("--no-captions", dest="captions", action="store_const", const=False,
+                          help="records carry no caption metadata (only the pixels can tell)")
     generate.set_defaults(run=cmd_demo_generate)
     train_ref = demo_commands.add_parser("train-reference",
                                          help="train the demo's reference CLIP from scratch")

@@ -293,9 +293,53 @@ def nothing_lost_verdict(counts: dict[str, int], rows_in: int, quarantined: int,
                    {"rows_in": rows_in, "quarantined": quarantined, **counts})
 
 
-def drop_rate_verdict(counts: dict[str, int], rows_in: int, policy: Policy) -> Verdict:
-    """Over-audit guard: the dropped share of rows stays under the policy's bound."""
+def over_audit_verdict(counts: dict[str, int], rows_in: int,
+                       all_sources: dict[str, tuple[int, int]], policy: Policy) -> Verdict:
+    """Over-audit guard: the dropped share of this source's rows stays under the policy's bound,
+    and differs from the share over every audited source by at most the disparity bound.
+
+    ``all_sources``: source -> (dropped, rows in) of each source's latest audit, this one too.
+    A detector that misfires on one source's style shows as that source's drop rate alone.
+    """
     rate = counts.get("drop", 0) / rows_in if rows_in else 0.0
-    bound = policy.audit.max_drop_rate
-    return Verdict(rate <= bound, f"{rate:.1%} of rows dropped (bound {bound:.0%})",
-                   {"drop_rate": rate, "max_drop_rate": bound})
+    dropped = sum(drop for drop, _ in all_sources.values())
+    total = sum(rows for _, rows in all_sources.values())
+    overall = dropped / total if total else rate
+    disparity = abs(rate - overall)
+    audit = policy.audit
+    problems = []
+    if rate > audit.max_drop_rate:
+        problems.append(f"{rate:.1%} dropped > {audit.max_drop_rate:.0%}")
+    if disparity > audit.max_drop_rate_disparity:
+        problems.append(f"drop rate {rate:.1%} vs {overall:.1%} over {len(all_sources)} sources "
+                        f"differs by more than {audit.max_drop_rate_disparity:.0%}")
+    return Verdict(
+        passed=not problems,
+        description="; ".join(problems) or f"{rate:.1%} dropped (bound {audit.max_drop_rate:.0%}),"
+                    f" {overall:.1%} over {len(all_sources)} sources",
+        figures={"drop_rate": rate, "max_drop_rate": audit.max_drop_rate,
+                 "drop_rate_all_sources": overall, "drop_rate_disparity": disparity,
+                 "max_drop_rate_disparity": audit.max_drop_rate_disparity,
+                 "sources": len(all_sources)},
+    )
+
+
+def diversity_verdict(diversity: dict[str, int], policy: Policy) -> Verdict:
+    """Diversity kept: the share of question templates and of image clusters with at least one
+    kept row is at least the policy's floor (keys as ``audit.diversity_kept`` counts them)."""
+    floor = policy.audit.diversity_floor
+    figures: dict = {"diversity_floor": floor}
+    problems, shares = [], []
+    for key in ("question_templates", "image_clusters"):
+        total, kept = diversity.get(key, 0), diversity.get(f"{key}_kept", 0)
+        if not total:
+            continue  # e.g. no image clusters when scored without a model
+        share = kept / total
+        figures[f"{key}_kept_share"] = share
+        shares.append(f"{kept}/{total} {key.replace('_', ' ')}")
+        if share < floor:
+            problems.append(f"only {kept}/{total} {key.replace('_', ' ')} keep a row "
+                            f"({share:.0%} < {floor:.0%})")
+    return Verdict(not problems, "; ".join(problems) or
+                   (", ".join(shares) + f" keep a row (floor {floor:.0%})" if shares
+                    else "nothing to measure"), figures)

@@ -46,6 +46,7 @@ def ingest_summary_text(summaries: list[dict]) -> str:
             lines.append(f"  audited {audit['version']}: kept {counts['keep']}, dropped "
                          f"{counts['drop']}, review {counts['review']}"
                          + (f" ({reasons})" if reasons else ""))
+            lines.append(f"  report: {audit['report']}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -99,4 +100,44 @@ def verdict_table(reasons: dict[str, dict[str, int]], counts: dict[str, int]) ->
         lines.append(f"| **{verdict}** | (all) | {counts.get(verdict, 0)} |")
         for reason, count in sorted(reasons.get(verdict, {}).items()):
             lines.append(f"| {verdict} | {reason} | {count} |")
+    return "\n".join(lines)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def audit_markdown(source: str, audit: dict, all_audits: dict[str, dict], policy) -> str:
+    """The audit of one source for Dagster metadata and the CLI: the row invariant, verdicts by
+    reason, every source's latest audit side by side, diversity kept, and the thresholds."""
+    counts = audit["counts"]
+    lines = [
+        f"**{source}**: {audit['rows_in']} rows in = {counts['keep']} kept + {counts['drop']} "
+        f"dropped + {counts['review']} review + {audit['quarantined']} quarantined",
+        "", verdict_table(audit["reasons"], counts), "",
+        "| source | rows in | kept | dropped | review | quarantined | drop rate |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, other in sorted(all_audits.items()):
+        other_counts = other["counts"]
+        rate = other_counts["drop"] / other["rows_in"] if other["rows_in"] else 0.0
+        lines.append(f"| {name} | {other['rows_in']} | {other_counts['keep']} | "
+                     f"{other_counts['drop']} | {other_counts['review']} | "
+                     f"{other['quarantined']} | {rate:.1%} |")
+    diversity = audit.get("diversity") or {}
+    if diversity:
+        lines += ["", "| diversity | kept | of |", "|---|---:|---:|"]
+        for key in ("question_templates", "image_clusters"):
+            if key in diversity:
+                lines.append(f"| {key.replace('_', ' ')} | {diversity[f'{key}_kept']} | "
+                             f"{diversity[key]} |")
+    thresholds = _flatten({"audit": policy.audit.model_dump(), "signals": policy.signals.model_dump()})
+    lines += ["", f"Policy `{policy.digest()}`:", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in thresholds.items()]
     return "\n".join(lines)

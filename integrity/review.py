@@ -28,20 +28,26 @@ def _reviews_uri(store: VersionStore, source: str) -> str:
     return f"{store.root.rstrip('/')}/reviews/{source}.jsonl"
 
 
+def review_rows(verdicts: pl.DataFrame, raw: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The rows an audit sent to review, as reviewers get them: id, reasons, the dialog, the
+    image paths, the metadata, and an empty ``verdict`` for the reviewer to fill in."""
+    return (
+        verdicts.filter(pl.col("verdict") == "review")
+        .join(raw.select("example_id", "turns", "image_uris", "metadata"),
+              on="example_id", how="left", maintain_order="left")
+        .select("example_id", "reasons", "turns", "image_uris", "metadata",
+                pl.lit(source).alias("source"), pl.lit(None, dtype=pl.String).alias("verdict"))
+    )
+
+
 def export_reviews(store: VersionStore, source: str, out: Path) -> int:
     """Write the review rows of ``source``'s latest audit to ``out`` (JSONL); returns the count."""
     version = store.latest(AUDITED_SFT, source)
     if version is None:
         raise ReviewError(f"{source} has not been audited yet: run `integrity audit`")
     raw_version = store.manifest(AUDITED_SFT, version).upstream[RAW_SFT]
-    rows = (
-        store.read(AUDITED_SFT, version, "verdicts").filter(pl.col("verdict") == "review")
-        .join(store.read(RAW_SFT, raw_version).select("example_id", "turns", "image_uris",
-                                                      "metadata"),
-              on="example_id", how="left", maintain_order="left")
-        .select("example_id", "reasons", "turns", "image_uris", "metadata",
-                pl.lit(source).alias("source"), pl.lit(None, dtype=pl.String).alias("verdict"))
-    )
+    rows = review_rows(store.read(AUDITED_SFT, version, "verdicts"),
+                       store.read(RAW_SFT, raw_version), source)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows.write_ndjson(out)
     return rows.height

@@ -18,6 +18,9 @@ from integrity.store import Manifest, VersionStore
 RAW_SFT = "raw_sft"
 SCORED_SFT = "scored_sft"
 AUDITED_SFT = "audited_sft"
+# Files attached beside each audited version (VersionStore.attach).
+REPORT_FILE = "report.html"
+REVIEW_FILE = "review.jsonl"
 
 
 def blob_root(store: VersionStore) -> str:
@@ -63,7 +66,9 @@ def latest_raw_summaries(store: VersionStore, sources: list[SourceConfig],
             if audited is not None and \
                     store.manifest(AUDITED_SFT, audited).upstream[SCORED_SFT] == scored:
                 summary["audit"] = {"version": audited,
-                                    **store.manifest(AUDITED_SFT, audited).extra}
+                                    **store.manifest(AUDITED_SFT, audited).extra,
+                                    "report": store.attachment_uri(AUDITED_SFT, audited,
+                                                                   REPORT_FILE)}
         summaries.append(summary)
     return summaries
 
@@ -135,11 +140,28 @@ def score_to_store(
     return rows, manifest, extra
 
 
-def audit_to_store(source: str, scored_version: str, store: VersionStore, policy):
+def latest_audits(store: VersionStore, sources: list[str]) -> dict[str, dict]:
+    """source -> the facts (manifest extra) of its latest audited_sft version; sources never
+    audited are left out."""
+    audits = {}
+    for source in sources:
+        version = store.latest(AUDITED_SFT, source)
+        if version is not None:
+            audits[source] = {"version": version, **store.manifest(AUDITED_SFT, version).extra}
+    return audits
+
+
+def audit_to_store(source: str, scored_version: str, store: VersionStore, policy, *,
+                   storage_options: dict | None = None,
+                   report: bool = True) -> tuple:
     """Verdicts for one scored_sft version; commit kept raw rows ("data") and every verdict
-    ("verdicts", with the row's modality and grounding margin for the checks)."""
-    from integrity.audit import CODE_VERSION, audit_rows
-    from integrity.review import load_reviews, reviews_digest
+    ("verdicts", with the row's modality and grounding margin for the checks), then attach the
+    review rows (JSONL) and, with ``report``, the HTML report beside the version.
+
+    Returns (AuditResult, Manifest, {attachment name: uri}).
+    """
+    from integrity.audit import CODE_VERSION, audit_rows, diversity_kept
+    from integrity.review import load_reviews, review_rows, reviews_digest
 
     raw_version = store.manifest(SCORED_SFT, scored_version).upstream[RAW_SFT]
     raw_counts = store.manifest(RAW_SFT, raw_version).extra
@@ -158,6 +180,7 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
                     maintain_order="left")
     extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
              "counts": result.counts(), "reasons": result.reasons(),
+             "diversity": diversity_kept(pairs, result.verdicts),
              "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
     manifest = store.write(
         AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
@@ -165,4 +188,14 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
         code_version=CODE_VERSION,
         params={"policy": policy.digest(), "reviews": reviews_digest(reviews)}, extra=extra,
     )
-    return result, manifest
+    files = {REVIEW_FILE: store.attach(
+        AUDITED_SFT, manifest.version, REVIEW_FILE,
+        review_rows(verdicts, raw, source).write_ndjson())}
+    if report:
+        from integrity.report_html import render_audit_report
+
+        page = render_audit_report(source=source, version=manifest.version, raw=raw,
+                                   scored=scored, verdicts=verdicts, policy=policy,
+                                   storage_options=storage_options)
+        files[REPORT_FILE] = store.attach(AUDITED_SFT, manifest.version, REPORT_FILE, page)
+    return result, manifest, files

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 MANIFEST = "manifest.json"
 LATEST_DIR = "_latest"
 STAGING_DIR = ".staging"
+ATTACHMENTS_DIR = "attachments"  # files derived from a version, beside its tables
 UNPARTITIONED = "_unpartitioned"
 VERSION_CHARS = 16
 # Rows per Arrow batch when hashing: bounds the memory of the normalising copy.
@@ -145,17 +146,18 @@ def _write_parquet(fs: AbstractFileSystem, path: str, df: pl.DataFrame) -> None:
         df.write_parquet(f)
 
 
-def _write_text(fs: AbstractFileSystem, path: str, text: str) -> None:
+def _write_text(fs: AbstractFileSystem, path: str, text: str | bytes) -> None:
     """Write ``text`` to ``path``; locally through a temp file + rename so readers never see half."""
+    data = text.encode() if isinstance(text, str) else text
     if isinstance(fs, LocalFileSystem):
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     else:
         # An S3 PUT is atomic already.
-        with fs.open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        with fs.open(path, "wb") as f:
+            f.write(data)
 
 
 def _write_manifest(fs: AbstractFileSystem, version_path: str, manifest: Manifest) -> None:
@@ -291,6 +293,21 @@ class VersionStore:
         return version if self.exists(asset, version) else None
 
     # -- writing -------------------------------------------------------------------------
+
+    def attach(self, asset: str, version: str, name: str, content: str | bytes) -> str:
+        """Write a file derived from a committed version (a report, an export) next to it, at
+        ``<version>/attachments/<name>``; returns its URI. Not part of the version's hash:
+        write only what the version's own data determines."""
+        _check_name("attachment", name)
+        if not self.exists(asset, version):
+            raise StoreError(f"Unknown version {version!r} of asset {asset!r} in {self.root}.")
+        folder = f"{self._version_path(asset, version)}/{ATTACHMENTS_DIR}"
+        self.fs.makedirs(folder, exist_ok=True)
+        _write_text(self.fs, f"{folder}/{name}", content)
+        return self.attachment_uri(asset, version, name)
+
+    def attachment_uri(self, asset: str, version: str, name: str) -> str:
+        return f"{self.uri(asset, version)}/{ATTACHMENTS_DIR}/{name}"
 
     def write(
         self,

@@ -3,13 +3,14 @@
 import polars as pl
 import pytest
 
-from integrity.audit import audit_rows
+from integrity.audit import audit_rows, diversity_kept
 from integrity.policy import (
     Policy,
-    drop_rate_verdict,
+    diversity_verdict,
     kept_grounding_verdict,
     none_kept_verdict,
     nothing_lost_verdict,
+    over_audit_verdict,
 )
 
 
@@ -67,8 +68,38 @@ def test_audit_check_verdicts():
     assert nothing_lost_verdict(counts, 6, 2, kept_rows=3).passed
     assert not nothing_lost_verdict(counts, 7, 2, kept_rows=3).passed
     assert not nothing_lost_verdict(counts, 6, 2, kept_rows=2).passed
-    assert drop_rate_verdict(counts, 6, Policy()).passed
-    assert not drop_rate_verdict({"drop": 3}, 6, Policy()).passed
+
+
+def test_over_audit_guard_bounds_the_drop_rate_and_its_disparity_across_sources():
+    policy = Policy()  # max_drop_rate 0.3, max_drop_rate_disparity 0.15
+    alone = over_audit_verdict({"drop": 1}, 10, {"a": (1, 10)}, policy)
+    assert alone.passed and alone.figures["drop_rate_disparity"] == 0.0
+    assert not over_audit_verdict({"drop": 4}, 10, {"a": (4, 10)}, policy).passed
+    # 25% is under the bound, but the other sources drop 1%: this source looks over-audited.
+    sources = {"a": (25, 100), "b": (1, 100), "c": (2, 200)}
+    skewed = over_audit_verdict({"drop": 25}, 100, sources, policy)
+    assert not skewed.passed and "differs" in skewed.description
+    assert skewed.figures["drop_rate_all_sources"] == 28 / 400
+    assert over_audit_verdict({"drop": 1}, 100, sources, policy).passed
+
+
+def test_diversity_kept_counts_templates_and_clusters_that_keep_a_row():
+    pairs = pl.DataFrame({
+        "example_id": ["a", "a", "b", "c", "d"],
+        "div_question_template": ["what color is", "how many", "what color is", "is there a",
+                                  "why"],
+        "div_image_cluster": ["0", "0", "1", "2", None],
+    })
+    verdicts = pl.DataFrame({"example_id": ["a", "b", "c", "d"],
+                             "verdict": ["keep", "drop", "drop", "review"]})
+    diversity = diversity_kept(pairs, verdicts)
+    assert diversity == {"question_templates": 4, "image_clusters": 3,
+                         "question_templates_kept": 2, "image_clusters_kept": 1}
+    verdict = diversity_verdict(diversity, Policy())
+    assert not verdict.passed and verdict.figures["image_clusters_kept_share"] == 1 / 3
+    lenient = Policy.model_validate({"audit": {"diversity_floor": 0.3}})
+    assert diversity_verdict(diversity, lenient).passed
+    assert diversity_verdict({}, Policy()).passed  # nothing measured: nothing to warn about
 
 
 def test_human_verdicts_replace_automatic_ones_and_say_so():

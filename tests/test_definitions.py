@@ -2,6 +2,7 @@
 
 from dagster import AssetKey
 
+from assets.audited import AUDITED_SFT_BLOCKING_CHECKS
 from assets.raw import RAW_SFT_BLOCKING_CHECKS
 from assets.scored import SCORED_SFT_BLOCKING_CHECKS
 from definitions import defs
@@ -20,18 +21,19 @@ def test_code_location_loads_with_the_documented_graph():
         ("audited_sft", "audited_sft_grounding"),
         ("audited_sft", "audited_sft_no_preference_pollution"),
         ("audited_sft", "audited_sft_no_contradictions"), ("audited_sft", "audited_sft_nothing_lost"),
-        ("audited_sft", "audited_sft_drop_rate"),
+        ("audited_sft", "audited_sft_over_audit"), ("audited_sft", "audited_sft_diversity"),
     }
     warn_only = {key.name for key in graph.asset_check_keys
                  if not graph.get_check_spec(key).blocking}
-    assert warn_only == {"audited_sft_drop_rate"}
+    assert warn_only == {"audited_sft_over_audit", "audited_sft_diversity"}
     assert [sensor.name for sensor in defs.sensors] == ["sources_sensor", "audit_automation"]
 
 
 def test_each_gate_requires_exactly_the_blocking_checks_of_its_upstream():
     graph = defs.resolve_asset_graph()
     for upstream, required in (("raw_sft", RAW_SFT_BLOCKING_CHECKS),
-                               ("scored_sft", SCORED_SFT_BLOCKING_CHECKS)):
+                               ("scored_sft", SCORED_SFT_BLOCKING_CHECKS),
+                               ("audited_sft", AUDITED_SFT_BLOCKING_CHECKS)):
         blocking = {key.name for key in graph.get_check_keys_for_assets({AssetKey(upstream)})
                     if graph.get_check_spec(key).blocking}
         assert set(required) == blocking

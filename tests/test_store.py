@@ -252,6 +252,18 @@ def test_errors(tmp_path: Path) -> None:
         store.write("raw_sft", {"data": _data()}, code_version="1", rows_per_part=0)
 
 
+def test_attachments_lie_beside_a_committed_version(tmp_path: Path) -> None:
+    store = VersionStore(str(tmp_path))
+    man = _write(store)
+    uri = store.attach("raw_sft", man.version, "review.jsonl", b'{"a": 1}\n')
+    assert Path(uri).read_bytes() == b'{"a": 1}\n'
+    assert store.manifest("raw_sft", man.version) == man  # not part of the version
+    with pytest.raises(StoreError, match="Unknown version"):
+        store.attach("raw_sft", "0" * 16, "report.html", "x")
+    with pytest.raises(StoreError, match="Invalid attachment"):
+        store.attach("raw_sft", man.version, "../escape", "x")
+
+
 def test_partition_names_are_safe_file_names(tmp_path: Path) -> None:
     store = VersionStore(str(tmp_path))
     man = store.write("raw_sft", {"data": _data()}, partition="hf/llava 665k", code_version="1")
@@ -294,6 +306,9 @@ def test_round_trip_s3(s3_root: tuple[str, dict[str, Any]]) -> None:
 
     # Idempotent: same version, nothing new; a change gives a second version.
     assert _write(store, tables={"data": data, "quarantine": _quarantine_empty()}) == man
+    uri = store.attach("raw_sft", man.version, "report.html", "<p>ok</p>")
+    assert uri == f"{root}/raw_sft/{man.version}/attachments/report.html"
+    assert reader.fs.cat(uri) == b"<p>ok</p>"
     other = _write(store, code_version="2")
     assert reader.versions("raw_sft") == [man.version, other.version]
     assert reader.latest("raw_sft", "src") == other.version

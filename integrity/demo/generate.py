@@ -221,8 +221,13 @@ class DemoConfig:
     near_duplicate_rate: float = 0.02
     sharegpt_rows: int | None = None
     preference_pairs: int | None = None
+    # False: llava records carry no caption, so a caption-derived answer's source is nowhere in
+    # the row (as when metadata is stripped before release); only the pixels can tell.
+    captions: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.captions, bool):
+            raise DemoConfigError(f"captions must be true or false, got {self.captions!r}")
         _check_int("rows", self.rows, minimum=0)
         _check_int("seed", self.seed, minimum=None)
         _check_int("images", self.images, minimum=1, optional=True)
@@ -374,6 +379,10 @@ def _llava_record(rid: str, image: str | None, qas: list[tuple[str, str]],
     return record
 
 
+def _uncaptioned(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key != "caption"}
+
+
 def _image_ref(index: int) -> str:
     return f"images/img_{index:06d}.png"
 
@@ -499,7 +508,7 @@ def _gt(file: str, line: int, example_id: str, image: str | None, truth: dict | 
 
 
 def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
-           image_size: int) -> tuple[list[str], list[dict]]:
+           image_size: int, captions: bool = True) -> tuple[list[str], list[dict]]:
     rng = world.rng
     slots: list[tuple[str, dict]] = [("text", {})] * counts["text"]
     for flaw in ("caption_derived", "blind_answer_in_question", "blind_constant_prior",
@@ -569,7 +578,7 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
             if "group" in payload:
                 originals[payload["group"]] = record, truth, qas
             if kind == "broken_bad_json":  # cut in half: an object without its closing brace
-                text = json.dumps(record)
+                text = json.dumps(record if captions else _uncaptioned(record))
                 lines.append(text[: len(text) // 2])
                 gts.append(gt)
                 continue
@@ -583,7 +592,7 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
             record = _llava_record(rid, ref, world.clean_qas(ref, truth, rng.randint(1, 3)),
                                    caption(truth))
             gt = _gt(LLAVA_FILE, line, rid, ref, None, [kind], modality="image-text")
-        lines.append(json.dumps(record))
+        lines.append(json.dumps(record if captions else _uncaptioned(record)))
         gts.append(gt)
     return lines, gts
 
@@ -852,7 +861,8 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
         img.save(images_dir / Path(_image_ref(i)).name, format="PNG")
 
     world = _World(pool, random.Random(f"shapes-demo/{cfg.seed}/rows"))
-    llava_lines, llava_gt = _llava(world, counts, cfg.rows, images_dir, cfg.image_size)
+    llava_lines, llava_gt = _llava(world, counts, cfg.rows, images_dir, cfg.image_size,
+                                   cfg.captions)
     sg_lines, sg_gt = _sharegpt(world, cfg.sharegpt_rows,
                                 round(cfg.sharegpt_rows * cfg.text_only_share))
     pref_lines, pref_gt = _preference(world, cfg.preference_pairs,

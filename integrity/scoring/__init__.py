@@ -13,6 +13,7 @@ returns only its new columns, one row per pair, prefixed with its name:
 | grounding | grounding_cos, grounding_margin, grounding_min_sentence_cos | encoder |
 | answer_support | answer_support_prob, answer_support_rank, answer_support_candidates | encoder |
 | caption_leakage | leak_answer_in_caption, leak_caption_overlap, leak_score | answer_support |
+| diversity | div_question_template, div_image_cluster (null without an encoder) | grounding's images |
 
 ``score_pairs`` runs them all over one source's raw_sft rows; ``score_rows`` rolls pairs up to
 one row per example (the worst pair's evidence), which is what scored_sft holds.
@@ -24,13 +25,14 @@ import polars as pl
 
 from integrity.scoring.blind import score_blind
 from integrity.scoring.contradiction import score_contradiction
+from integrity.scoring.diversity import score_diversity
 from integrity.scoring.duplicates import score_duplicates
 from integrity.scoring.image_sanity import image_stats, score_image_sanity
 from integrity.scoring.pairs import qa_pairs
 from integrity.scoring.preference import score_preference
 
 # Bump when a detector changes its output for the same input (Dagster code_version).
-CODE_VERSION = "scoring-2"
+CODE_VERSION = "scoring-3"
 
 # How a pair-level column becomes a row-level one: the worst pair decides.
 LOWER_IS_WORSE = frozenset({
@@ -71,7 +73,10 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
         images = image_matrix(pairs, encoder)  # encoded once, shared by both detectors
         support = score_answer_support(pairs, encoder=encoder, image_embeddings=images)
         columns += [score_grounding(pairs, encoder=encoder, image_embeddings=images), support,
-                    score_caption_leakage(pairs, support)]
+                    score_caption_leakage(pairs, support),
+                    score_diversity(pairs, image_embeddings=images)]
+    else:
+        columns.append(score_diversity(pairs))
     return pl.concat([pairs.select(PAIR_KEYS), *columns], how="horizontal")
 
 

@@ -1,6 +1,7 @@
 """audited_sft through a real Dagster instance: verdicts, checks, WARN vs blocking failures."""
 
 import json
+from pathlib import Path
 
 from dagster import asset, materialize
 
@@ -10,7 +11,8 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from checks.audited import (
-    audited_sft_drop_rate,
+    audited_sft_diversity,
+    audited_sft_over_audit,
     audited_sft_grounding,
     audited_sft_no_contradictions,
     audited_sft_no_preference_pollution,
@@ -23,7 +25,7 @@ from integrity.stages import AUDITED_SFT
 ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
           scored_sft_coverage, scored_sft_distribution, audited_sft_grounding,
           audited_sft_no_preference_pollution, audited_sft_no_contradictions,
-          audited_sft_nothing_lost, audited_sft_drop_rate]
+          audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity]
 trained: list[str] = []
 
 
@@ -52,8 +54,9 @@ def test_raw_to_audited_in_one_run_and_a_warn_failure_does_not_block(world, inst
     checks = _checks(result)
     # The 8 image rows answer "Red." to one question (blind), repeat 4 images and the images
     # are 16 px (image_defect): all dropped.
-    assert checks["audited_sft_drop_rate"] is False  # WARN: 8 of 12 rows dropped
-    assert all(passed for name, passed in checks.items() if name != "audited_sft_drop_rate")
+    # WARN only: 8 of 12 rows dropped; no image cluster and not "what color is" keeps a row.
+    warned = {"audited_sft_over_audit", "audited_sft_diversity"}
+    assert {name for name, passed in checks.items() if not passed} == warned
     assert trained == ["good_llava"]
     [audited] = result.asset_materializations_for_node("audited_sft")
     assert (audited.metadata["kept"].value, audited.metadata["dropped"].value) == (4, 8)
@@ -63,6 +66,12 @@ def test_raw_to_audited_in_one_run_and_a_warn_failure_does_not_block(world, inst
     verdicts = store.read(AUDITED_SFT, manifest.version, "verdicts")
     assert verdicts.filter(verdicts["verdict"] == "drop")["reasons"].list.contains(
         "blind_answerable").all()
+    report = Path(audited.metadata["report"].value).read_text()
+    assert "blind_answerable" in report and manifest.version in report
+    assert Path(audited.metadata["review_rows"].value).read_text() == ""  # nothing to review
+    markdown = audited.metadata["audit"].value
+    assert "12 rows in = 4 kept + 8 dropped + 0 review + 0 quarantined" in markdown
+    assert "| audit.max_drop_rate | 0.3 |" in markdown
 
 
 def test_a_failing_blocking_audit_check_stops_what_comes_after(world, instance, tmp_path):

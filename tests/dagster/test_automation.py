@@ -16,7 +16,8 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource
 from assets.scored import scored_sft
 from checks.audited import (
-    audited_sft_drop_rate,
+    audited_sft_diversity,
+    audited_sft_over_audit,
     audited_sft_grounding,
     audited_sft_no_contradictions,
     audited_sft_no_preference_pollution,
@@ -28,7 +29,8 @@ from definitions import defs
 
 SCORED_CHECKS = [scored_sft_coverage, scored_sft_distribution]
 AUDIT_CHECKS = [audited_sft_grounding, audited_sft_no_preference_pollution,
-                audited_sft_no_contradictions, audited_sft_nothing_lost, audited_sft_drop_rate]
+                audited_sft_no_contradictions, audited_sft_nothing_lost, audited_sft_over_audit,
+                audited_sft_diversity]
 
 
 

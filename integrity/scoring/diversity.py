@@ -1,0 +1,58 @@
+"""Diversity keys: what an audit must not wipe out (the audited "diversity kept" check).
+
+Measures, per QA pair:
+- ``div_question_template``: the first TEMPLATE_WORDS words of the normalised question, VQA's
+  notion of a question type ("what color is", "how many shapes", "is there a"). A policy that
+  drops every "how many" question teaches the model to stop counting.
+- ``div_image_cluster``: the pair's image's cluster (a string key) under spherical k-means over the image
+  embeddings (k about the square root of the distinct images, at most MAX_CLUSTERS); null for
+  text pairs and when scored without an encoder.
+Cost: no model calls beyond the image embeddings grounding already has; k-means is
+ITERATIONS passes of one (images x k) matrix product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+TEMPLATE_WORDS = 3
+MAX_CLUSTERS = 256
+ITERATIONS = 15
+
+
+def image_clusters(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A cluster id per row of ``embeddings`` (unit vectors): seeded spherical k-means."""
+    count = len(embeddings)
+    k = int(min(MAX_CLUSTERS, max(1, round(np.sqrt(count)))))
+    if count == 0:
+        return np.zeros(0, dtype=np.int32)
+    vectors = embeddings.astype(np.float32, copy=False)
+    centroids = vectors[np.random.default_rng(seed).choice(count, size=k, replace=False)]
+    assignment = np.zeros(count, dtype=np.int64)
+    for _ in range(ITERATIONS):
+        assignment = np.argmax(vectors @ centroids.T, axis=1)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assignment, vectors)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        filled = norms[:, 0] > 0  # an empty cluster keeps its centroid
+        centroids[filled] = sums[filled] / norms[filled]
+    return assignment.astype(np.int32)
+
+
+def score_diversity(pairs: pl.DataFrame, *, image_embeddings=None) -> pl.DataFrame:
+    """Columns div_question_template and div_image_cluster (one row per pair).
+
+    ``image_embeddings``: ``grounding.image_matrix(pairs, encoder)``, or None without a model.
+    """
+    templates = pairs.select(
+        div_question_template=pl.col("question_norm").str.split(" ")
+        .list.head(TEMPLATE_WORDS).list.join(" ")
+    )
+    cluster = pl.Series("div_image_cluster", [None] * pairs.height, dtype=pl.String)
+    if image_embeddings is not None:
+        rows, image_of_row, images = image_embeddings
+        values = np.full(pairs.height, -1, dtype=np.int32)
+        values[rows] = image_clusters(images)[image_of_row]
+        cluster = pl.Series("div_image_cluster", values).replace(-1, None).cast(pl.String)
+    return templates.with_columns(cluster)

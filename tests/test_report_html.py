@@ -1,0 +1,325 @@
+"""The HTML audit report, rendered from a real audit of a small demo corpus.
+
+The corpus is generated, ingested, scored with the shipped reference CLIP (and once without a
+model) and audited in a temporary store once per module; the page is parsed for its structure
+and opened in headless Chromium to prove every image actually renders.
+"""
+
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from PIL import Image, ImageStat
+
+from integrity.demo.generate import DemoConfig, generate
+from integrity.demo.reference import REFERENCE_WEIGHTS
+from integrity.encoder import EncoderConfig
+from integrity.ingest import SourceConfig
+from integrity.policy import Policy, load_policy
+from integrity.report_html import render_audit_report
+from integrity.schema import RAW_SFT_SCHEMA
+from integrity.stages import (
+    AUDITED_SFT,
+    RAW_SFT,
+    SCORED_SFT,
+    audit_to_store,
+    ingest_to_store,
+    make_encoder,
+    score_to_store,
+)
+from integrity.store import VersionStore
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "report"
+SOURCE = "demo"
+PER_REASON = 5  # below some reasons' row counts and above others' in this corpus
+MEDIA = {"thumb", "image-unavailable", "no-image"}  # what a card shows in place of the image
+
+
+class ReportPage(HTMLParser):
+    """What a rendered report holds: reason sections with their cards, and histograms."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.sections: dict[str, list[dict]] = {}
+        self.histograms: dict[str, str] = {}  # signal -> alt text
+        self._section: str | None = None
+        self._card: dict | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        classes = set((found.get("class") or "").split())
+        if tag == "section" and "reason" in classes:
+            self._section = found["id"].removeprefix("reason-")
+            self.sections[self._section] = []
+        elif tag == "article" and "card" in classes:
+            self._card = {"example_id": found["data-example-id"], "media": []}
+            self.sections[self._section].append(self._card)
+        elif tag == "img" and "histogram" in classes:
+            self.histograms[found["data-signal"]] = found["alt"]
+        elif self._card is not None and classes & MEDIA:
+            self._card["media"].extend(classes & MEDIA)
+
+
+def _audit(source: SourceConfig, raw_version: str, store: VersionStore, policy: Policy,
+           encoder=None) -> dict:
+    """Score and audit one raw version; the frames and versions render_audit_report needs."""
+    _, scored_manifest, _ = score_to_store(source, raw_version, store, encoder=encoder)
+    audit_manifest = audit_to_store(SOURCE, scored_manifest.version, store, policy,
+                                    report=False)[1]
+    return {
+        "version": audit_manifest.version,
+        "raw": store.read(RAW_SFT, raw_version),
+        "scored": store.read(SCORED_SFT, scored_manifest.version),
+        "verdicts": store.read(AUDITED_SFT, audit_manifest.version, "verdicts"),
+        "policy": policy,
+    }
+
+
+@pytest.fixture(scope="module")
+def audits(tmp_path_factory) -> dict:
+    """A 300-row demo corpus audited with the reference CLIP ("model") and without ("plain")."""
+    root = tmp_path_factory.mktemp("report")
+    generate(root / "demo", DemoConfig(rows=300, seed=31))
+    store = VersionStore(str(root / "store"))
+    source = SourceConfig(name=SOURCE, uri=str(root / "demo" / "llava.jsonl"))
+    _, raw_manifest = ingest_to_store(source, store)
+    policy = load_policy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS), workers=0)
+        encoder = make_encoder(config, store)
+        model = _audit(source, raw_manifest.version, store, policy, encoder)
+    finally:
+        torch.set_num_threads(threads)
+    return {"model": model, "plain": _audit(source, raw_manifest.version, store, policy)}
+
+
+def _render(audit: dict, **options) -> str:
+    return render_audit_report(source=SOURCE, **audit, **options)
+
+
+@pytest.fixture(scope="module")
+def report(audits) -> str:
+    return _render(audits["model"], examples_per_reason=PER_REASON)
+
+
+def _flagged_by_reason(verdicts: pl.DataFrame) -> dict[str, list[str]]:
+    """reason -> example_ids of its dropped or review rows, in example_id order."""
+    flagged = verdicts.filter(pl.col("verdict").is_in(["drop", "review"])).explode("reasons")
+    return {reason: sorted(group["example_id"]) for (reason,), group
+            in flagged.drop_nulls("reasons").group_by("reasons")}
+
+
+def _modality(audit: dict) -> dict[str, str]:
+    return dict(audit["raw"].select("example_id", "modality").iter_rows())
+
+
+def test_header_names_source_version_policy_and_counts(audits, report):
+    audit = audits["model"]
+    assert f"Audit report: {SOURCE}" in report
+    assert audit["version"] in report and audit["policy"].digest() in report
+    for verdict, count in audit["verdicts"].group_by("verdict").len().iter_rows():
+        assert f"<tr><td>{verdict}</td><td>{count}</td></tr>" in report
+
+
+def _assert_first_rows_per_reason(page: ReportPage, verdicts: pl.DataFrame, per_reason: int):
+    """One section per reason of dropped or review rows, holding its first rows by example_id."""
+    expected = _flagged_by_reason(verdicts)
+    assert set(page.sections) == set(expected)
+    for reason, ids in expected.items():
+        assert [card["example_id"] for card in page.sections[reason]] == ids[:per_reason], reason
+
+
+def test_one_section_per_flagged_reason_with_its_first_rows(audits, report):
+    verdicts = audits["model"]["verdicts"]
+    sizes = [len(ids) for ids in _flagged_by_reason(verdicts).values()]
+    assert len(sizes) >= 4  # the demo plants several flaw classes
+    assert min(sizes) < PER_REASON < max(sizes)  # both a capped and an uncapped section
+    _assert_first_rows_per_reason(ReportPage(report), verdicts, PER_REASON)
+
+
+def test_image_cards_have_a_thumbnail_and_text_cards_none(audits, report):
+    modality = _modality(audits["model"])
+    cards = [card for section in ReportPage(report).sections.values() for card in section]
+    assert "image-text" in {modality[card["example_id"]] for card in cards}
+    for card in cards:
+        expected = "thumb" if modality[card["example_id"]] == "image-text" else "no-image"
+        assert card["media"] == [expected], card
+    assert report.count('<img class="thumb"') == sum(card["media"] == ["thumb"] for card in cards)
+
+
+def test_histograms_mark_the_policy_thresholds(audits, report):
+    policy = audits["model"]["policy"]
+    histograms = ReportPage(report).histograms
+    assert {"grounding_margin", "grounding_cos", "leak_score", "image_pixel_std"} <= set(histograms)
+    margin = f"audit.weak_grounding_margin = {policy.audit.weak_grounding_margin:g}"
+    leak_min = policy.signals.caption_derived.leak_score_min
+    leak = f"signals.caption_derived.leak_score_min = {leak_min:g}"
+    assert margin in histograms["grounding_margin"]
+    assert leak in histograms["leak_score"]
+    assert "threshold" not in histograms["grounding_cos"]
+
+
+def test_scored_without_a_model_renders_without_model_signals(audits):
+    audit = audits["plain"]
+    assert "grounding_margin" not in audit["scored"].columns
+    page = ReportPage(_render(audit))  # the default: 12 examples per reason
+    assert not {"grounding_margin", "grounding_cos", "answer_support_prob", "leak_score"} \
+        & set(page.histograms)
+    assert {"blind_prior", "image_pixel_std", "image_min_side"} <= set(page.histograms)
+    _assert_first_rows_per_reason(page, audit["verdicts"], 12)
+
+
+def test_a_missing_image_shows_a_placeholder(audits, report, tmp_path):
+    audit = audits["model"]
+    modality = _modality(audit)
+    first = next(card["example_id"] for section in ReportPage(report).sections.values()
+                 for card in section if modality[card["example_id"]] == "image-text")
+    uri = audit["raw"].filter(pl.col("example_id") == first)["image_uris"][0][0]
+    moved = tmp_path / "moved"
+    shutil.move(uri, moved)
+    try:
+        page_text = _render(audit)
+    finally:
+        shutil.move(moved, uri)
+    image_uri = dict(audit["raw"].select("example_id", pl.col("image_uris").list.first())
+                     .iter_rows())
+    cards = [card for section in ReportPage(page_text).sections.values() for card in section]
+    unavailable = [card for card in cards if image_uri[card["example_id"]] == uri]
+    assert first in {card["example_id"] for card in unavailable}
+    for card in cards:
+        if card in unavailable:
+            assert card["media"] == ["image-unavailable"]
+        elif modality[card["example_id"]] == "image-text":
+            assert card["media"] == ["thumb"]
+    assert page_text.count(">image unavailable</div>") == len(unavailable)
+
+
+def test_untrusted_text_is_escaped(tmp_path):
+    image = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), (220, 30, 30)).save(image)
+    raw = pl.DataFrame({
+        "example_id": ['x"><script>alert(1)</script>', "t-1"],
+        "source": ["hostile", "hostile"],
+        "origin_format": ["llava", "llava"],
+        "row_index": [0, 1],
+        "images": [["red.png"], []],
+        "image_uris": [[str(image)], []],
+        "image_sha256": [["0" * 64], []],
+        "turns": [[{"role": "user", "content": "<image>\n<script>alert('q')</script>?"},
+                   {"role": "assistant", "content": "<img src=x onerror=alert(2)>"}],
+                  [{"role": "user", "content": "a & b < c?"},
+                   {"role": "assistant", "content": "yes"}]],
+        "metadata": ['{"caption": "<b>bold</b>"}', "{}"],
+        "pref_role": [None, None],
+        "pref_group": [None, None],
+        "modality": ["image-text", "text"],
+    }, schema=RAW_SFT_SCHEMA)
+    ids = raw["example_id"]
+    scored = pl.DataFrame({"example_id": ids, "leak_score": [0.9, None],
+                           "pref_marker": ["<i>Response A</i>", None]})
+    verdicts = pl.DataFrame({"example_id": ids, "verdict": ["drop", "drop"],
+                             "reasons": [["caption_derived"], ["<reason>"]],
+                             "modality": raw["modality"]})
+    policy = Policy.model_validate({"signals": {"caption_derived": {"leak_score_min": 0.65}}})
+    page_text = render_audit_report(source="<src>", version="v&1", raw=raw, scored=scored,
+                                    verdicts=verdicts, policy=policy)
+    for hostile in ("<script>", "<b>bold", "<img src=x", "<i>Response", "<src>", "<reason>"):
+        assert hostile not in page_text
+    for escaped in ("&lt;script&gt;alert(&#x27;q&#x27;)", "&lt;b&gt;bold&lt;/b&gt;",
+                    "&lt;img src=x onerror=alert(2)&gt;", "a &amp; b &lt; c?", "&lt;src&gt;",
+                    "v&amp;1", 'id="reason-&lt;reason&gt;"'):
+        assert escaped in page_text
+    page = ReportPage(page_text)
+    assert set(page.sections) == {"caption_derived", "<reason>"}
+    assert page.sections["caption_derived"][0]["example_id"] == ids[0]
+    assert page.sections["caption_derived"][0]["media"] == ["thumb"]
+    assert page.sections["<reason>"][0]["media"] == ["no-image"]
+    assert "signals.caption_derived.leak_score_min = 0.65" in page.histograms["leak_score"]
+
+
+# --- a real browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Selenium, never letting Selenium Manager download.
+
+    Skips when Chromium or its driver is missing, unless INTEGRITY_REQUIRE_BROWSER=1 (CI).
+    """
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+    if missing:
+        why = (f"{' and '.join(missing)} not found: the browser test needs Debian's chromium "
+               "and chromium-driver packages")
+        if os.environ.get("INTEGRITY_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{why} (INTEGRITY_REQUIRE_BROWSER=1 requires them)")
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--window-size=1400,2000"):
+        options.add_argument(argument)
+    with pytest.MonkeyPatch.context() as env:
+        # With the driver path given Selenium skips its manager; if it ever did not, a manager
+        # path that is no file makes it fail here instead of downloading a browser.
+        env.setenv("SE_MANAGER_PATH", "/nonexistent/selenium-manager")
+        driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
+                                  options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+_IMAGES_JS = """return Array.from(document.images).map(i => {
+  const r = i.getBoundingClientRect();
+  return {cls: i.className, complete: i.complete, natural: i.naturalWidth,
+          width: r.width, height: r.height};
+});"""
+_FIRST_THUMB_JS = """const t = document.querySelector('img.thumb');
+t.scrollIntoView({block: 'center'});
+const r = t.getBoundingClientRect();
+return [r.left, r.top, r.width, r.height, window.devicePixelRatio];"""
+
+
+def _coloured_pixels(image: Image.Image) -> int:
+    """Pixels of a saturated colour: the demo's shapes, not page white or grey text."""
+    saturation = image.convert("RGB").convert("HSV").getchannel("S")
+    return sum(saturation.histogram()[64:])
+
+
+def test_report_renders_in_headless_chromium(browser, report):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = ARTIFACTS / "report.html"
+    page.write_text(report, encoding="utf-8")
+    browser.get(page.as_uri())
+    images = browser.execute_script(_IMAGES_JS)
+    thumbs = [image for image in images if image["cls"] == "thumb"]
+    histograms = [image for image in images if image["cls"] == "histogram"]
+    assert len(thumbs) == report.count('<img class="thumb"') > 0
+    assert len(histograms) == report.count('<img class="histogram"') > 0
+    assert all(image["complete"] and image["natural"] > 0 for image in images), images
+    assert all(image["width"] > 0 and image["height"] > 0 for image in thumbs)
+
+    browser.save_screenshot(str(ARTIFACTS / "report.png"))
+    with Image.open(ARTIFACTS / "report.png") as top:
+        assert ImageStat.Stat(top.convert("L")).stddev[0] > 20  # not a blank page
+
+    left, top_edge, width, height, scale = browser.execute_script(_FIRST_THUMB_JS)
+    browser.save_screenshot(str(ARTIFACTS / "report-thumbnail.png"))
+    with Image.open(ARTIFACTS / "report-thumbnail.png") as shot:
+        box = tuple(round(v * scale) for v in (left, top_edge, left + width, top_edge + height))
+        thumb = shot.crop(box)
+    assert thumb.width > 0 and thumb.height > 0
+    assert _coloured_pixels(thumb) >= 20  # the demo's coloured shapes were painted
