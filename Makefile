@@ -25,7 +25,8 @@ $(DEMO)/llava.jsonl: | $(BIN)/.installed
 	$(BIN)/integrity demo generate --out $(DEMO) --rows $(DEMO_ROWS) --seed $(DEMO_SEED) > /dev/null
 
 # Registers one partition per source, ingests, scores and audits each through the Dagster CLI (checks
-# included: a failed blocking check fails the command), then prints what landed.
+# included: a failed blocking check fails the command), prints what landed, then mixes every
+# source, trains the demo model on the mix and prints the checkpoint's lineage.
 demo: setup $(DEMO)/llava.jsonl
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	set -e; for source in $$($(BIN)/python -m assets.partitions); do \
@@ -35,6 +36,11 @@ demo: setup $(DEMO)/llava.jsonl
 	    || { tail -40 data/dagster_home/last_materialize.log; exit 1; }; \
 	done
 	$(BIN)/integrity summary $(SOURCES)
+	@echo "== training_mix, training_checkpoint (the demo trainer runs through Dagster Pipes)"
+	$(BIN)/dagster asset materialize -f definitions.py --select training_mix,training_checkpoint \
+	  > data/dagster_home/last_materialize.log 2>&1 \
+	  || { tail -40 data/dagster_home/last_materialize.log; exit 1; }
+	$(BIN)/integrity lineage checkpoint latest
 	@echo
 	@echo "Browse lineage, runs and check results: make ui  ->  http://127.0.0.1:3000"
 

@@ -3,32 +3,45 @@
 from dagster import Definitions
 
 from assets.audited import audited_sft
-from assets.automation import audit_automation, audit_job, nightly_audit
+from assets.automation import audit_automation, audit_job, nightly_audit, train_job
+from assets.checkpoint import training_checkpoint
+from assets.mix import training_mix
 from assets.raw import raw_sft
-from assets.resources import EncoderResource, IntegrityResource
+from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from assets.scored import scored_sft
 from assets.sensors import sources_sensor
 from checks.audited import (
     audited_sft_diversity,
-    audited_sft_over_audit,
     audited_sft_grounding,
     audited_sft_no_contradictions,
     audited_sft_no_preference_pollution,
     audited_sft_nothing_lost,
+    audited_sft_over_audit,
+)
+from checks.checkpoint import training_checkpoint_cka, training_checkpoint_visual_reliance
+from checks.mix import (
+    training_mix_curriculum,
+    training_mix_modality_band,
+    training_mix_no_eval_overlap,
+    training_mix_traceable,
 )
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import scored_sft_coverage, scored_sft_distribution
 
 defs = Definitions(
-    assets=[raw_sft, scored_sft, audited_sft],
+    assets=[raw_sft, scored_sft, audited_sft, training_mix, training_checkpoint],
     asset_checks=[
         raw_sft_contract, raw_sft_quarantine_rate,
         scored_sft_coverage, scored_sft_distribution,
         audited_sft_grounding, audited_sft_no_preference_pollution, audited_sft_no_contradictions,
         audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity,
+        training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
+        training_mix_no_eval_overlap,
+        training_checkpoint_visual_reliance, training_checkpoint_cka,
     ],
-    jobs=[audit_job],
+    jobs=[audit_job, train_job],
     schedules=[nightly_audit],
     sensors=[sources_sensor, audit_automation],
-    resources={"integrity": IntegrityResource(), "encoder": EncoderResource()},
+    resources={"integrity": IntegrityResource(), "encoder": EncoderResource(),
+               "trainer": TrainerResource()},
 )

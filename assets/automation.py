@@ -28,6 +28,14 @@ audit_job = define_asset_job(
                 "every later step of the run.",
 )
 
+train_job = define_asset_job(
+    "mix_and_train",
+    selection=AssetSelection.keys("training_mix", "training_checkpoint"),
+    description="Mix every source's latest passed audit and train on it in one run: a failed "
+                "mix check stops training in the run, and the in-code gate refuses a mix or an "
+                "audit whose blocking checks failed in any earlier run.",
+)
+
 audit_automation = AutomationConditionSensorDefinition(
     "audit_automation",
     target=AssetSelection.keys("scored_sft", "audited_sft"),

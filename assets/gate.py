@@ -33,13 +33,20 @@ def _evaluation_for(instance: DagsterInstance, check: AssetCheckKey, partition: 
     return None
 
 
-def require_checks_passed(context, upstream: AssetKey, checks: tuple[str, ...]) -> str:
+_SAME_PARTITION = object()
+
+
+def require_checks_passed(context, upstream: AssetKey, checks: tuple[str, ...],
+                          partition=_SAME_PARTITION) -> str:
     """The upstream partition's latest store version, if its blocking ``checks`` passed on it.
 
-    The consumer names the checks (not the run's job), so a run that leaves them out cannot
-    slip past the gate; tests/test_definitions.py keeps the names equal to the blocking checks.
+    ``partition``: the upstream partition to read; by default the consumer's own (an
+    unpartitioned consumer of a partitioned upstream names each one). The consumer names the
+    checks (not the run's job), so a run that leaves them out cannot slip past the gate;
+    tests/test_definitions.py keeps the names equal to the blocking checks.
     """
-    partition = context.partition_key if context.has_partition_key else None
+    if partition is _SAME_PARTITION:
+        partition = context.partition_key if context.has_partition_key else None
     instance = context.instance
     latest = latest_materialization(instance, upstream, partition)
     where = f"{upstream.to_user_string()}" + (f"[{partition}]" if partition else "")

@@ -2,10 +2,12 @@
 
 
 import os
+import shlex
 from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from assets.trainers import DEMO_TRAINER_COMMAND
 from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
 from integrity.policy import Policy, load_policy
@@ -66,3 +68,15 @@ class EncoderResource(ConfigurableResource):
     def config(self) -> EncoderConfig:
         return EncoderConfig(model=self.model, pretrained=self.pretrained, device=self.device,
                              batch_size=self.batch_size, workers=self.workers)
+
+
+class TrainerResource(ConfigurableResource):
+    """The trainer training_checkpoint runs through Dagster Pipes: a command and its config.
+
+    Defaults to the bundled demo VQA trainer. Your own: INTEGRITY_TRAINER_COMMAND="python
+    train.py" (any command that speaks Pipes; see assets/trainers/demo_vqa.py for the contract).
+    """
+
+    command: list[str] = shlex.split(os.environ.get("INTEGRITY_TRAINER_COMMAND", "")) or list(
+        DEMO_TRAINER_COMMAND)
+    config: dict = {}  # passed to the trainer as the "config" extra

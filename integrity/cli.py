@@ -6,6 +6,8 @@
     integrity audit SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE]
     integrity review export SOURCES_FILE --out DIR [--store DIR]
     integrity review import FILE [--store DIR]
+    integrity lineage checkpoint ID|latest [--store DIR] [--json]
+    integrity lineage taint (--source S | --version V) [--store DIR] [--json]
     integrity demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
     integrity demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8] [--seed S]
 """
@@ -133,6 +135,29 @@ def cmd_review_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage_checkpoint(args: argparse.Namespace) -> int:
+    from integrity.lineage import checkpoint_lineage, format_lineage
+    from integrity.stages import TRAINING_CHECKPOINT
+
+    store = VersionStore(args.store)
+    checkpoint = store.latest(TRAINING_CHECKPOINT) if args.id == "latest" else args.id
+    if checkpoint is None:
+        raise StoreError(f"{store.root} holds no training checkpoint yet")
+    frame = checkpoint_lineage(store, checkpoint)
+    print(json.dumps(frame.to_dicts(), indent=2, default=str) if args.json
+          else format_lineage(frame))
+    return 0
+
+
+def cmd_lineage_taint(args: argparse.Namespace) -> int:
+    from integrity.lineage import downstream_of, format_taint
+
+    frame = downstream_of(VersionStore(args.store), version=args.version, source=args.source)
+    print(json.dumps(frame.to_dicts(), indent=2, default=str) if args.json
+          else format_taint(frame))
+    return 0
+
+
 def cmd_demo_generate(args: argparse.Namespace) -> int:
     from integrity.demo.generate import DemoConfig, generate
 
@@ -203,6 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("file")
     imported.add_argument("--store", default=DEFAULT_STORE)
     imported.set_defaults(run=cmd_review_import)
+
+    lineage = commands.add_parser("lineage", help="what a checkpoint consumed, what a version fed")
+    lineage_commands = lineage.add_subparsers(dest="lineage_command", required=True)
+    checkpoint = lineage_commands.add_parser(
+        "checkpoint", help="every version a training checkpoint consumed, as a tree")
+    checkpoint.add_argument("id", help="training_checkpoint version (a unique prefix, or latest)")
+    checkpoint.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
+    checkpoint.add_argument("--json", action="store_true", help="print JSON")
+    checkpoint.set_defaults(run=cmd_lineage_checkpoint)
+    taint = lineage_commands.add_parser(
+        "taint", help="every mix and checkpoint downstream of a bad version or source")
+    tainted = taint.add_mutually_exclusive_group(required=True)
+    tainted.add_argument("--source", help="all raw/scored/audited versions of this source")
+    tainted.add_argument("--version", help="one version of any asset (a unique prefix will do)")
+    taint.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
+    taint.add_argument("--json", action="store_true", help="print JSON")
+    taint.set_defaults(run=cmd_lineage_taint)
 
     demo = commands.add_parser("demo", help="the synthetic shapes world")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)

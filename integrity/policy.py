@@ -129,6 +129,16 @@ class MixPolicy(_Strict):
     curriculum: list[CurriculumStage] = Field(default_factory=_default_stages, min_length=1)
 
 
+class CheckpointPolicy(_Strict):
+    """What a trained checkpoint must show before anything downstream (an RL export) uses it."""
+
+    # The metric the trainer reports for visual reliance (accuracy with the image minus with it
+    # blanked); the demo trainer also reports the probability-mass version, which moves first.
+    reliance_metric: str = "sampled_visual_reliance"
+    min_visual_reliance: float = 0.3
+    min_cka: float = Field(0.5, ge=0.0, le=1.0)  # vision tower vs its pretrained self (linear CKA)
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -137,6 +147,7 @@ class Policy(BaseModel):
     scoring: ScoringPolicy = Field(default_factory=ScoringPolicy)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     mix: MixPolicy = Field(default_factory=MixPolicy)
+    checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
 
     def digest(self) -> str:
         """A short hash of the effective policy: part of every version the policy shapes."""
@@ -343,3 +354,21 @@ def diversity_verdict(diversity: dict[str, int], policy: Policy) -> Verdict:
     return Verdict(not problems, "; ".join(problems) or
                    (", ".join(shares) + f" keep a row (floor {floor:.0%})" if shares
                     else "nothing to measure"), figures)
+
+
+def checkpoint_verdicts(metrics: dict, policy: Policy) -> dict[str, Verdict]:
+    """The visual-neglect check (reliance) and the modality-alignment check (CKA) of a
+    checkpoint's reported metrics; a metric the trainer did not report fails, naming it."""
+    bounds = policy.checkpoint
+    verdicts = {}
+    for check, metric, bound in (("visual_reliance", bounds.reliance_metric,
+                                  bounds.min_visual_reliance),
+                                 ("cka", "cka", bounds.min_cka)):
+        value = metrics.get(metric)
+        if not isinstance(value, int | float):
+            verdicts[check] = Verdict(False, f"the trainer reported no {metric!r}",
+                                      {f"min_{check}": bound})
+            continue
+        verdicts[check] = Verdict(value >= bound, f"{metric} {value:.3f} (bound >= {bound})",
+                                  {metric: value, f"min_{check}": bound})
+    return verdicts

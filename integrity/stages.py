@@ -199,3 +199,71 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
                                    storage_options=storage_options)
         files[REPORT_FILE] = store.attach(AUDITED_SFT, manifest.version, REPORT_FILE, page)
     return result, manifest, files
+
+
+TRAINING_MIX = "training_mix"
+TRAINING_CHECKPOINT = "training_checkpoint"
+# Exports attached beside each training_mix version: what trainers read unchanged.
+MIX_LLAVA_FILE = "mix_llava.json"
+MIX_SHAREGPT_NAME = "integrity_mix"  # <name>.json + dataset_info.json (LLaMA-Factory)
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
+                 gate: dict[str, dict] | None = None) -> tuple:
+    """Build the training mix from the kept rows of ``audited`` (source -> audited_sft version),
+    commit it (table "data", in training order) and attach its exports.
+
+    ``gate``: upstream key -> {"version", "checks_passed"}, what the caller's gate verified;
+    recorded in the manifest for lineage. Returns (mix, Manifest, {attachment name: uri}).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from integrity import mix as mixing
+
+    inputs = []
+    for source, version in sorted(audited.items()):
+        scored_version = store.manifest(AUDITED_SFT, version).upstream[SCORED_SFT]
+        inputs.append(mixing.MixInput(source=source, audited_version=version,
+                                      kept=store.read(AUDITED_SFT, version),
+                                      scored=store.read(SCORED_SFT, scored_version)))
+    mix = mixing.build_mix(inputs, policy.mix)
+    summary = mixing.mix_summary(mix)
+    manifest = store.write(
+        TRAINING_MIX, {"data": mix},
+        upstream={f"{AUDITED_SFT}/{source}": version for source, version in audited.items()},
+        code_version=mixing.CODE_VERSION,
+        params={"policy": policy.digest(), "mix": policy.mix.model_dump()},
+        extra={"summary": summary, "gate": gate or {}},
+    )
+    files = {}
+    with tempfile.TemporaryDirectory() as folder:
+        written = [mixing.export_llava(mix, Path(folder) / MIX_LLAVA_FILE),
+                   *mixing.export_sharegpt(mix, folder, MIX_SHAREGPT_NAME)]
+        for path in written:
+            files[path.name] = store.attach(TRAINING_MIX, manifest.version, path.name,
+                                            path.read_bytes())
+    return mix, manifest, files
+
+
+def checkpoint_to_store(mix_version: str, checkpoint_path: str, metrics: dict,
+                        store: VersionStore, *, trainer: dict,
+                        gate: dict[str, dict] | None = None) -> tuple:
+    """Commit a trained checkpoint's metrics as a training_checkpoint version naming the mix it
+    was trained on, and attach the checkpoint file. Returns (Manifest, checkpoint uri)."""
+    import hashlib
+    from pathlib import Path
+
+    data = Path(checkpoint_path).read_bytes()
+    # Timings vary run to run; the version is the mix, the trainer and what it learned.
+    scalars = {key: value for key, value in metrics.items()
+               if isinstance(value, int | float | str | bool) and key != "checkpoint_path"
+               and not key.endswith("_seconds")}
+    manifest = store.write(
+        TRAINING_CHECKPOINT, {"metrics": pl.DataFrame([scalars])},
+        upstream={TRAINING_MIX: mix_version}, code_version="checkpoint-1",
+        params={"trainer": trainer, "checkpoint_sha256": hashlib.sha256(data).hexdigest()},
+        extra={"metrics": scalars, "gate": gate or {}},
+    )
+    return manifest, store.attach(TRAINING_CHECKPOINT, manifest.version, CHECKPOINT_FILE, data)

@@ -3,6 +3,8 @@
 from dagster import AssetKey
 
 from assets.audited import AUDITED_SFT_BLOCKING_CHECKS
+from assets.checkpoint import TRAINING_CHECKPOINT_BLOCKING_CHECKS
+from assets.mix import TRAINING_MIX_BLOCKING_CHECKS
 from assets.raw import RAW_SFT_BLOCKING_CHECKS
 from assets.scored import SCORED_SFT_BLOCKING_CHECKS
 from definitions import defs
@@ -11,9 +13,11 @@ from definitions import defs
 def test_code_location_loads_with_the_documented_graph():
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "raw_sft", "scored_sft", "audited_sft"}
+        "raw_sft", "scored_sft", "audited_sft", "training_mix", "training_checkpoint"}
     assert graph.get(AssetKey("scored_sft")).parent_keys == {AssetKey("raw_sft")}
     assert graph.get(AssetKey("audited_sft")).parent_keys == {AssetKey("scored_sft")}
+    assert graph.get(AssetKey("training_mix")).parent_keys == {AssetKey("audited_sft")}
+    assert graph.get(AssetKey("training_checkpoint")).parent_keys == {AssetKey("training_mix")}
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
         ("raw_sft", "raw_sft_contract"), ("raw_sft", "raw_sft_quarantine_rate"),
@@ -22,6 +26,8 @@ def test_code_location_loads_with_the_documented_graph():
         ("audited_sft", "audited_sft_no_preference_pollution"),
         ("audited_sft", "audited_sft_no_contradictions"), ("audited_sft", "audited_sft_nothing_lost"),
         ("audited_sft", "audited_sft_over_audit"), ("audited_sft", "audited_sft_diversity"),
+        *(("training_mix", name) for name in TRAINING_MIX_BLOCKING_CHECKS),
+        *(("training_checkpoint", name) for name in TRAINING_CHECKPOINT_BLOCKING_CHECKS),
     }
     warn_only = {key.name for key in graph.asset_check_keys
                  if not graph.get_check_spec(key).blocking}
@@ -33,7 +39,9 @@ def test_each_gate_requires_exactly_the_blocking_checks_of_its_upstream():
     graph = defs.resolve_asset_graph()
     for upstream, required in (("raw_sft", RAW_SFT_BLOCKING_CHECKS),
                                ("scored_sft", SCORED_SFT_BLOCKING_CHECKS),
-                               ("audited_sft", AUDITED_SFT_BLOCKING_CHECKS)):
+                               ("audited_sft", AUDITED_SFT_BLOCKING_CHECKS),
+                               ("training_mix", TRAINING_MIX_BLOCKING_CHECKS),
+                               ("training_checkpoint", TRAINING_CHECKPOINT_BLOCKING_CHECKS)):
         blocking = {key.name for key in graph.get_check_keys_for_assets({AssetKey(upstream)})
                     if graph.get_check_spec(key).blocking}
         assert set(required) == blocking

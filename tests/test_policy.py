@@ -79,3 +79,17 @@ def test_coverage_and_distribution_verdicts():
     verdict = distribution_verdict(flat, Policy())
     assert not verdict.passed and "grounding_cos" in verdict.description
     assert distribution_verdict(pl.DataFrame({"x": [1]}), Policy()).passed
+
+
+def test_checkpoint_verdicts_bound_reliance_and_cka_and_name_a_missing_metric():
+    from integrity.policy import checkpoint_verdicts
+
+    policy = Policy()  # sampled_visual_reliance >= 0.3, cka >= 0.5
+    good = checkpoint_verdicts({"sampled_visual_reliance": 0.7, "cka": 0.9}, policy)
+    assert good["visual_reliance"].passed and good["cka"].passed
+    blind = checkpoint_verdicts({"sampled_visual_reliance": 0.1, "cka": 0.2}, policy)
+    assert not blind["visual_reliance"].passed and not blind["cka"].passed
+    other = Policy.model_validate({"checkpoint": {"reliance_metric": "visual_reliance"}})
+    missing = checkpoint_verdicts({"cka": 0.9}, other)
+    assert not missing["visual_reliance"].passed
+    assert "'visual_reliance'" in missing["visual_reliance"].description
