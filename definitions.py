@@ -1,15 +1,23 @@
 """The sft-integrity code location: every asset, check, resource and sensor, in one place."""
 
 from dagster import Definitions
+from dagster_aws.s3 import S3Resource
 
 from assets.audited import audited_sft
-from assets.automation import audit_automation, audit_job, nightly_audit, train_job
+from assets.automation import (
+    audit_automation,
+    audit_job,
+    mix_job,
+    nightly_audit,
+    nightly_mix,
+    train_job,
+)
 from assets.checkpoint import training_checkpoint
 from assets.mix import training_mix
 from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from assets.scored import scored_sft
-from assets.sensors import sources_sensor
+from assets.sensors import landing_sensor, sources_sensor
 from checks.audited import (
     audited_sft_diversity,
     audited_sft_grounding,
@@ -39,9 +47,12 @@ defs = Definitions(
         training_mix_no_eval_overlap,
         training_checkpoint_visual_reliance, training_checkpoint_cka,
     ],
-    jobs=[audit_job, train_job],
-    schedules=[nightly_audit],
-    sensors=[sources_sensor, audit_automation],
+    jobs=[audit_job, mix_job, train_job],
+    schedules=[nightly_audit, nightly_mix],
+    sensors=[sources_sensor, landing_sensor, audit_automation],
     resources={"integrity": IntegrityResource(), "encoder": EncoderResource(),
-               "trainer": TrainerResource()},
+               "trainer": TrainerResource(),
+               # The landing sensor lists s3:// landing zones with it; credentials and endpoint
+               # come from the environment (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL).
+               "s3": S3Resource()},
 )

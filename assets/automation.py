@@ -36,6 +36,12 @@ train_job = define_asset_job(
                 "audit whose blocking checks failed in any earlier run.",
 )
 
+mix_job = define_asset_job(
+    "build_mix",
+    selection=AssetSelection.keys("training_mix"),
+    description="Mix the latest passed audit of every source, with the mix's checks.",
+)
+
 audit_automation = AutomationConditionSensorDefinition(
     "audit_automation",
     target=AssetSelection.keys("scored_sft", "audited_sft"),
@@ -49,3 +55,10 @@ def nightly_audit(context: ScheduleEvaluationContext):
     """Re-run every registered source end to end each night (turn on in the UI)."""
     for source in context.instance.get_dynamic_partitions(sources_partitions.name):
         yield RunRequest(partition_key=source, run_key=f"{context.scheduled_execution_time}-{source}")
+
+
+@schedule(job=mix_job, cron_schedule="0 5 * * *", default_status=DefaultScheduleStatus.STOPPED)
+def nightly_mix(context: ScheduleEvaluationContext):
+    """After the nightly audits, mix every source again (turn on in the UI). The in-code gate
+    refuses the mix when any source's latest audit failed its blocking checks."""
+    return RunRequest(run_key=f"mix-{context.scheduled_execution_time}")

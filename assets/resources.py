@@ -7,9 +7,12 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+import fsspec
+
 from assets.trainers import DEMO_TRAINER_COMMAND
 from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
+from integrity.landing import landed_sources
 from integrity.policy import Policy, load_policy
 from integrity.store import VersionStore
 
@@ -30,9 +33,21 @@ class IntegrityResource(ConfigurableResource):
     sources_file: str = _default("INTEGRITY_SOURCES", "sources/demo.yaml")
     store_root: str = _default("INTEGRITY_STORE", "data/store")
     policy_file: str = _default("INTEGRITY_POLICY", "policies/default.yaml")
+    # The landing zone (folder or s3:// prefix) where shards arrive; empty: none.
+    landing_root: str = os.environ.get("INTEGRITY_LANDING", "")
+
+    def landed(self) -> list[SourceConfig]:
+        """The ready shards of the landing zone, as sources (integrity/landing.py)."""
+        if not self.landing_root:
+            return []
+        fs, path = fsspec.core.url_to_fs(self.landing_root)
+        keys = [key[len(path):].lstrip("/") for key in fs.find(path)]
+        return landed_sources(self.landing_root, keys)
 
     def sources(self) -> dict[str, SourceConfig]:
-        return {source.name: source for source in load_sources(self.sources_file)}
+        """The sources file's sources and the landing zone's ready shards (the file wins)."""
+        landed = {source.name: source for source in self.landed()}
+        return landed | {source.name: source for source in load_sources(self.sources_file)}
 
     def source(self, name: str) -> SourceConfig:
         sources = self.sources()

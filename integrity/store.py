@@ -168,7 +168,9 @@ def _write_manifest(fs: AbstractFileSystem, version_path: str, manifest: Manifes
 def _polars_s3_options(options: dict[str, Any]) -> dict[str, str]:
     """Translate fsspec/s3fs storage options to the object_store keys polars' readers expect."""
     client = options.get("client_kwargs") or {}
-    endpoint = options.get("endpoint_url") or client.get("endpoint_url")
+    # Like boto3, fall back to the environment's endpoint (credentials polars reads itself).
+    endpoint = (options.get("endpoint_url") or client.get("endpoint_url")
+                or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
     out = {
         "aws_access_key_id": options.get("key"),
         "aws_secret_access_key": options.get("secret"),

@@ -150,9 +150,11 @@ def read_mix(path: str | Path, *, max_rows: int | None = None) -> list[QAPair]:
     to the mix file's folder. Human turns without a gpt reply are ignored. Raises TrainerError
     naming the file and record for anything that is not such a record.
     """
-    path = Path(path)
+    remote = "://" in str(path)  # an s3:// mix (the store's export) is read through fsspec
+    path = str(path) if remote else Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with fsspec.open(str(path), "r", encoding="utf-8") as handle:
+            text = handle.read()
     except OSError as error:
         raise TrainerError(f"{path}: cannot read the mix: {error}") from error
     try:
@@ -174,7 +176,8 @@ def read_mix(path: str | Path, *, max_rows: int | None = None) -> list[QAPair]:
         if image is not None and not isinstance(image, str):
             raise TrainerError(f"{where}: 'image' must be a path or a list of paths")
         if image is not None and "://" not in image and not os.path.isabs(image):
-            image = str(path.parent / image)
+            image = (f"{path.rsplit('/', 1)[0]}/{image}" if remote
+                     else str(path.parent / image))
         question: str | None = None
         for turn in record["conversations"]:
             if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
@@ -501,12 +504,12 @@ def train(mix_path: str | Path, out_path: str | Path, config: TrainConfig | None
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(Path(mix_path), out_path, config, log)
+        return _train(mix_path, out_path, config, log)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(mix_path: Path, out_path: Path, config: TrainConfig,
+def _train(mix_path: str | Path, out_path: Path, config: TrainConfig,
            log: Callable[[str], None]) -> dict:
     pairs = read_mix(mix_path, max_rows=config.max_rows)
     answerable = [p for p in pairs

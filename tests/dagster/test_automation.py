@@ -11,7 +11,8 @@ from dagster import (
 )
 
 from assets.audited import audited_sft
-from assets.automation import audit_job, nightly_audit
+from assets.automation import audit_job, mix_job, nightly_audit, nightly_mix
+from assets.mix import training_mix
 from assets.raw import raw_sft
 from assets.resources import EncoderResource
 from assets.scored import scored_sft
@@ -23,6 +24,12 @@ from checks.audited import (
     audited_sft_no_preference_pollution,
     audited_sft_nothing_lost,
 )
+from checks.mix import (
+    training_mix_curriculum,
+    training_mix_modality_band,
+    training_mix_no_eval_overlap,
+    training_mix_traceable,
+)
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import scored_sft_coverage, scored_sft_distribution
 from definitions import defs
@@ -31,6 +38,8 @@ SCORED_CHECKS = [scored_sft_coverage, scored_sft_distribution]
 AUDIT_CHECKS = [audited_sft_grounding, audited_sft_no_preference_pollution,
                 audited_sft_no_contradictions, audited_sft_nothing_lost, audited_sft_over_audit,
                 audited_sft_diversity]
+MIX_CHECKS = [training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
+              training_mix_no_eval_overlap]
 
 
 
@@ -92,3 +101,37 @@ def test_a_schedule_tick_runs_each_source_end_to_end_and_the_gate_holds(world, i
             assert materialized == {"raw_sft", "scored_sft", "audited_sft"}
         else:  # duplicate ids fail the raw contract: scoring and audit never start
             assert materialized == {"raw_sft"} and not result.success
+
+
+def test_nightly_jobs_run_every_check_of_what_they_materialize():
+    for name, checked in (("audit_source", {"raw_sft", "scored_sft", "audited_sft"}),
+                          ("build_mix", {"training_mix"}),
+                          ("mix_and_train", {"training_mix", "training_checkpoint"})):
+        in_job = defs.resolve_job_def(name).asset_layer.asset_graph.asset_check_keys
+        declared = {key for key in defs.resolve_asset_graph().asset_check_keys
+                    if key.asset_key.to_user_string() in checked}
+        assert declared and in_job == declared, name
+    assert {schedule.name for schedule in defs.schedules} == {"nightly_audit", "nightly_mix"}
+
+
+def test_nightly_mix_tick_is_refused_while_a_source_audit_failed(world, instance):
+    # good_llava audits cleanly; dup_ids fails its raw contract, so it has no passed audit.
+    instance.add_dynamic_partitions("sources", ["good_llava", "dup_ids"])
+    resources = {"integrity": world["resource"],
+                 "encoder": EncoderResource(workers=0, batch_size=16)}
+    for partition in ("good_llava", "dup_ids"):
+        materialize([raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
+                     *SCORED_CHECKS, *AUDIT_CHECKS], partition_key=partition,
+                    instance=instance, resources=resources, raise_on_error=False)
+    tick = nightly_mix.evaluate_tick(build_schedule_context(
+        instance=instance, repository_def=defs.get_repository_def(),
+        scheduled_execution_time=datetime(2026, 11, 25, 5, tzinfo=UTC)))
+    [request] = tick.run_requests
+    scheduled = Definitions(assets=[training_mix], asset_checks=MIX_CHECKS, jobs=[mix_job],
+                            resources={"integrity": world["resource"]})
+    result = scheduled.resolve_job_def("build_mix").execute_in_process(
+        instance=instance, raise_on_error=False, tags=request.tags)
+    assert not result.success
+    assert not [e for e in result.get_asset_materialization_events()]
+    failure = result.failure_data_for_node("training_mix")
+    assert "audited_sft[dup_ids]" in str(failure.error)
