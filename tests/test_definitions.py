@@ -32,7 +32,8 @@ def test_code_location_loads_with_the_documented_graph():
     warn_only = {key.name for key in graph.asset_check_keys
                  if not graph.get_check_spec(key).blocking}
     assert warn_only == {"audited_sft_over_audit", "audited_sft_diversity"}
-    assert [sensor.name for sensor in defs.sensors] == ["sources_sensor", "audit_automation"]
+    assert [sensor.name for sensor in defs.sensors] == [
+        "sources_sensor", "landing_sensor", "audit_automation"]
 
 
 def test_each_gate_requires_exactly_the_blocking_checks_of_its_upstream():
