@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import io
 import os
+import pickle  # only for its error type: weights load with weights_only=True
 import re
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -258,7 +259,8 @@ class Encoder:
                 precision="fp32" if amp else config.precision,
                 device=self.device,
             )
-        except (RuntimeError, FileNotFoundError, ValueError) as error:
+        # UnpicklingError: weights_only refused a checkpoint that wants to run code.
+        except (RuntimeError, FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
             raise EncoderError(
                 f"cannot load open_clip model {config.model!r} with pretrained="
                 f"{config.pretrained!r}: {str(error)[:500]}"
