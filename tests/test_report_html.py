@@ -5,7 +5,6 @@ model) and audited in a temporary store once per module; the page is parsed for 
 and opened in headless Chromium to prove every image actually renders.
 """
 
-import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,6 +31,7 @@ from integrity.stages import (
     score_to_store,
 )
 from integrity.store import VersionStore
+from tests.browser import headless_chromium, require_browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -255,31 +255,8 @@ def browser():
 
     Skips when Chromium or its driver is missing, unless INTEGRITY_REQUIRE_BROWSER=1 (CI).
     """
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
-    if missing:
-        why = (f"{' and '.join(missing)} not found: the browser test needs Debian's chromium "
-               "and chromium-driver packages")
-        if os.environ.get("INTEGRITY_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{why} (INTEGRITY_REQUIRE_BROWSER=1 requires them)")
-        pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--window-size=1400,2000"):
-        options.add_argument(argument)
-    with pytest.MonkeyPatch.context() as env:
-        # With the driver path given Selenium skips its manager; if it ever did not, a manager
-        # path that is no file makes it fail here instead of downloading a browser.
-        env.setenv("SE_MANAGER_PATH", "/nonexistent/selenium-manager")
-        driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
-                                  options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    require_browser()
+    yield from headless_chromium(1400, 2000)
 
 
 _IMAGES_JS = """return Array.from(document.images).map(i => {
