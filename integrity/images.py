@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ MAX_IMAGE_PIXELS = 64_000_000
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # Only raster formats training data uses; others (EPS runs Ghostscript) are not images to us.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+# How Pillow's readers say "a valid file, but a mode or layout I do not decode".
+_UNSUPPORTED_MESSAGE = re.compile(r"unknown (pixel mode|data organization)|unsupported", re.I)
 # Decoding at this size is enough to prove a JPEG is whole while skipping most DCT work.
 _DRAFT_SIZE = (64, 64)
 
@@ -75,9 +78,29 @@ def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
     except ImageRefused:
         raise
     except Image.UnidentifiedImageError as error:
+        layout = _unsupported_layout(data)
+        if layout is not None:
+            raise ImageRefused(QuarantineReason.UNSUPPORTED_IMAGE, layout) from error
         raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, "not a recognised image format") from error
     except Exception as error:  # PIL raises many types for bad bytes; all mean "not an image"
         raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, f"cannot decode: {error}") from error
+
+
+def _unsupported_layout(data: bytes) -> str | None:
+    """Why a well-formed file of a known format still does not open (a TIFF with five samples
+    per pixel, say): the format's reader names a mode or layout it does not support. None for
+    anything else: then the bytes are simply corrupt."""
+    Image.init()
+    for name in IMAGE_FORMATS:
+        factory, accept = Image.OPEN[name]
+        if accept is not None and not accept(data[:16]):
+            continue
+        try:
+            factory(io.BytesIO(data), None).close()
+        except Exception as error:  # noqa: BLE001 - the reader's own words decide below
+            if _UNSUPPORTED_MESSAGE.search(str(error)):
+                return f"{name} with a pixel layout Pillow cannot decode ({error})"
+    return None
 
 
 class ImageResolver:

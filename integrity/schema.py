@@ -63,10 +63,12 @@ class QuarantineReason(StrEnum):
     UNKNOWN_ROLE = "unknown_role"
     ROLES_NOT_ALTERNATING = "roles_not_alternating"
     IMAGE_TOKEN_MISMATCH = "image_token_mismatch"
+    EMPTY_ANSWER = "empty_answer"
     IMAGE_OUTSIDE_ROOT = "image_outside_root"
     MISSING_IMAGE = "missing_image"
     CORRUPT_IMAGE = "corrupt_image"
     IMAGE_TOO_LARGE = "image_too_large"
+    UNSUPPORTED_IMAGE = "unsupported_image"
 
 
 QUARANTINE_SCHEMA = pl.Schema(

@@ -37,6 +37,14 @@ def roles_alternate() -> pl.Expr:
     )
 
 
+def empty_answers() -> pl.Expr:
+    """How many assistant turns of a row have no text (whitespace only counts as none)."""
+    turn = pl.element().struct
+    return pl.col("turns").list.eval(
+        (turn.field("role") == "assistant") & (turn.field("content").str.strip_chars() == "")
+    ).list.sum()
+
+
 def image_token_count() -> pl.Expr:
     return (
         pl.col("turns")
@@ -52,18 +60,22 @@ def image_count() -> pl.Expr:
 def first_violation(frame: pl.DataFrame) -> pl.DataFrame:
     """Add ``reason`` and ``detail``: the first contract a row breaks, null when it holds them all."""
     unknown = unknown_roles()
-    tokens, images = image_token_count(), image_count()
+    tokens, images, empty = image_token_count(), image_count(), empty_answers()
     return frame.with_columns(
         reason=pl.when(unknown.list.len() > 0)
         .then(pl.lit(QuarantineReason.UNKNOWN_ROLE.value))
         .when(~roles_alternate())
         .then(pl.lit(QuarantineReason.ROLES_NOT_ALTERNATING.value))
         .when(tokens != images)
-        .then(pl.lit(QuarantineReason.IMAGE_TOKEN_MISMATCH.value)),
+        .then(pl.lit(QuarantineReason.IMAGE_TOKEN_MISMATCH.value))
+        .when(empty > 0)
+        .then(pl.lit(QuarantineReason.EMPTY_ANSWER.value)),
         detail=pl.when(unknown.list.len() > 0)
         .then(pl.lit("unknown roles: ") + unknown.list.join(", "))
         .when(~roles_alternate())
         .then(pl.lit("roles: ") + roles().list.join(" > "))
         .when(tokens != images)
-        .then(pl.format("{} <image> tokens for {} images", tokens, images)),
+        .then(pl.format("{} <image> tokens for {} images", tokens, images))
+        .when(empty > 0)
+        .then(pl.format("{} empty assistant answer(s): nothing to learn", empty)),
     )

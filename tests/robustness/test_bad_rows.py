@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
 import pytest
 from PIL import Image
@@ -65,10 +66,22 @@ def test_unknown_role_is_quarantined(ws, quarantined, role):
     assert row["example_id"] == "r"
 
 
-@pytest.mark.parametrize("answer", ["", "x" * 1_000_000], ids=["empty", "1MB"])
-def test_empty_and_huge_answers_are_accepted_intact(ws, accounted, conversation, answer):
-    record = {"id": "a", "conversations": conversation("Hi", answer)}
-    result = ws.ingest(ws.jsonl("answers.jsonl", [record]))
+@pytest.mark.parametrize("answer", ["", "  \n\t "], ids=["empty", "whitespace"])
+def test_empty_answer_is_quarantined(ws, quarantined, answer):
+    record = {"id": "e", "conversations": [{"from": "human", "value": "Hi"},
+                                           {"from": "gpt", "value": "Hello"},
+                                           {"from": "human", "value": "And?"},
+                                           {"from": "gpt", "value": answer}]}
+    row = quarantined(ws.ingest_one(record))
+    assert row["reason"] == R.EMPTY_ANSWER.value
+    assert row["detail"] == "1 empty assistant answer(s): nothing to learn"
+    assert row["example_id"] == "e"
+
+
+def test_1mb_answer_is_accepted_intact(ws, accounted, conversation):
+    answer = "x" * 1_000_000
+    result = ws.ingest(ws.jsonl("answers.jsonl", [{"id": "a",
+                                                    "conversations": conversation("Hi", answer)}]))
     accounted(result, 1)
     assert result.quarantine.height == 0
     assert result.accepted["turns"][0][1]["content"] == answer
@@ -117,6 +130,27 @@ def test_non_images_named_png_are_corrupt(ws, quarantined, conversation, content
                                      "conversations": conversation()}))
     assert row["reason"] == R.CORRUPT_IMAGE.value
     assert row["detail"]
+
+
+def _tiff_with_five_samples() -> bytes:
+    """A well-formed TIFF whose pixels have five samples each: no mode Pillow decodes."""
+    buffer = io.BytesIO()
+    Image.new("CMYK", (8, 8)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack("<H", data[at:at + 2])[0] == 277:  # SamplesPerPixel
+            data[at + 8:at + 10] = struct.pack("<H", 5)
+    return bytes(data)
+
+
+def test_unsupported_pixel_layout_is_quarantined_as_such(ws, quarantined, conversation):
+    ws.image("five.tif", _tiff_with_five_samples())
+    row = quarantined(ws.ingest_one({"id": "u", "image": "five.tif",
+                                     "conversations": conversation()}))
+    assert row["reason"] == R.UNSUPPORTED_IMAGE.value
+    assert row["detail"].startswith("TIFF with a pixel layout Pillow cannot decode")
 
 
 def _encoded(mode: str, fmt: str) -> bytes:
