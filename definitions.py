@@ -19,6 +19,7 @@ from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from assets.scored import scored_sft
 from assets.sensors import landing_sensor, sources_sensor
 from checks.audited import (
+    audited_sft_calibrated_precision,
     audited_sft_diversity,
     audited_sft_grounding,
     audited_sft_no_contradictions,
@@ -43,6 +44,7 @@ defs = Definitions(
         scored_sft_coverage, scored_sft_distribution,
         audited_sft_grounding, audited_sft_no_preference_pollution, audited_sft_no_contradictions,
         audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity,
+        audited_sft_calibrated_precision,
         training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
         training_mix_no_eval_overlap,
         training_checkpoint_visual_reliance, training_checkpoint_cka,

@@ -8,8 +8,15 @@ from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.scored import SCORED_SFT_BLOCKING_CHECKS, scored_sft
 from integrity.audit import CODE_VERSION
-from integrity.report import audit_markdown
-from integrity.stages import AUDITED_SFT, REPORT_FILE, REVIEW_FILE, audit_to_store, latest_audits
+from integrity.report import audit_markdown, calibration_markdown
+from integrity.stages import (
+    AUDITED_SFT,
+    REPORT_FILE,
+    REVIEW_FILE,
+    audit_to_store,
+    current_calibration,
+    latest_audits,
+)
 
 # What a consumer of audited_sft (training_mix) requires to have passed on the version it reads.
 AUDITED_SFT_BLOCKING_CHECKS = ("audited_sft_grounding", "audited_sft_no_preference_pollution",
@@ -30,9 +37,15 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
     store, policy = integrity.store(), integrity.policy()
     scored_version = require_checks_passed(context, scored_sft.key, SCORED_SFT_BLOCKING_CHECKS)
     source = integrity.source(context.partition_key)
+    calibration = current_calibration(store, policy)
     result, manifest, files = audit_to_store(source.name, scored_version, store, policy,
-                                             storage_options=source.storage_options)
+                                             storage_options=source.storage_options,
+                                             calibration=calibration)
     counts = result.counts()
+    calibrated = {} if calibration is None else {
+        "calibration_version": calibration[0],
+        "calibration": MetadataValue.md(calibration_markdown(
+            calibration[0], calibration[1]["estimates"], policy))}
     all_audits = latest_audits(store, list(integrity.sources()))
     context.log.info(f"{context.partition_key}: {counts}, version {manifest.version}")
     return MaterializeResult(
@@ -52,5 +65,6 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
             "review_rows": MetadataValue.path(files[REVIEW_FILE]),
             "audit": MetadataValue.md(audit_markdown(source.name, manifest.extra, all_audits,
                                                      policy)),
+            **calibrated,
         },
     )

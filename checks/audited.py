@@ -13,7 +13,8 @@ from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
 from integrity import policy as rules
-from integrity.stages import AUDITED_SFT, latest_audits
+from integrity.calibration import precision_verdict
+from integrity.stages import AUDITED_SFT, current_calibration, latest_audits
 
 
 def _verdicts(context, integrity: IntegrityResource):
@@ -84,3 +85,23 @@ def audited_sft_diversity(context: AssetCheckExecutionContext,
     diversity = store.manifest(AUDITED_SFT, version).extra.get("diversity", {})
     return check_result(rules.diversity_verdict(diversity, integrity.policy()), version,
                         AssetCheckSeverity.WARN)
+
+
+@asset_check(asset=audited_sft, blocking=False, partitions_def=sources_partitions)
+def audited_sft_calibrated_precision(context: AssetCheckExecutionContext,
+                                     integrity: IntegrityResource) -> AssetCheckResult:
+    """The auditor's own quality (WARN): every dropping rule's precision, estimated from the
+    latest labelled sample (`integrity calibrate`) under the current policy, is at least
+    ``calibration.min_precision``. Passes, saying so, while nothing has been labelled."""
+    store, policy = integrity.store(), integrity.policy()
+    version = materialized_version(context, audited_sft.key)
+    calibration = current_calibration(store, policy)
+    if calibration is None:
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN,
+                                description="not calibrated yet: label a sample drawn by "
+                                            "`integrity calibrate sample`, then run "
+                                            "`integrity calibrate FILE`",
+                                metadata={"version": version, "calibrated": False})
+    return check_result(precision_verdict(calibration[1]["estimates"], policy), version,
+                        AssetCheckSeverity.WARN,
+                        {"calibration_version": calibration[0], "calibrated": True})

@@ -6,10 +6,11 @@ from integrity.policy import Verdict
 
 
 def check_result(verdict: Verdict, version: str,
-                 severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+                 severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
+                 metadata: dict | None = None) -> AssetCheckResult:
     return AssetCheckResult(
         passed=verdict.passed,
         severity=severity,
         description=verdict.description,
-        metadata={"version": version, **verdict.figures},
+        metadata={"version": version, **verdict.figures, **(metadata or {})},
     )

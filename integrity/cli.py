@@ -6,9 +6,12 @@
     integrity audit SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE]
     integrity review export SOURCES_FILE --out DIR [--store DIR]
     integrity review import FILE [--store DIR]
+    integrity calibrate sample SOURCES_FILE --n N --out FILE [--store DIR] [--seed S]
+    integrity calibrate LABELS_FILE [--store DIR] [--policy FILE]
     integrity lineage checkpoint ID|latest [--store DIR] [--json]
     integrity lineage taint (--source S | --version V) [--store DIR] [--json]
     integrity demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
+    integrity demo label SAMPLE_FILE --out FILE [--truth data/demo/ground_truth.jsonl]
     integrity demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8] [--seed S]
 """
 
@@ -20,6 +23,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import polars as pl
+
+from integrity.calibration import CalibrationError
 from integrity.images import ImageRefused
 from integrity.ingest import IngestError, SourcesFileError, load_eval_sets, load_sources
 from integrity.policy import PolicyError
@@ -29,8 +35,9 @@ from integrity.review import ReviewError
 from integrity.store import StoreError, VersionStore
 
 DEFAULT_STORE = "data/store"
+LABELS_COMMAND = "labels"  # `integrity calibrate labels FILE`, also spelt `calibrate FILE`
 USER_ERRORS = (IngestError, SourcesFileError, PolicyError, StoreError, ImageRefused, ReviewError,
-               ValueError)
+               CalibrationError, ValueError)
 
 
 def _selected(sources_file: str, names: list[str] | None):
@@ -98,17 +105,26 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from integrity.policy import DEFAULT_POLICY, load_policy
     from integrity.report import audit_markdown
-    from integrity.stages import REPORT_FILE, REVIEW_FILE, SCORED_SFT, audit_to_store, latest_audits
+    from integrity.stages import (
+        REPORT_FILE,
+        REVIEW_FILE,
+        SCORED_SFT,
+        audit_to_store,
+        current_calibration,
+        latest_audits,
+    )
 
     store = VersionStore(args.store)
     policy = load_policy(args.policy or DEFAULT_POLICY)
     selected = _selected(args.sources_file, args.source)
+    calibration = current_calibration(store, policy)
     for source in selected:
         scored_version = store.latest(SCORED_SFT, source.name)
         if scored_version is None:
             raise StoreError(f"{source.name} has no scored_sft version yet: run `integrity score`")
         _, manifest, files = audit_to_store(source.name, scored_version, store, policy,
-                                            storage_options=source.storage_options)
+                                            storage_options=source.storage_options,
+                                            calibration=calibration)
         all_audits = latest_audits(store, [other.name for other in load_sources(args.sources_file)])
         print(f"{source.name}: audited {manifest.version}\n"
               f"{audit_markdown(source.name, manifest.extra, all_audits, policy)}\n"
@@ -132,6 +148,52 @@ def cmd_review_import(args: argparse.Namespace) -> int:
 
     for source, count in import_reviews(VersionStore(args.store), Path(args.file)).items():
         print(f"{source}: {count} human verdicts recorded; they apply from the next audit")
+    return 0
+
+
+def cmd_calibrate_sample(args: argparse.Namespace) -> int:
+    from integrity.policy import DEFAULT_POLICY, load_policy
+    from integrity.stages import calibration_sample
+
+    sources = [source.name for source in _selected(args.sources_file, args.source)]
+    sample = calibration_sample(VersionStore(args.store), sources,
+                                load_policy(args.policy or DEFAULT_POLICY), n=args.n,
+                                seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sample.write_ndjson(out)
+    strata = sample.group_by("source", "stratum").agg(pl.len(), pl.col("stratum_rows").first())
+    print(f"{sample.height} rows to label -> {out} (set label to clean or the flaw classes)")
+    for source, stratum, drawn, rows in strata.sort("source", "stratum").iter_rows():
+        print(f"  {source:24} {stratum:22} {drawn:5} of {rows}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from integrity.calibration import parse_labels
+    from integrity.policy import DEFAULT_POLICY, load_policy
+    from integrity.report import calibration_markdown
+    from integrity.stages import calibrate_to_store
+
+    policy = load_policy(args.policy or DEFAULT_POLICY)
+    labels = parse_labels(Path(args.labels_file).read_text().splitlines(),
+                          name=args.labels_file)
+    judged, manifest, report = calibrate_to_store(VersionStore(args.store), labels, policy)
+    print(calibration_markdown(manifest.version, judged["estimates"], policy))
+    print("\nthreshold reaching precision "
+          f"{policy.calibration.target_precision:g} on this sample:")
+    for signal, cut in judged["recommended"].items():
+        print(f"  {signal:20} " + (f"{cut['threshold']:.4g} (precision {cut['precision']:.2f}, "
+                                   f"recall {cut['recall'] or 0:.2f})" if cut else "none"))
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_demo_label(args: argparse.Namespace) -> int:
+    from integrity.demo.labels import label_sample
+
+    count = label_sample(Path(args.sample_file), Path(args.truth), Path(args.out))
+    print(f"{count} rows labelled from {args.truth} -> {args.out}")
     return 0
 
 
@@ -229,6 +291,25 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--store", default=DEFAULT_STORE)
     imported.set_defaults(run=cmd_review_import)
 
+    calibrate = commands.add_parser(
+        "calibrate", help="judge the auditor on labelled rows (calibrate LABELS_FILE), or draw "
+        "the rows to label (calibrate sample)")
+    calibrate_commands = calibrate.add_subparsers(dest="calibrate_command", required=True)
+    sample = calibrate_commands.add_parser(
+        "sample", help="a stratified sample of every source's scored rows, for reviewers")
+    _add_sources(sample)
+    sample.add_argument("--n", type=int, required=True, help="rows to draw")
+    sample.add_argument("--out", required=True, help="JSONL file to write")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    sample.set_defaults(run=cmd_calibrate_sample)
+    estimate = calibrate_commands.add_parser(
+        LABELS_COMMAND, help="precision/recall with intervals from the labelled sample")
+    estimate.add_argument("labels_file", help="the sample file with label filled in")
+    estimate.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
+    estimate.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    estimate.set_defaults(run=cmd_calibrate)
+
     lineage = commands.add_parser("lineage", help="what a checkpoint consumed, what a version fed")
     lineage_commands = lineage.add_subparsers(dest="lineage_command", required=True)
     checkpoint = lineage_commands.add_parser(
@@ -259,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--no-captions", dest="captions", action="store_const", const=False,
                           help="records carry no caption metadata (only the pixels can tell)")
     generate.set_defaults(run=cmd_demo_generate)
+    label = demo_commands.add_parser(
+        "label", help="fill in a calibration sample's labels from the demo's ground truth")
+    label.add_argument("sample_file")
+    label.add_argument("--out", required=True)
+    label.add_argument("--truth", default="data/demo/ground_truth.jsonl")
+    label.set_defaults(run=cmd_demo_label)
     train_ref = demo_commands.add_parser("train-reference",
                                          help="train the demo's reference CLIP from scratch")
     train_ref.add_argument("--out", help="weights file (default: integrity/models/shapes-clip.pt)")
@@ -269,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `integrity calibrate FILE` judges the labels in FILE: the subcommand is implied.
+    if argv[:1] == ["calibrate"] and len(argv) > 1 and argv[1] not in (
+            "sample", LABELS_COMMAND, "-h", "--help"):
+        argv.insert(1, LABELS_COMMAND)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

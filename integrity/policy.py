@@ -129,6 +129,17 @@ class MixPolicy(_Strict):
     curriculum: list[CurriculumStage] = Field(default_factory=_default_stages, min_length=1)
 
 
+class CalibrationPolicy(_Strict):
+    """How the auditor itself is judged from a labelled sample (``integrity calibrate``)."""
+
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)  # of every interval
+    # A threshold is recommended where the labelled sample's precision reaches this.
+    target_precision: float = Field(0.9, ge=0.0, le=1.0)
+    # WARN (audited_sft_calibrated_precision) when a dropping rule's estimated precision is
+    # below this: the rule removes too many good rows.
+    min_precision: float = Field(0.8, ge=0.0, le=1.0)
+
+
 class CheckpointPolicy(_Strict):
     """What a trained checkpoint must show before anything downstream (an RL export) uses it."""
 
@@ -147,6 +158,7 @@ class Policy(BaseModel):
     scoring: ScoringPolicy = Field(default_factory=ScoringPolicy)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     mix: MixPolicy = Field(default_factory=MixPolicy)
+    calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
 
     def digest(self) -> str:
@@ -192,6 +204,37 @@ def quarantine_rate_verdict(rows_in: int, quarantined: int, policy: Policy) -> V
 
 FLAW_CLASSES = ("caption_derived", "blind_answerable", "preference_pollution", "contradiction",
                 "duplicate", "image_defect")
+
+
+@dataclass(frozen=True)
+class SignalThreshold:
+    """Where the policy cuts one continuous signal: the setting holding the threshold, the side
+    of it that is flagged, and the flaw class the signal is evidence of."""
+
+    setting: str  # dotted path into Policy, e.g. "signals.caption_derived.leak_score_min"
+    side: Literal["<", ">="]
+    flaw_class: str
+
+    def value(self, policy: Policy) -> float:
+        node = policy
+        for part in self.setting.split("."):
+            node = getattr(node, part)
+        return float(node)
+
+
+# The continuous signals the policy thresholds (the report draws them, calibration sweeps them).
+# Weak grounding is evidence of answers not written from the pixels: caption-derived labels.
+SIGNAL_THRESHOLDS: dict[str, SignalThreshold] = {
+    "grounding_margin": SignalThreshold("audit.weak_grounding_margin", "<", "caption_derived"),
+    "leak_score": SignalThreshold("signals.caption_derived.leak_score_min", ">=",
+                                  "caption_derived"),
+    "blind_prior": SignalThreshold("signals.blind_answerable.prior_min", ">=",
+                                   "blind_answerable"),
+    "dup_near_image_sim": SignalThreshold("signals.duplicate.near_image_sim_min", ">=",
+                                          "duplicate"),
+    "image_pixel_std": SignalThreshold("signals.image_defect.min_pixel_std", "<", "image_defect"),
+    "image_min_side": SignalThreshold("signals.image_defect.min_side", "<", "image_defect"),
+}
 
 
 def flag_expressions(signals: Signals, columns: set[str]) -> dict[str, pl.Expr]:

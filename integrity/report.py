@@ -141,3 +141,23 @@ def audit_markdown(source: str, audit: dict, all_audits: dict[str, dict], policy
     lines += ["", f"Policy `{policy.digest()}`:", "", "| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in thresholds.items()]
     return "\n".join(lines)
+
+
+def calibration_markdown(version: str, estimates: pl.DataFrame, policy) -> str:
+    """The auditor's estimated precision and recall per flaw class (all labelled sources), with
+    intervals, for the audited_sft metadata."""
+    def cell(row: dict | None) -> str:
+        if row is None or row["value"] is None:
+            return "-"
+        return f"{row['value']:.2f} [{row['low']:.2f}, {row['high']:.2f}] (n={row['labelled']})"
+
+    found = {(row["flaw_class"], row["metric"]): row
+             for row in estimates.filter(pl.col("scope") == "all").iter_rows(named=True)}
+    actions = policy.audit.actions.model_dump()
+    lines = [f"Calibration `{version}` ({policy.calibration.confidence:.0%} intervals):", "",
+             "| flaw class | action | precision | recall | rate |", "|---|---|---|---|---|"]
+    for name, action in actions.items():
+        lines.append(f"| {name} | {action} | {cell(found.get((name, 'precision')))} | "
+                     f"{cell(found.get((name, 'recall')))} | {cell(found.get((name, 'rate')))} |")
+    lines.append(f"| any flaw | | | | {cell(found.get(('any', 'rate')))} |")
+    return "\n".join(lines)

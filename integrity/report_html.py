@@ -14,7 +14,6 @@ import base64
 import html
 import io
 from concurrent.futures import ThreadPoolExecutor
-from functools import reduce
 
 import fsspec
 import numpy as np
@@ -23,21 +22,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from integrity.images import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-from integrity.policy import Policy
+from integrity.policy import SIGNAL_THRESHOLDS, Policy, SignalThreshold
 from integrity.scoring.pairs import qa_pairs
 
-# Signal -> (policy field of its threshold, which side of it the policy flags); None: no
-# threshold, the histogram only shows the distribution.
-SIGNAL_THRESHOLDS: dict[str, tuple[str, str] | None] = {
-    "grounding_margin": ("audit.weak_grounding_margin", "<"),
-    "grounding_cos": None,
-    "answer_support_prob": None,
-    "leak_score": ("signals.caption_derived.leak_score_min", ">="),
-    "blind_prior": ("signals.blind_answerable.prior_min", ">="),
-    "dup_near_image_sim": ("signals.duplicate.near_image_sim_min", ">="),
-    "image_pixel_std": ("signals.image_defect.min_pixel_std", "<"),
-    "image_min_side": ("signals.image_defect.min_side", "<"),
-}
+# Signals drawn as histograms, in this order; those the policy cuts get their threshold drawn.
+HISTOGRAM_SIGNALS = ("grounding_margin", "grounding_cos", "answer_support_prob", "leak_score",
+                     "blind_prior", "dup_near_image_sim", "image_pixel_std", "image_min_side")
 VERDICT_COLORS = {"keep": "#5b9a68", "review": "#e3a33b", "drop": "#c8473f"}
 FLAGGED_VERDICTS = ("drop", "review")
 HISTOGRAM_BINS = 40
@@ -47,7 +37,7 @@ THUMBNAIL_QUALITY = 85
 THUMBNAIL_WORKERS = 8  # threads reading images: S3 latency, not CPU, bounds thumbnails
 _NOT_SCORES = ("example_id", "pairs")
 
-_CSS = """
+CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
 h1 { margin: 0 0 4px; } h2 { margin: 28px 0 8px; } code { font-size: 12px; }
 table.counts { border-collapse: collapse; margin: 8px 16px 8px 0; display: inline-table;
@@ -82,17 +72,18 @@ dl.scores dt { font-family: monospace; } dl.scores dd { margin: 0; overflow-wrap
 def render_audit_report(
     *, source: str, version: str, raw: pl.DataFrame, scored: pl.DataFrame,
     verdicts: pl.DataFrame, policy: Policy, storage_options: dict | None = None,
-    examples_per_reason: int = 12, thumbnail_px: int = 128,
+    examples_per_reason: int = 12, thumbnail_px: int = 128, sections: list[str] = (),
 ) -> str:
     """A self-contained HTML page (images inlined as data: URIs, so it works from S3 too).
 
     ``raw`` is the source's raw_sft rows, ``scored`` its scored_sft rows (model columns may be
     absent), ``verdicts`` the audited verdicts (example_id, verdict, reasons, ...). The page
     holds a header (source, version, policy digest, rows per verdict and per reason),
-    histograms of the signals in ``SIGNAL_THRESHOLDS`` stacked by verdict with the policy's
+    histograms of the signals in ``HISTOGRAM_SIGNALS`` stacked by verdict with the policy's
     threshold drawn, and one section per reason of dropped or review rows showing its first
     ``examples_per_reason`` rows in example_id order as cards (thumbnail, question, answer,
-    caption, verdict, reasons, scores). ``storage_options`` go to fsspec to read images.
+    caption, verdict, reasons, scores). ``sections`` (HTML) follow the histograms.
+    ``storage_options`` go to fsspec to read images.
     """
     if examples_per_reason < 0:
         raise ValueError(f"examples_per_reason must be >= 0, got {examples_per_reason}")
@@ -102,21 +93,22 @@ def render_audit_report(
     return "\n".join([
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_text(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{text(title)}</title><style>{CSS}</style></head><body>",
         _header(source, version, policy, verdicts),
         _histograms(scored, verdicts, policy),
+        *sections,
         _flagged_sections(raw, scored, verdicts, storage_options or {},
                           examples_per_reason, thumbnail_px),
         "</body></html>",
     ])
 
 
-def _text(value: object, limit: int | None = None) -> str:
+def text(value: object, limit: int | None = None) -> str:
     """``value`` as escaped HTML text, cut to ``limit`` characters."""
-    text = "" if value is None else str(value)
-    if limit is not None and len(text) > limit:
-        text = text[:limit] + "…"
-    return html.escape(text)
+    shown = "" if value is None else str(value)
+    if limit is not None and len(shown) > limit:
+        shown = shown[:limit] + "…"
+    return html.escape(shown)
 
 
 def _format(value: object) -> str | None:
@@ -127,7 +119,7 @@ def _format(value: object) -> str | None:
         return "yes"
     if isinstance(value, float):
         return f"{value:.3g}"
-    return _text(value, 80)
+    return text(value, 80)
 
 
 def _reason_counts(verdicts: pl.DataFrame) -> pl.DataFrame:
@@ -142,7 +134,7 @@ def _reason_counts(verdicts: pl.DataFrame) -> pl.DataFrame:
 def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame) -> str:
     counts = dict(verdicts.group_by("verdict").len().iter_rows())
     verdict_rows = "".join(
-        f"<tr><td>{_text(verdict)}</td><td>{counts.get(verdict, 0)}</td></tr>"
+        f"<tr><td>{text(verdict)}</td><td>{counts.get(verdict, 0)}</td></tr>"
         for verdict in [*VERDICT_COLORS, *sorted(set(counts) - set(VERDICT_COLORS))])
     reasons = _reason_counts(verdicts)
     reason_rows = "".join(
@@ -152,8 +144,8 @@ def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame) -
         for row in reasons.iter_rows(named=True))
     verdict_heads = "".join(f"<th>{verdict}</th>" for verdict in VERDICT_COLORS)
     return (
-        f"<header><h1>Audit report: {_text(source)}</h1>"
-        f"<p>version <code>{_text(version)}</code> · policy <code>{policy.digest()}</code>"
+        f"<header><h1>Audit report: {text(source)}</h1>"
+        f"<p>version <code>{text(version)}</code> · policy <code>{policy.digest()}</code>"
         f" · {verdicts.height} audited rows</p>"
         f'<table class="counts verdicts"><tr><th>verdict</th><th>rows</th></tr>{verdict_rows}'
         "</table>"
@@ -164,23 +156,19 @@ def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame) -
 
 def _reason_link(row: dict) -> str:
     """The reason's name, linking to its section when it has one (dropped or review rows)."""
-    name = _text(row["reasons"])
+    name = text(row["reasons"])
     if any(row[verdict] for verdict in FLAGGED_VERDICTS):
         return f'<a href="#reason-{name}">{name}</a>'
     return name
 
 
-def _threshold(policy: Policy, path: str) -> float:
-    return float(reduce(getattr, path.split("."), policy))
-
-
-def _data_uri(data: bytes, mime: str = "image/png") -> str:
+def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) -> str:
     """One stacked histogram per signal present, by verdict, with its threshold as a line."""
-    signals = [name for name in SIGNAL_THRESHOLDS if name in scored.columns]
+    signals = [name for name in HISTOGRAM_SIGNALS if name in scored.columns]
     rows = verdicts.select("example_id", "verdict").join(
         scored.select("example_id", *signals), on="example_id", how="left")
     figures = []
@@ -189,22 +177,22 @@ def _histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) ->
             pl.col("value").is_not_null() & pl.col("value").is_not_nan())
         if values.is_empty():
             continue
-        spec = SIGNAL_THRESHOLDS[name]
-        threshold = _threshold(policy, spec[0]) if spec else None
+        spec = SIGNAL_THRESHOLDS.get(name)
+        threshold = spec.value(policy) if spec else None
         image = _histogram_png(name, values, threshold, spec)
         caption = f"{name}: {values.height} rows with a value"
         if spec:
-            caption += f"; threshold {spec[0]} = {threshold:g} (flagged when {spec[1]} it)"
+            caption += f"; threshold {spec.setting} = {threshold:g} (flagged when {spec.side} it)"
         figures.append(
-            f'<figure><img class="histogram" data-signal="{name}" alt="{_text(caption)}" '
-            f'src="{_data_uri(image)}"><figcaption>{_text(caption)}</figcaption></figure>')
+            f'<figure><img class="histogram" data-signal="{name}" alt="{text(caption)}" '
+            f'src="{data_uri(image)}"><figcaption>{text(caption)}</figcaption></figure>')
     body = "".join(figures) or "<p>No signal has values.</p>"
     return (f'<section class="signals"><h2>Signals</h2><div class="histograms">{body}</div>'
             "</section>")
 
 
 def _histogram_png(name: str, values: pl.DataFrame, threshold: float | None,
-                   spec: tuple[str, str] | None) -> bytes:
+                   spec: SignalThreshold | None) -> bytes:
     low, high = values["value"].min(), values["value"].max()
     if threshold is not None:
         low, high = min(low, threshold), max(high, threshold)
@@ -224,7 +212,7 @@ def _histogram_png(name: str, values: pl.DataFrame, threshold: float | None,
         bottom = bottom + counts
     if threshold is not None and spec is not None:
         axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
-                     label=f"{spec[0].rsplit('.', 1)[-1]} = {threshold:g}")
+                     label=f"{spec.setting.rsplit('.', 1)[-1]} = {threshold:g}")
     axes.set_title(name, fontsize=10)
     axes.set_ylabel("rows", fontsize=9)
     axes.tick_params(labelsize=8)
@@ -248,7 +236,7 @@ def _thumbnail(uri: str, storage_options: dict, px: int) -> str:
     small.thumbnail((px, px))
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=THUMBNAIL_QUALITY)
-    return _data_uri(buffer.getvalue(), "image/jpeg")
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def _thumbnails(uris: list[str], storage_options: dict, px: int) -> dict[str, str | Exception]:
@@ -289,7 +277,7 @@ def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.Data
         rows = cards.filter(pl.col("reason") == reason)
         body = "".join(_card(row, score_columns, thumbs, px) for row in rows.iter_rows(named=True))
         sections.append(
-            f'<section class="reason" id="reason-{_text(reason)}"><h2>{_text(reason)} '
+            f'<section class="reason" id="reason-{text(reason)}"><h2>{text(reason)} '
             f"<small>({total} rows, showing {rows.height})</small></h2>"
             f'<div class="cards">{body}</div></section>')
     return '<section class="flagged"><h2>Flagged examples</h2>' + "".join(sections) + "</section>"
@@ -302,28 +290,28 @@ def _media(row: dict, thumbs: dict[str, str | Exception], px: int) -> str:
         return f'<div class="no-image" {box}>text only</div>'
     thumb = thumbs.get(uri)
     if isinstance(thumb, str):
-        return f'<img class="thumb" alt="{_text(uri)}" src="{thumb}">'
-    return (f'<div class="image-unavailable" {box} title="{_text(uri)}: {_text(thumb)}">'
+        return f'<img class="thumb" alt="{text(uri)}" src="{thumb}">'
+    return (f'<div class="image-unavailable" {box} title="{text(uri)}: {text(thumb)}">'
             "image unavailable</div>")
 
 
 def _card(row: dict, score_columns: list[str], thumbs: dict[str, str | Exception],
           px: int) -> str:
     verdict = row["verdict"]
-    reasons = "".join(f'<span class="tag">{_text(reason)}</span>' for reason in row["reasons"])
+    reasons = "".join(f'<span class="tag">{text(reason)}</span>' for reason in row["reasons"])
     qa = [("question", row["question"]), ("answer", row["answer"])]
     if row["caption"] is not None:
         qa.append(("caption", row["caption"]))
-    qa_html = "".join(f"<dt>{label}</dt><dd>{_text(value, MAX_TEXT_CHARS)}</dd>"
+    qa_html = "".join(f"<dt>{label}</dt><dd>{text(value, MAX_TEXT_CHARS)}</dd>"
                       for label, value in qa)
     scores = ((name, _format(row[name])) for name in score_columns)
-    scores_html = "".join(f"<dt>{_text(name)}</dt><dd>{value}</dd>" for name, value in scores
+    scores_html = "".join(f"<dt>{text(name)}</dt><dd>{value}</dd>" for name, value in scores
                           if value is not None)
     return (
-        f'<article class="card {_text(verdict)}" data-example-id="{_text(row["example_id"])}">'
+        f'<article class="card {text(verdict)}" data-example-id="{text(row["example_id"])}">'
         f'<div class="media">{_media(row, thumbs, px)}</div><div class="body">'
-        f'<p><code>{_text(row["example_id"])}</code> '
-        f'<span class="tag {_text(verdict)}">{_text(verdict)}</span></p>'
+        f'<p><code>{text(row["example_id"])}</code> '
+        f'<span class="tag {text(verdict)}">{text(verdict)}</span></p>'
         f"<p>{reasons}</p><dl class=\"qa\">{qa_html}</dl>"
         f'<dl class="scores">{scores_html}</dl></div></article>'
     )

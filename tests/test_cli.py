@@ -162,3 +162,34 @@ def test_human_review_round_trip_overrides_the_next_audit(tmp_path, capsys):
     unknown.write_text(json.dumps({"source": "llava", "example_id": "x", "verdict": "maybe"}))
     assert main(["review", "import", str(unknown), "--store", store]) == 2
     assert "verdict must be keep or drop" in capsys.readouterr().err
+
+
+def test_calibrate_sample_label_and_judge_from_the_command_line(tmp_path, capsys):
+    out = _demo(tmp_path)
+    store, sources = str(tmp_path / "store"), str(tmp_path / "sources.yaml")
+    for command in (["ingest", sources], ["score", sources, "--no-model"]):
+        assert main([*command, "--store", store]) == 0
+    sample, labels = tmp_path / "sample.jsonl", tmp_path / "labels.jsonl"
+    capsys.readouterr()
+    assert main(["calibrate", "sample", sources, "--n", "80", "--out", str(sample),
+                 "--store", store]) == 0
+    assert "80 rows to label" in capsys.readouterr().out
+    drawn = [json.loads(line) for line in sample.open()]
+    assert {row["source"] for row in drawn} == {"llava", "sharegpt", "pref"}
+    assert all(row["label"] is None and "turns" in row for row in drawn)
+
+    assert main(["demo", "label", str(sample), "--truth", str(out / "ground_truth.jsonl"),
+                 "--out", str(labels)]) == 0
+    assert main(["calibrate", str(labels), "--store", store]) == 0
+    printed = capsys.readouterr().out
+    assert "| preference_pollution | drop | 1.00 [" in printed
+    assert "threshold reaching precision 0.9" in printed
+    calibration = VersionStore(store).latest("calibration")
+    report = Path(store) / "calibration" / calibration / "attachments" / "calibration.html"
+    assert report.is_file() and "Auditor calibration" in report.read_text()
+
+    # A label that is not a flaw class is refused, naming the line.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**drawn[0], "label": "blurry"}) + "\n")
+    assert main(["calibrate", str(bad), "--store", store]) == 2
+    assert "bad.jsonl:1: label 'blurry' is not 'clean'" in capsys.readouterr().err

@@ -26,12 +26,14 @@ def test_code_location_loads_with_the_documented_graph():
         ("audited_sft", "audited_sft_no_preference_pollution"),
         ("audited_sft", "audited_sft_no_contradictions"), ("audited_sft", "audited_sft_nothing_lost"),
         ("audited_sft", "audited_sft_over_audit"), ("audited_sft", "audited_sft_diversity"),
+        ("audited_sft", "audited_sft_calibrated_precision"),
         *(("training_mix", name) for name in TRAINING_MIX_BLOCKING_CHECKS),
         *(("training_checkpoint", name) for name in TRAINING_CHECKPOINT_BLOCKING_CHECKS),
     }
     warn_only = {key.name for key in graph.asset_check_keys
                  if not graph.get_check_spec(key).blocking}
-    assert warn_only == {"audited_sft_over_audit", "audited_sft_diversity"}
+    assert warn_only == {"audited_sft_over_audit", "audited_sft_diversity",
+                         "audited_sft_calibrated_precision"}
     assert [sensor.name for sensor in defs.sensors] == [
         "sources_sensor", "landing_sensor", "audit_automation"]
 

@@ -11,6 +11,7 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from checks.audited import (
+    audited_sft_calibrated_precision,
     audited_sft_diversity,
     audited_sft_over_audit,
     audited_sft_grounding,
@@ -20,12 +21,14 @@ from checks.audited import (
 )
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import scored_sft_coverage, scored_sft_distribution
-from integrity.stages import AUDITED_SFT
+from integrity.calibration import parse_labels
+from integrity.stages import AUDITED_SFT, calibrate_to_store, calibration_sample
 
 ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
           scored_sft_coverage, scored_sft_distribution, audited_sft_grounding,
           audited_sft_no_preference_pollution, audited_sft_no_contradictions,
-          audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity]
+          audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity,
+          audited_sft_calibrated_precision]
 trained: list[str] = []
 
 
@@ -86,3 +89,30 @@ def test_a_failing_blocking_audit_check_stops_what_comes_after(world, instance, 
     assert not result.success
     assert _checks(result)["audited_sft_grounding"] is False
     assert result.is_node_untouched("training_probe") and trained == []
+
+
+def test_a_calibration_that_finds_a_dropping_rule_imprecise_warns_and_does_not_block(
+        world, instance):
+    first = _run(world, instance)
+    evaluation = {e.check_name: e for e in first.get_asset_check_evaluations()}
+    assert evaluation["audited_sft_calibrated_precision"].passed  # nothing labelled yet
+    assert "calibration" not in first.asset_materializations_for_node("audited_sft")[0].metadata
+
+    # Reviewers call every sampled row clean: each rule that drops rows has precision 0.
+    integrity = world["resource"]
+    sample = calibration_sample(integrity.store(), ["good_llava"], integrity.policy(), n=12)
+    labels = parse_labels([json.dumps({**row, "label": "clean"}) for row in sample.to_dicts()])
+    _, calibration, _ = calibrate_to_store(integrity.store(), labels, integrity.policy())
+
+    second = _run(world, instance)
+    assert second.success and trained == ["good_llava"]  # WARN: the mix may still read it
+    evaluation = {e.check_name: e for e in second.get_asset_check_evaluations()}
+    warned = evaluation["audited_sft_calibrated_precision"]
+    assert not warned.passed and warned.severity.value == "WARN"
+    assert "blind_answerable 0.00" in warned.description
+    assert warned.metadata["precision_blind_answerable"].value == 0.0
+    assert warned.metadata["calibration_version"].text == calibration.version
+    [audited] = second.asset_materializations_for_node("audited_sft")
+    assert audited.metadata["calibration_version"].text == calibration.version
+    assert "| blind_answerable | drop | 0.00 [" in audited.metadata["calibration"].value
+    assert "Auditor calibration" in Path(audited.metadata["report"].value).read_text()

@@ -17,6 +17,7 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource
 from assets.scored import scored_sft
 from checks.audited import (
+    audited_sft_calibrated_precision,
     audited_sft_diversity,
     audited_sft_over_audit,
     audited_sft_grounding,
@@ -37,7 +38,7 @@ from definitions import defs
 SCORED_CHECKS = [scored_sft_coverage, scored_sft_distribution]
 AUDIT_CHECKS = [audited_sft_grounding, audited_sft_no_preference_pollution,
                 audited_sft_no_contradictions, audited_sft_nothing_lost, audited_sft_over_audit,
-                audited_sft_diversity]
+                audited_sft_diversity, audited_sft_calibrated_precision]
 MIX_CHECKS = [training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
               training_mix_no_eval_overlap]
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from integrity.demo.generate import DemoConfig, generate
+from integrity.demo.labels import GROUND_TRUTH_CLASSES
 from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.embedding_cache import EmbeddingCache
 from integrity.encoder import Encoder, EncoderConfig
@@ -20,13 +21,9 @@ from integrity.policy import flag_rows, load_policy
 from integrity.scoring import score_pairs
 
 # Ground-truth flaws (generator names) behind each flaw class the policy flags.
-CLASSES = {
-    "caption_derived": {"caption_derived"},
-    "blind_answerable": {"blind_answer_in_question", "blind_constant_prior"},
-    "preference_pollution": {"pref_flattened_marker", "pref_flattened_plain"},
-    "contradiction": {"contradictory_duplicate"},
-    "duplicate": {"exact_duplicate", "near_duplicate_image"},
-}
+CLASSES: dict[str, set[str]] = {}
+for _flaw, _flaw_class in GROUND_TRUTH_CLASSES.items():
+    CLASSES.setdefault(_flaw_class, set()).add(_flaw)
 BROKEN = {"broken_missing_image": "missing_image", "broken_corrupt_image": "corrupt_image",
           "broken_bad_json": "malformed_json"}
 
