@@ -38,15 +38,17 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
     scored_version = require_checks_passed(context, scored_sft.key, SCORED_SFT_BLOCKING_CHECKS)
     source = integrity.source(context.partition_key)
     calibration = current_calibration(store, policy)
+    peers = latest_audits(store, [name for name in integrity.sources() if name != source.name])
     result, manifest, files = audit_to_store(source.name, scored_version, store, policy,
                                              storage_options=source.storage_options,
-                                             calibration=calibration)
+                                             calibration=calibration, peers=peers)
     counts = result.counts()
     calibrated = {} if calibration is None else {
         "calibration_version": calibration[0],
         "calibration": MetadataValue.md(calibration_markdown(
             calibration[0], calibration[1]["estimates"], policy))}
-    all_audits = latest_audits(store, list(integrity.sources()))
+    all_audits = {**peers, source.name: {"version": manifest.version, **manifest.extra}}
+    diversity = manifest.extra["diversity"]
     context.log.info(f"{context.partition_key}: {counts}, version {manifest.version}")
     return MaterializeResult(
         data_version=DataVersion(manifest.version),
@@ -60,11 +62,13 @@ def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) ->
             "dropped": counts["drop"],
             "review": counts["review"],
             "quarantined": result.quarantined,
+            "removal_rate": (counts["drop"] + counts["review"]) / max(sum(counts.values()), 1),
             "human_reviews": manifest.extra["human_reviews"],
             "report": MetadataValue.path(files[REPORT_FILE]),
             "review_rows": MetadataValue.path(files[REVIEW_FILE]),
             "audit": MetadataValue.md(audit_markdown(source.name, manifest.extra, all_audits,
                                                      policy)),
+            **{f"diversity_{key}": value for key, value in diversity.items()},
             **calibrated,
         },
     )

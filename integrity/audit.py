@@ -16,7 +16,7 @@ from integrity.policy import FLAW_CLASSES, Policy, flag_rows
 
 VERDICTS = ("keep", "review", "drop")
 # Bump when a change here changes verdicts for the same input (Dagster code_version).
-CODE_VERSION = "audit-2"
+CODE_VERSION = "audit-3"
 
 
 @dataclass
@@ -42,21 +42,6 @@ class AuditResult:
         for verdict, reason, count in table.iter_rows():
             result.setdefault(verdict, {})[reason] = count
         return result
-
-
-def diversity_kept(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> dict[str, int]:
-    """How many question templates and image clusters the source has, and how many of them
-    keep at least one row (the diversity detector's keys, over every pair)."""
-    keys = {"question_templates": "div_question_template", "image_clusters": "div_image_cluster"}
-    present = {name: column for name, column in keys.items() if column in scored_pairs.columns}
-    if not present:
-        return {}
-    kept = pl.col("verdict") == "keep"
-    return scored_pairs.join(verdicts.select("example_id", "verdict"), on="example_id").select(
-        *(pl.col(column).drop_nulls().n_unique().alias(name) for name, column in present.items()),
-        *(pl.col(column).filter(kept).drop_nulls().n_unique().alias(f"{name}_kept")
-          for name, column in present.items()),
-    ).row(0, named=True)
 
 
 def audit_rows(scored_pairs: pl.DataFrame, policy: Policy, *, rows_in: int,

@@ -118,14 +118,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy or DEFAULT_POLICY)
     selected = _selected(args.sources_file, args.source)
     calibration = current_calibration(store, policy)
+    every_source = [other.name for other in load_sources(args.sources_file)]
     for source in selected:
         scored_version = store.latest(SCORED_SFT, source.name)
         if scored_version is None:
             raise StoreError(f"{source.name} has no scored_sft version yet: run `integrity score`")
+        peers = latest_audits(store, [name for name in every_source if name != source.name])
         _, manifest, files = audit_to_store(source.name, scored_version, store, policy,
                                             storage_options=source.storage_options,
-                                            calibration=calibration)
-        all_audits = latest_audits(store, [other.name for other in load_sources(args.sources_file)])
+                                            calibration=calibration, peers=peers)
+        all_audits = {**peers, source.name: {"version": manifest.version, **manifest.extra}}
         print(f"{source.name}: audited {manifest.version}\n"
               f"{audit_markdown(source.name, manifest.extra, all_audits, policy)}\n"
               f"report: {files[REPORT_FILE]}\nreview rows: {files[REVIEW_FILE]}\n")

@@ -121,22 +121,34 @@ def audit_markdown(source: str, audit: dict, all_audits: dict[str, dict], policy
         f"**{source}**: {audit['rows_in']} rows in = {counts['keep']} kept + {counts['drop']} "
         f"dropped + {counts['review']} review + {audit['quarantined']} quarantined",
         "", verdict_table(audit["reasons"], counts), "",
-        "| source | rows in | kept | dropped | review | quarantined | drop rate |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| source | rows in | kept | dropped | review | quarantined | drop rate | removed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, other in sorted(all_audits.items()):
         other_counts = other["counts"]
         rate = other_counts["drop"] / other["rows_in"] if other["rows_in"] else 0.0
+        audited = sum(other_counts.values())
+        removed = (other_counts["drop"] + other_counts["review"]) / audited if audited else 0.0
         lines.append(f"| {name} | {other['rows_in']} | {other_counts['keep']} | "
                      f"{other_counts['drop']} | {other_counts['review']} | "
-                     f"{other['quarantined']} | {rate:.1%} |")
+                     f"{other['quarantined']} | {rate:.1%} | {removed:.1%} |")
     diversity = audit.get("diversity") or {}
     if diversity:
-        lines += ["", "| diversity | kept | of |", "|---|---:|---:|"]
+        lines += ["", "| diversity | of | kept | entropy bits before | after |",
+                  "|---|---:|---:|---:|---:|"]
         for key in ("question_templates", "image_clusters"):
             if key in diversity:
-                lines.append(f"| {key.replace('_', ' ')} | {diversity[f'{key}_kept']} | "
-                             f"{diversity[key]} |")
+                lines.append(f"| {key.replace('_', ' ')} | {diversity[key]} | "
+                             f"{diversity[f'{key}_kept']} | "
+                             f"{diversity.get(f'{key}_entropy_bits', 0):.2f} | "
+                             f"{diversity.get(f'{key}_entropy_bits_kept', 0):.2f} |")
+        if "cluster_coverage" in diversity:
+            lines.append(f"| image rows whose cluster keeps a row | "
+                         f"{diversity['cluster_coverage']:.1%} | | | |")
+    if audit.get("most_removed"):
+        lines += ["", "| most removed slice | rows | kept | removed |", "|---|---:|---:|---:|"]
+        lines += [f"| {row['kind'].replace('_', ' ')} `{row['key']}` | {row['rows']} | "
+                  f"{row['kept']} | {row['removal_rate']:.0%} |" for row in audit["most_removed"]]
     thresholds = _flatten({"audit": policy.audit.model_dump(), "signals": policy.signals.model_dump()})
     lines += ["", f"Policy `{policy.digest()}`:", "", "| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in thresholds.items()]

@@ -66,6 +66,8 @@ dl.qa dd { margin: 0 0 4px; white-space: pre-wrap; overflow-wrap: anywhere; }
 dl.scores { display: grid; grid-template-columns: auto 1fr; gap: 0 8px; font-size: 11px;
   margin: 4px 0 0; color: #444; }
 dl.scores dt { font-family: monospace; } dl.scores dd { margin: 0; overflow-wrap: anywhere; }
+.slice-examples { display: flex; flex-wrap: wrap; gap: 8px; }
+.slice-example { margin: 0; width: 130px; font-size: 11px; }
 """
 
 
@@ -239,7 +241,7 @@ def _thumbnail(uri: str, storage_options: dict, px: int) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def _thumbnails(uris: list[str], storage_options: dict, px: int) -> dict[str, str | Exception]:
+def thumbnails(uris: list[str], storage_options: dict, px: int) -> dict[str, str | Exception]:
     """uri -> thumbnail data URI, or the error that kept it from being read."""
     def read(uri: str) -> str | Exception:
         try:
@@ -271,7 +273,7 @@ def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.Data
              .join(scored.select("example_id", *score_columns), on="example_id", how="left",
                    maintain_order="left"))
     uris = cards.filter(pl.col("modality") == "image-text")["image_uri"].drop_nulls().unique()
-    thumbs = _thumbnails(sorted(uris), storage_options, px)
+    thumbs = thumbnails(sorted(uris), storage_options, px)
     sections = []
     for reason, total in totals.iter_rows():
         rows = cards.filter(pl.col("reason") == reason)
@@ -283,7 +285,7 @@ def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.Data
     return '<section class="flagged"><h2>Flagged examples</h2>' + "".join(sections) + "</section>"
 
 
-def _media(row: dict, thumbs: dict[str, str | Exception], px: int) -> str:
+def media(row: dict, thumbs: dict[str, str | Exception], px: int) -> str:
     box = f'style="width:{px}px;height:{px}px"'
     uri = row["image_uri"]
     if row["modality"] != "image-text" or uri is None:
@@ -309,7 +311,7 @@ def _card(row: dict, score_columns: list[str], thumbs: dict[str, str | Exception
                           if value is not None)
     return (
         f'<article class="card {text(verdict)}" data-example-id="{text(row["example_id"])}">'
-        f'<div class="media">{_media(row, thumbs, px)}</div><div class="body">'
+        f'<div class="media">{media(row, thumbs, px)}</div><div class="body">'
         f'<p><code>{text(row["example_id"])}</code> '
         f'<span class="tag {text(verdict)}">{text(verdict)}</span></p>'
         f"<p>{reasons}</p><dl class=\"qa\">{qa_html}</dl>"

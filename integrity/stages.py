@@ -153,15 +153,19 @@ def latest_audits(store: VersionStore, sources: list[str]) -> dict[str, dict]:
 
 def audit_to_store(source: str, scored_version: str, store: VersionStore, policy, *,
                    storage_options: dict | None = None, report: bool = True,
-                   calibration: tuple[str, dict] | None = None) -> tuple:
+                   calibration: tuple[str, dict] | None = None,
+                   peers: dict[str, dict] | None = None) -> tuple:
     """Verdicts for one scored_sft version; commit kept raw rows ("data") and every verdict
     ("verdicts", with the row's modality and grounding margin for the checks), then attach the
-    review rows (JSONL) and, with ``report``, the HTML report beside the version.
-    ``calibration``: ``current_calibration(store, policy)``, shown in the report when given.
+    review rows (JSONL) and, with ``report``, the HTML report beside the version: with the
+    over-audit section (removal per source of ``peers``, ``latest_audits`` of the other sources,
+    per template and per image cluster; diversity before and after) and, when given,
+    ``calibration`` (``current_calibration(store, policy)``).
 
     Returns (AuditResult, Manifest, {attachment name: uri}).
     """
-    from integrity.audit import CODE_VERSION, audit_rows, diversity_kept
+    from integrity.audit import CODE_VERSION, audit_rows
+    from integrity.fairness import diversity_change, most_removed, removal_by_slice
     from integrity.review import load_reviews, review_rows, reviews_digest
 
     raw_version = store.manifest(SCORED_SFT, scored_version).upstream[RAW_SFT]
@@ -179,9 +183,11 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
         scored.select("example_id", *margin), on="example_id", how="left", maintain_order="left")
     kept = raw.join(verdicts.filter(pl.col("verdict") == "keep"), on="example_id", how="semi",
                     maintain_order="left")
+    slices = removal_by_slice(pairs, result.verdicts)
     extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
              "counts": result.counts(), "reasons": result.reasons(),
-             "diversity": diversity_kept(pairs, result.verdicts),
+             "diversity": diversity_change(pairs, result.verdicts),
+             "most_removed": most_removed(slices).to_dicts(),
              "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
     manifest = store.write(
         AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
@@ -195,7 +201,12 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     if report:
         from integrity.report_html import render_audit_report
 
-        sections = []
+        from integrity.report_fairness import fairness_section
+
+        sections = [fairness_section(
+            source=source, raw=raw, pairs=pairs, verdicts=verdicts, slices=slices,
+            audits={**(peers or {}), source: extra}, diversity=extra["diversity"],
+            storage_options=storage_options)]
         if calibration is not None:
             from integrity.report_calibration import calibration_section
 

@@ -1,9 +1,12 @@
 """Verdicts from scored pairs under a policy, and the nothing-lost invariant."""
 
+import math
+
 import polars as pl
 import pytest
 
-from integrity.audit import audit_rows, diversity_kept
+from integrity.audit import audit_rows
+from integrity.fairness import diversity_change
 from integrity.policy import (
     Policy,
     diversity_verdict,
@@ -83,7 +86,7 @@ def test_over_audit_guard_bounds_the_drop_rate_and_its_disparity_across_sources(
     assert over_audit_verdict({"drop": 1}, 100, sources, policy).passed
 
 
-def test_diversity_kept_counts_templates_and_clusters_that_keep_a_row():
+def test_diversity_change_counts_templates_and_clusters_that_keep_a_row():
     pairs = pl.DataFrame({
         "example_id": ["a", "a", "b", "c", "d"],
         "div_question_template": ["what color is", "how many", "what color is", "is there a",
@@ -92,9 +95,13 @@ def test_diversity_kept_counts_templates_and_clusters_that_keep_a_row():
     })
     verdicts = pl.DataFrame({"example_id": ["a", "b", "c", "d"],
                              "verdict": ["keep", "drop", "drop", "review"]})
-    diversity = diversity_kept(pairs, verdicts)
-    assert diversity == {"question_templates": 4, "image_clusters": 3,
-                         "question_templates_kept": 2, "image_clusters_kept": 1}
+    diversity = diversity_change(pairs, verdicts)
+    assert {key: value for key, value in diversity.items() if "entropy" not in key} == {
+        "question_templates": 4, "image_clusters": 3, "question_templates_kept": 2,
+        "image_clusters_kept": 1, "cluster_coverage": 1 / 3}  # a's cluster: 1 of 3 image rows
+    assert diversity["question_templates_entropy_bits"] == pytest.approx(
+        -(2 / 5) * math.log2(2 / 5) - 3 * (1 / 5) * math.log2(1 / 5))
+    assert diversity["question_templates_entropy_bits_kept"] == 1.0  # a's two templates
     verdict = diversity_verdict(diversity, Policy())
     assert not verdict.passed and verdict.figures["image_clusters_kept_share"] == 1 / 3
     lenient = Policy.model_validate({"audit": {"diversity_floor": 0.3}})

@@ -19,6 +19,8 @@ from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
 from integrity.policy import Policy, load_policy
+from integrity.fairness import MIN_SLICE_ROWS, removal_by_slice
+from integrity.report_fairness import fairness_section
 from integrity.report_html import render_audit_report
 from integrity.schema import RAW_SFT_SCHEMA
 from integrity.stages import (
@@ -79,7 +81,8 @@ def _audit(source: SourceConfig, raw_version: str, store: VersionStore, policy: 
         "scored": store.read(SCORED_SFT, scored_manifest.version),
         "verdicts": store.read(AUDITED_SFT, audit_manifest.version, "verdicts"),
         "policy": policy,
-    }
+    }, {"pairs": store.read(SCORED_SFT, scored_manifest.version, "pairs"),
+        "extra": audit_manifest.extra}
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +99,29 @@ def audits(tmp_path_factory) -> dict:
     try:
         config = EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS), workers=0)
         encoder = make_encoder(config, store)
-        model = _audit(source, raw_manifest.version, store, policy, encoder)
+        model, model_audit = _audit(source, raw_manifest.version, store, policy, encoder)
     finally:
         torch.set_num_threads(threads)
-    return {"model": model, "plain": _audit(source, raw_manifest.version, store, policy)}
+    plain, _ = _audit(source, raw_manifest.version, store, policy)
+    return {"model": model, "plain": plain, "model_audit": model_audit}
 
 
 def _render(audit: dict, **options) -> str:
     return render_audit_report(source=SOURCE, **audit, **options)
 
 
+def _fairness(audits) -> str:
+    audit, facts = audits["model"], audits["model_audit"]
+    return fairness_section(
+        source=SOURCE, raw=audit["raw"], pairs=facts["pairs"], verdicts=audit["verdicts"],
+        slices=removal_by_slice(facts["pairs"], audit["verdicts"]),
+        audits={SOURCE: facts["extra"], "other": {"counts": {"keep": 9, "drop": 1, "review": 0}}},
+        diversity=facts["extra"]["diversity"])
+
+
 @pytest.fixture(scope="module")
 def report(audits) -> str:
-    return _render(audits["model"], examples_per_reason=PER_REASON)
+    return _render(audits["model"], examples_per_reason=PER_REASON, sections=[_fairness(audits)])
 
 
 def _flagged_by_reason(verdicts: pl.DataFrame) -> dict[str, list[str]]:
@@ -153,7 +166,8 @@ def test_image_cards_have_a_thumbnail_and_text_cards_none(audits, report):
     for card in cards:
         expected = "thumb" if modality[card["example_id"]] == "image-text" else "no-image"
         assert card["media"] == [expected], card
-    assert report.count('<img class="thumb"') == sum(card["media"] == ["thumb"] for card in cards)
+    flagged = report[report.index('<section class="flagged">'):]
+    assert flagged.count('<img class="thumb"') == sum(card["media"] == ["thumb"] for card in cards)
 
 
 def test_histograms_mark_the_policy_thresholds(audits, report):
@@ -300,3 +314,30 @@ def test_report_renders_in_headless_chromium(browser, report):
         thumb = shot.crop(box)
     assert thumb.width > 0 and thumb.height > 0
     assert _coloured_pixels(thumb) >= 20  # the demo's coloured shapes were painted
+
+
+def test_the_over_audit_section_ranks_slices_and_shows_what_they_lost(audits, report):
+    audit, facts = audits["model"], audits["model_audit"]
+    slices = removal_by_slice(facts["pairs"], audit["verdicts"])
+    assert set(slices["kind"]) == {"question_template", "image_cluster"}
+    # The rates agree with the verdicts: a template's removed rows are its rows not kept.
+    templates = facts["pairs"].select("example_id", key="div_question_template").unique()
+    joined = templates.join(audit["verdicts"], on="example_id")
+    for row in slices.filter(pl.col("kind") == "question_template").head(5).iter_rows(named=True):
+        members = joined.filter(pl.col("key") == row["key"])
+        assert row["rows"] == members.height
+        assert row["kept"] == (members["verdict"] == "keep").sum()
+    section = report[report.index('<section class="fairness">'):]
+    section = section[:section.index("</section>")]
+    assert f'<tr class="this" data-source="{SOURCE}"><td><b>{SOURCE}</b></td>' in section
+    assert '<tr data-source="other"><td>other</td><td>10</td><td>9</td><td>1</td>' in section
+    top = facts["extra"]["most_removed"]
+    assert top and all(row["rows"] >= MIN_SLICE_ROWS for row in top)
+    first = top[0]
+    assert f"{first['rows'] - first['kept']} of {first['rows']} removed" in section
+    # Each most removed slice shows its removed rows, image ones with a thumbnail.
+    assert section.count('<figure class="slice-example"') > 0
+    assert '<img class="thumb"' in section
+    diversity = facts["extra"]["diversity"]
+    assert f"<td>{diversity['question_templates']}</td>" in section
+    assert 0 < diversity["cluster_coverage"] <= 1
