@@ -802,15 +802,21 @@ def _ink(image) -> np.ndarray:
     return (np.asarray(image.convert("L")) < 250)
 
 
-def _shifted_copy(a: np.ndarray, b: np.ndarray, radius: int = 4, iou: float = 0.8) -> bool:
-    """True when ``b`` is ``a`` moved by at most ``radius`` px (ink masks overlap > iou)."""
+def _shifted_copy(a: np.ndarray, others: list[np.ndarray], radius: int = 4,
+                  iou: float = 0.8) -> bool:
+    """True when ``a`` is one of ``others`` moved by at most ``radius`` px (ink masks overlap
+    > iou). All of ``others`` are compared at once, one shift at a time."""
+    if not others:
+        return False
+    b = np.stack(others)
     size = a.shape[0]
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             crop_a = a[max(0, dy):size + min(0, dy), max(0, dx):size + min(0, dx)]
-            crop_b = b[max(0, -dy):size + min(0, -dy), max(0, -dx):size + min(0, -dx)]
-            union = (crop_a | crop_b).sum()
-            if union and (crop_a & crop_b).sum() / union > iou:
+            crop_b = b[:, max(0, -dy):size + min(0, -dy), max(0, -dx):size + min(0, -dx)]
+            union = (crop_a | crop_b).sum(axis=(1, 2))
+            overlap = (crop_a & crop_b).sum(axis=(1, 2))
+            if np.any((union > 0) & (overlap / np.maximum(union, 1) > iou)):
                 return True
     return False
 
@@ -855,7 +861,7 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
             img = draw_shapes(**truth, image_size=cfg.image_size, rng=image_rng)
             ink = _ink(img)
             key = tuple(sorted(truth.items()))
-            if not any(_shifted_copy(ink, other) for other in inks.get(key, [])):
+            if not _shifted_copy(ink, inks.get(key, [])):
                 break
         inks.setdefault(key, []).append(ink)
         img.save(images_dir / Path(_image_ref(i)).name, format="PNG")
