@@ -127,8 +127,12 @@ class ImageResolver:
         self.blob_root = blob_root.rstrip("/") if blob_root else None
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
-        # Threads, not processes: reading is I/O and PIL releases the GIL while decoding.
-        self.workers = workers or min(32, 4 * (os.cpu_count() or 1))
+        # Threads, not processes: PIL releases the GIL while decoding. Local files: one per
+        # core (more only contend); remote ones wait on the network, so many more.
+        remote = bool(self.image_root and _is_url(self.image_root)) or self.blob_root is not None \
+            and _is_url(self.blob_root)
+        self.workers = workers or (min(32, 4 * (os.cpu_count() or 1)) if remote
+                                   else os.cpu_count() or 1)
         self._checked: dict[str, ImageCheck] = {}
 
     @staticmethod

@@ -119,16 +119,20 @@ class _Batch:
 
     def frame(self) -> pl.DataFrame:
         # Arrow builds nested columns from Python objects ~30x faster than polars' constructor.
-        columns = {**self.rows, "raw": [record.raw() for record in self.rows["raw"]]}
+        # The raw text is left out: only rows that break a contract need it (``raw_of``).
+        columns = {key: values for key, values in self.rows.items() if key != "raw"}
         return pl.from_arrow(pa.table(columns, schema=_BATCH_SCHEMA))
+
+    def raw_of(self, positions: list[int]) -> list[str]:
+        """The raw text of the records behind the batch rows at ``positions``."""
+        return [self.rows["raw"][position].raw() for position in positions]
 
 
 _BATCH_SCHEMA = pa.schema(
     [("example_id", pa.string()), ("row_index", pa.int64()), ("images", pa.list_(pa.string())),
      ("image_keys", pa.list_(pa.string())),
      ("turns", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-     ("metadata", pa.string()), ("pref_role", pa.string()), ("pref_group", pa.string()),
-     ("raw", pa.string())]
+     ("metadata", pa.string()), ("pref_role", pa.string()), ("pref_group", pa.string())]
 )
 
 
@@ -174,7 +178,7 @@ def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -
 
 
 def _process(batch: _Batch, resolver: ImageResolver) -> tuple[pl.DataFrame, pl.DataFrame]:
-    frame = first_violation(batch.frame())
+    frame = first_violation(batch.frame().with_row_index("_position"))
     # Images of rows that already broke a contract are not worth reading.
     frame = frame.with_columns(
         image_keys=pl.when(pl.col("reason").is_null())
@@ -189,7 +193,10 @@ def _process(batch: _Batch, resolver: ImageResolver) -> tuple[pl.DataFrame, pl.D
         .then(pl.lit("image-text"))
         .otherwise(pl.lit("text")),
     ).select(RAW_SFT_SCHEMA.names())
-    rejected = frame.filter(pl.col("reason").is_not_null()).with_columns(**constants)
+    rejected = frame.filter(pl.col("reason").is_not_null())
+    rejected = rejected.with_columns(
+        **constants, raw=pl.Series(batch.raw_of(rejected["_position"].to_list()),
+                                   dtype=pl.String))
     quarantine = pl.concat(
         [pl.DataFrame(batch.quarantine, schema=QUARANTINE_SCHEMA),
          rejected.select(QUARANTINE_SCHEMA.names())]

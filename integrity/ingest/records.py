@@ -28,11 +28,16 @@ class Record:
     value: Any = None
     error: str | None = None
     text: str | None = None
+    line: bytes | None = None  # the line as the file holds it (JSONL), decoded on demand
 
     def raw(self) -> str:
         """The record's raw text (re-serialised for JSON arrays and parquet rows)."""
         if self.text is None:
-            self.text = orjson.dumps(self.value, default=_describe, option=orjson.OPT_SORT_KEYS).decode()
+            if self.line is not None:
+                self.text = self.line.decode("utf-8", errors="replace")
+            else:
+                self.text = orjson.dumps(self.value, default=_describe,
+                                         option=orjson.OPT_SORT_KEYS).decode()
         return self.text
 
 
@@ -91,12 +96,11 @@ def _line_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Recor
     for number, line in enumerate(data.splitlines()):
         if not line.strip():
             continue
-        text = line.decode("utf-8", errors="replace")
         try:
-            batch.append(Record(number, orjson.loads(line), text=text))
+            batch.append(Record(number, orjson.loads(line), line=line))
             parsed_any = True
         except orjson.JSONDecodeError as error:
-            batch.append(Record(number, error=f"line {number + 1}: {error.msg}", text=text))
+            batch.append(Record(number, error=f"line {number + 1}: {error.msg}", line=line))
             first_error = first_error or f"line {number + 1}: {error.msg}"
         if len(batch) >= batch_size:
             yield batch

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from integrity.scoring.pairs import contains_word
+
 
 def score_blind(pairs: pl.DataFrame) -> pl.DataFrame:
     """Columns blind_answer_in_question, blind_prior, blind_prior_support (one row per pair)."""
     image = pl.col("modality") == "image-text"
-    # Answers are normalised to letters, digits and spaces, so they are safe inside a regex.
-    answer_word = pl.lit(r"\b") + pl.col("answer_norm") + pl.lit(r"(s|es)?\b")
-    in_question = pl.col("short_answer") & pl.col("question_norm").str.contains(answer_word)
+    in_question = pl.col("short_answer") & pl.lit(
+        contains_word(pairs["question_norm"], pairs["answer_norm"]))
     support = pl.len().over("question_norm", "modality")
     prior = pl.len().over("question_norm", "modality", "answer_norm") / support
     return pairs.select(

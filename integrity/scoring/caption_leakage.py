@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from integrity.scoring.pairs import normalise
+from integrity.scoring.pairs import contains_word, normalise
 
 
 def score_caption_leakage(pairs: pl.DataFrame, support: pl.DataFrame) -> pl.DataFrame:
     """Columns leak_answer_in_caption, leak_caption_overlap, leak_score (one row per pair)."""
-    caption = normalise(pl.col("caption"))
-    answer_word = pl.lit(r"\b") + pl.col("answer_norm") + pl.lit(r"(s|es)?\b")
+    caption = pl.col("caption_norm")
     words = pl.col("answer_norm").str.split(" ").list.eval(
         pl.element().filter(pl.element().str.len_chars() >= 3)
     )
@@ -26,11 +25,12 @@ def score_caption_leakage(pairs: pl.DataFrame, support: pl.DataFrame) -> pl.Data
     overlap = (
         words.list.set_intersection(caption_words).list.len() / words.list.len()
     ).fill_nan(None)
-    in_caption = pl.col("short_answer") & caption.str.contains(answer_word)
+    in_caption = pl.col("short_answer") & pl.col("answer_in_caption")
     applicable = pl.col("caption").is_not_null() & pl.col("image_sha256").is_not_null()
     frame = pairs.select("caption", "image_sha256", "answer_norm", "short_answer").with_columns(
-        support.select("answer_support_prob")
-    )
+        support.select("answer_support_prob"), caption_norm=normalise(pl.col("caption")))
+    frame = frame.with_columns(
+        answer_in_caption=contains_word(frame["caption_norm"], frame["answer_norm"]))
     return frame.select(
         leak_answer_in_caption=pl.when(applicable).then(in_caption),
         leak_caption_overlap=pl.when(applicable).then(

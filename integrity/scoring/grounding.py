@@ -18,11 +18,24 @@ import polars as pl
 
 from integrity.encoder import Encoder, split_sentences
 
+# Pairs scored at once: bounds the (rows, negatives, dim) gather of mismatched images.
+BLOCK_ROWS = 65_536
+
 
 def _column(values: np.ndarray, rows: np.ndarray, height: int) -> pl.Series:
     full = np.full(height, np.nan, dtype=np.float32)
     full[rows] = values
     return pl.Series(full).fill_nan(None)
+
+
+def distinct_texts(texts: pl.Series, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+    """(each text's row in the matrix, the embeddings of the distinct texts): a million pairs
+    with a few thousand distinct answers cost a few thousand vectors, not a million."""
+    frame = pl.DataFrame({"text": texts})
+    distinct = frame.unique("text", maintain_order=True).with_row_index("position")
+    index = frame.join(distinct, on="text", how="left", maintain_order="left",
+                       nulls_equal=True)["position"]
+    return index.to_numpy().astype(np.int64), encoder.encode_texts(distinct["text"].to_list())
 
 
 def image_matrix(pairs: pl.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,19 +62,22 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
         empty = pl.Series([None] * height, dtype=pl.Float32)
         return pl.DataFrame({"grounding_cos": empty, "grounding_margin": empty,
                              "grounding_min_sentence_cos": empty})
-    answers = encoder.encode_texts(pairs["answer"].gather(rows).to_list())
-    own = np.einsum("nd,nd->n", images[image_of_row], answers)
-
+    answer_of_row, answers = distinct_texts(pairs["answer"].gather(rows), encoder)
     # Other images of the frame: a random sample per pair, never the pair's own image.
     rng = np.random.default_rng(seed)
     count = len(images)
-    if count > 1:
-        offsets = rng.integers(1, count, size=(len(rows), min(negatives, count - 1)))
-        others = (image_of_row[:, None] + offsets) % count
-        mismatched = np.einsum("nkd,nd->nk", images[others], answers).mean(axis=1)
-        margin = own - mismatched
-    else:
-        margin = np.full(len(rows), np.nan, dtype=np.float32)
+    offsets = rng.integers(1, count, size=(len(rows), min(negatives, count - 1))) \
+        if count > 1 else None
+    own = np.empty(len(rows), dtype=np.float32)
+    margin = np.full(len(rows), np.nan, dtype=np.float32)
+    for start in range(0, len(rows), BLOCK_ROWS):  # bounded memory: (block, negatives, dim)
+        block = slice(start, start + BLOCK_ROWS)
+        answer = answers[answer_of_row[block]]
+        own[block] = np.einsum("nd,nd->n", images[image_of_row[block]], answer)
+        if offsets is not None:
+            others = (image_of_row[block, None] + offsets[block]) % count
+            margin[block] = own[block] - np.einsum("nkd,nd->nk", images[others],
+                                                   answer).mean(axis=1)
 
     long_mask = ~pairs["short_answer"].gather(rows).to_numpy()
     long_rows, long_images = rows[long_mask], image_of_row[long_mask]
@@ -69,9 +85,13 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
     if len(long_rows):
         sentences = [split_sentences(text) or [text] for text in pairs["answer"].gather(long_rows)]
         owner = np.repeat(np.arange(len(long_rows)), [len(s) for s in sentences])
-        vectors = encoder.encode_texts([s for group in sentences for s in group])
-        cos = np.einsum("nd,nd->n", images[long_images[owner]], vectors)
-        np.minimum.at(min_sentence, owner, cos)
+        sentence_of_row, vectors = distinct_texts(
+            pl.Series([s for group in sentences for s in group], dtype=pl.String), encoder)
+        for start in range(0, len(owner), BLOCK_ROWS):
+            block = slice(start, start + BLOCK_ROWS)
+            cos = np.einsum("nd,nd->n", images[long_images[owner[block]]],
+                            vectors[sentence_of_row[block]])
+            np.minimum.at(min_sentence, owner[block], cos)
     return pl.DataFrame({
         "grounding_cos": _column(own, rows, height),
         "grounding_margin": _column(margin, rows, height),

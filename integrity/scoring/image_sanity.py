@@ -22,12 +22,35 @@ from PIL import Image
 # different layouts of the same objects apart.
 THUMB_SIDE = 16
 THUMB_DIM = THUMB_SIDE * THUMB_SIDE * 3
+# Threads reading remote (s3://) images at once.
+REMOTE_READERS = 16
+
+
+def read_bytes(uri: str, storage_options: dict) -> bytes:
+    """The bytes at ``uri``: a local path is read directly (fsspec's resolution costs more than
+    reading a small image), anything else through fsspec."""
+    if "://" not in uri:
+        with open(uri, "rb") as handle:
+            return handle.read()
+    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+    with fs.open(path, "rb") as handle:
+        return handle.read()
+
+
+def map_images(read, uris: list[str], *, workers: int | None = None) -> list:
+    """``read`` applied to every uri, in order, by threads (PIL releases the GIL while it
+    decodes): one per core for local files, where more only contend, REMOTE_READERS for
+    remote ones, whose wait is the network's."""
+    remote = any("://" in uri for uri in uris)
+    workers = workers or (REMOTE_READERS if remote else os.cpu_count() or 1)
+    if workers == 1:
+        return [read(uri) for uri in uris]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(read, uris))
 
 
 def _stats(uri: str, storage_options: dict) -> tuple[int, int, float, np.ndarray]:
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options if "://" in uri else {}))
-    with fs.open(path, "rb") as handle:
-        data = handle.read()
+    data = read_bytes(uri, storage_options)
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
         image.draft("RGB", (64, 64))
@@ -41,8 +64,8 @@ def image_stats(uris: list[str], sha256: list[str], *, storage_options: dict | N
                 workers: int | None = None) -> pl.DataFrame:
     """One row per distinct sha256: image_width, image_height, image_pixel_std, image_thumb."""
     distinct = dict(zip(sha256, uris, strict=True))
-    with ThreadPoolExecutor(max_workers=workers or min(16, 4 * (os.cpu_count() or 1))) as pool:
-        stats = list(pool.map(lambda uri: _stats(uri, storage_options or {}), distinct.values()))
+    stats = map_images(lambda uri: _stats(uri, storage_options or {}), list(distinct.values()),
+                       workers=workers)
     columns = list(zip(*stats, strict=True)) if stats else [[], [], [], []]
     thumbs = np.stack(columns[3]) if stats else np.zeros((0, THUMB_DIM), dtype=np.float32)
     return pl.DataFrame(
@@ -55,7 +78,8 @@ def image_stats(uris: list[str], sha256: list[str], *, storage_options: dict | N
 
 def score_image_sanity(pairs: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
     """Columns image_min_side, image_aspect, image_pixel_std (null for text-only pairs)."""
-    joined = pairs.select("image_sha256").join(stats, on="image_sha256", how="left",
+    measured = stats.select("image_sha256", "image_width", "image_height", "image_pixel_std")
+    joined = pairs.select("image_sha256").join(measured, on="image_sha256", how="left",
                                                maintain_order="left")
     short = pl.min_horizontal("image_width", "image_height")
     long = pl.max_horizontal("image_width", "image_height")

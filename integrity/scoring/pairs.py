@@ -86,3 +86,13 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         .sort("row", "pair")
         .drop("row")
     )
+
+
+def contains_word(texts: pl.Series, words: pl.Series) -> pl.Series:
+    """Per row: ``words`` (normalised, so safe inside a regex) or its plural is a whole word of
+    ``texts``. The regex is built once per distinct (text, word): datasets repeat both."""
+    keys = pl.DataFrame({"text": texts, "word": words})
+    distinct = keys.unique().with_columns(
+        hit=pl.col("text").str.contains(pl.lit(r"\b") + pl.col("word") + pl.lit(r"(s|es)?\b")))
+    return keys.join(distinct, on=["text", "word"], how="left", maintain_order="left",
+                     nulls_equal=True)["hit"]

@@ -91,3 +91,29 @@ def test_image_sanity(tmp_path, pairs_of):
     assert scores["image_aspect"].to_list()[:3] == [1.0, 1.0, 10.0]
     std = scores["image_pixel_std"].to_list()
     assert std[0] == 0.0 and std[1] > 10 and std[3] is None
+
+
+def test_the_inverted_file_finds_the_near_copies_the_exact_search_finds(monkeypatch):
+    from integrity.scoring import duplicates
+
+    rng = np.random.default_rng(0)
+    originals = rng.normal(size=(3000, 64)).astype(np.float32)
+    copies = originals[:300] + rng.normal(scale=0.05, size=(300, 64)).astype(np.float32)
+    vectors = np.vstack([originals, copies])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact, exact_cos = duplicates.nearest_neighbours(vectors, 3)
+    monkeypatch.setattr(duplicates, "EXACT_SEARCH_MAX", 100)
+    found, found_cos, order = duplicates.candidate_neighbours(vectors, 3)
+    assert sorted(order) == list(range(len(vectors)))
+    # Every planted copy and its original find each other first, as in the exact search.
+    planted = np.arange(300)
+    assert (found[planted, 0] == planted + 3000).all() and (found[planted + 3000, 0] == planted).all()
+    assert (exact[planted, 0] == found[planted, 0]).all()
+    assert np.allclose(found_cos[planted, 0], exact_cos[planted, 0])
+    # Elsewhere the best neighbour is never better than the exact one (it is a real neighbour).
+    assert (found_cos[:, 0] <= exact_cos[:, 0] + 1e-6).all()
+    # Copies sit next to their originals in the order the verification walks.
+    rank = np.empty(len(vectors), dtype=np.int64)
+    rank[order] = np.arange(len(vectors))
+    cell_size = len(vectors) / round(np.sqrt(len(vectors)))
+    assert np.median(np.abs(rank[planted] - rank[planted + 3000])) < cell_size
