@@ -2,21 +2,20 @@
 
     python bench/scale.py [--sizes 10000 100000 1000000] [--rows-per-image 50] [--work DIR]
 
-Each size runs in a process of its own, so its peak RSS (resource.getrusage) is its own. The
-corpus is the demo world (``integrity demo generate``, 32 px images, ``rows / rows-per-image``
-distinct images), generated once per size into ``--work`` and reused by later runs.
-Stages, each a store version as the Dagster assets write it:
+The corpus is the demo world (``integrity demo generate``, 32 px images, ``rows /
+rows-per-image`` distinct images), generated once per size into ``--work`` and reused. Each
+size runs twice, each run in a process of its own so that its peak RSS (resource.getrusage)
+is its own, both on one store:
 
-    ingest       parse, map, contracts, resolve + hash + decode every distinct image
-    score        every detector with the reference CLIP, cold embedding cache (model stage)
-    rescore      the same again on a warm cache: every non-model detector, no model call
-    audit        verdicts, checks' tables, review rows, HTML report
-    mix          balance, curriculum, LLaVA and LLaMA-Factory exports
+    model run      ingest, then score with the reference CLIP on a cold embedding cache
+    non-model run  ingest, score again on the warm cache (every detector, no model call),
+                   audit (verdicts, review rows, HTML report), mix (balance, curriculum,
+                   LLaVA and LLaMA-Factory exports)
 
-Non-model = ingest + rescore + audit + mix; the goal on 1M rows is <= 60 s and <= 4 GB.
-Baselines, in the same process: parsing every line of the same file with orjson and nothing
-else (ingest does far more, the ratio says how much), and the smallest size (cost per row at each size, relative to
-it: 1.0 is linear).
+The goal on 1M rows: the non-model run in <= 60 s and <= 4 GB. Baselines, in the same
+processes: parsing every line of the file with orjson and nothing else (ingest does far more;
+the ratio says how much), and the smallest size (cost per row at each size relative to it:
+1.0 is linear).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 SIZES = (10_000, 100_000, 1_000_000)
-NON_MODEL = ("ingest", "rescore", "audit", "mix")
+NON_MODEL = ("ingest", "rescore", "audit", "mix")  # the non-model run's stages
 
 
 def corpus(work: Path, rows: int, rows_per_image: int) -> Path:
@@ -53,8 +52,9 @@ def _parses(line: bytes) -> bool:
         return False
 
 
-def run_size(rows: int, rows_per_image: int, work: str, queue) -> None:
-    """One size end to end in this (child) process; puts its figures on ``queue``."""
+def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> None:
+    """One run (``phase``: "model" or "non-model") of one size in this (child) process; puts
+    its figures on ``queue``."""
     import torch
 
     from integrity.demo.reference import REFERENCE_WEIGHTS
@@ -73,16 +73,15 @@ def run_size(rows: int, rows_per_image: int, work: str, queue) -> None:
     torch.set_num_threads(2)
     folder = corpus(Path(work), rows, rows_per_image)
     data = folder / "llava.jsonl"
-    store = VersionStore(str(Path(work) / f"store-{rows}-{time.time_ns()}"))
+    store = VersionStore(str(Path(work) / f"store-{rows}-{rows_per_image}"))
     source = SourceConfig(name="scale", uri=str(data), image_root=str(folder))
-    policy = load_policy()
     seconds: dict[str, float] = {}
 
     def timed(name: str, step):
         started = time.perf_counter()
         value = step()
         seconds[name] = time.perf_counter() - started
-        print(f"  {rows:>9,} {name:8} {seconds[name]:8.1f} s  peak RSS "
+        print(f"  {rows:>9,} {phase:9} {name:7} {seconds[name]:7.1f} s   peak RSS so far "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", flush=True)
         return value
 
@@ -94,21 +93,33 @@ def run_size(rows: int, rows_per_image: int, work: str, queue) -> None:
     result, raw = timed("ingest", lambda: ingest_to_store(source, store))
     encoder = make_encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
                                          workers=1, batch_size=256), store)
-    timed("score", lambda: score_to_store(source, raw.version, store, encoder=encoder))
-    encodes = encoder.images_encoded + encoder.texts_encoded
-    warm = make_encoder(encoder.config, store)  # a fresh process's view: cache read from disk
-    _, scored, _ = timed("rescore", lambda: score_to_store(source, raw.version, store,
-                                                           encoder=warm))
-    audited = timed("audit", lambda: audit_to_store(source.name, scored.version, store,
-                                                    policy))[1]
-    mix = timed("mix", lambda: mix_to_store({source.name: audited.version}, store, policy))[0]
-    queue.put({
-        "rows": rows, "images": max(1, rows // rows_per_image), "seconds": seconds,
-        "accepted": result.accepted.height, "encodes": encodes,
-        "rescore_model_calls": warm.images_encoded + warm.texts_encoded,
-        "verdicts": audited.extra["counts"], "mix_rows": mix.height,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    })
+    figures = {"rows": rows, "images": max(1, rows // rows_per_image), "phase": phase,
+               "accepted": result.accepted.height}
+    if phase == "model":
+        timed("score", lambda: score_to_store(source, raw.version, store, encoder=encoder))
+        figures["encodes"] = encoder.images_encoded + encoder.texts_encoded
+    else:
+        policy = load_policy()
+        _, scored, _ = timed("rescore", lambda: score_to_store(source, raw.version, store,
+                                                               encoder=encoder))
+        audited = timed("audit", lambda: audit_to_store(source.name, scored.version, store,
+                                                        policy))[1]
+        mix = timed("mix", lambda: mix_to_store({source.name: audited.version}, store,
+                                                policy))[0]
+        figures |= {"model_calls": encoder.images_encoded + encoder.texts_encoded,
+                    "verdicts": audited.extra["counts"], "mix_rows": mix.height}
+    queue.put({**figures, "seconds": seconds,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _child(context, *args) -> dict:
+    queue = context.Queue()
+    child = context.Process(target=run_size, args=(*args, queue))
+    child.start()
+    child.join()  # the figures are small: the queue never blocks the child's exit
+    if child.exitcode != 0:
+        raise SystemExit(f"the run {args[:1]} {args[3]} failed (exit code {child.exitcode})")
+    return queue.get()
 
 
 def main() -> None:
@@ -119,36 +130,30 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
-    results = []
-    for rows in sorted(args.sizes):
-        queue = context.Queue()
-        child = context.Process(target=run_size, args=(rows, args.rows_per_image, args.work,
-                                                        queue))
-        child.start()
-        child.join()  # the figures are small: the queue never blocks the child's exit
-        if child.exitcode != 0:
-            raise SystemExit(f"the {rows:,}-row run failed (exit code {child.exitcode})")
-        results.append(queue.get())
+    runs = [(_child(context, rows, args.rows_per_image, args.work, "model"),
+             _child(context, rows, args.rows_per_image, args.work, "non-model"))
+            for rows in sorted(args.sizes)]
 
-    base = results[0]
-    per_row = {name: base["seconds"][name] / base["rows"] for name in base["seconds"]}
+    base_model, base = runs[0]
+    per_row = {name: value / base["rows"] for name, value in
+               {**base_model["seconds"], **base["seconds"]}.items()}
+    per_row["non-model"] = sum(per_row[name] for name in NON_MODEL)
     against = f"cost/row vs {base['rows']:,}"
-    print(f"\n{'rows':>10} {'stage':>12} {'seconds':>9} {'rows/s':>10} {against:>18}")
-    for result in results:
-        stages = {**result["seconds"],
-                  "non-model": sum(result["seconds"][name] for name in NON_MODEL)}
+    print(f"\n{'rows':>10} {'stage':>10} {'seconds':>8} {'rows/s':>9} {against:>18}")
+    for model, plain in runs:
+        stages = {"score (model)": model["seconds"]["score"], **plain["seconds"],
+                  "non-model": sum(plain["seconds"][name] for name in NON_MODEL)}
         for name, value in stages.items():
-            reference = sum(per_row[n] for n in NON_MODEL) if name == "non-model" \
-                else per_row[name]
-            print(f"{result['rows']:>10,} {name:>12} {value:9.1f} {result['rows'] / value:10,.0f}"
-                  f" {value / result['rows'] / reference:18.2f}")
-        ratio = result["seconds"]["ingest"] / result["seconds"]["parse"]
-        print(f"{'':>10} {'':>12} ingest / parse-only {ratio:.1f}x; peak RSS "
-              f"{result['peak_rss_mb']:,.0f} MB; {result['images']:,} images, "
-              f"{result['encodes']:,} model encodes, rescore model calls "
-              f"{result['rescore_model_calls']}; verdicts {result['verdicts']}; "
-              f"mix {result['mix_rows']:,} rows")
-    Path(args.work, "results.json").write_text(json.dumps(results, indent=2))
+            key = "score" if name == "score (model)" else name
+            print(f"{plain['rows']:>10,} {name:>13} {value:8.1f} {plain['rows'] / value:9,.0f}"
+                  f" {value / plain['rows'] / per_row[key]:15.2f}")
+        ratio = plain["seconds"]["ingest"] / plain["seconds"]["parse"]
+        print(f"{'':>10} ingest / parse-only {ratio:.1f}x; peak RSS: non-model run "
+              f"{plain['peak_rss_mb']:,.0f} MB, model run {model['peak_rss_mb']:,.0f} MB; "
+              f"{plain['images']:,} images, {model['encodes']:,} model encodes, "
+              f"{plain['model_calls']} in the non-model run; verdicts {plain['verdicts']}; "
+              f"mix {plain['mix_rows']:,} rows")
+    Path(args.work, "results.json").write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from PIL import Image
 from integrity.scoring.image_sanity import map_images, read_bytes
 
 # Spectra held at once while verifying near-copy candidates (each side^2 x 3 complex64).
-MAX_SPECTRA = 512
+MAX_SPECTRA = 1024
 # Candidate search: exact up to this many distinct images, an inverted file above.
 EXACT_SEARCH_MAX = 8192
 CELL_PROBES = 3
@@ -165,7 +165,7 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, 
 
     A pair and its mirror are verified once (the score is symmetric). Pairs go in chunks whose
     images number at most ``max_spectra``; a chunk's spectra are computed, used and dropped, so
-    memory stays at max_spectra x side^2 x 3 complex values (~0.1 GB at the defaults) whatever
+    memory stays at max_spectra x side^2 x 3 complex values (~0.2 GB at the defaults) whatever
     the number of images, at the price of decoding an image again in each chunk that needs it.
     """
     low, high = np.minimum(left, right), np.maximum(left, right)
