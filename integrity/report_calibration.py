@@ -5,13 +5,11 @@ attached to each calibration version."""
 
 from __future__ import annotations
 
-import io
-
 import polars as pl
 from matplotlib.figure import Figure
 
 from integrity.policy import FLAW_CLASSES, SIGNAL_THRESHOLDS, Policy
-from integrity.report_html import CSS, data_uri, text
+from integrity.report_html import CSS, data_uri, png_bytes, text
 
 
 def _interval(row: dict | None) -> str:
@@ -63,9 +61,7 @@ def _curve_png(signal: str, curve: pl.DataFrame, current: float, recommended: di
     axes.set_ylim(-0.02, 1.02)
     axes.tick_params(labelsize=8)
     axes.legend(fontsize=6)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)
 
 
 def calibration_section(version: str, judged: dict, policy: Policy) -> str:

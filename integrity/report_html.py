@@ -219,6 +219,11 @@ def _histogram_png(name: str, values: pl.DataFrame, threshold: float | None,
     axes.set_ylabel("rows", fontsize=9)
     axes.tick_params(labelsize=8)
     axes.legend(fontsize=7)
+    return png_bytes(figure)
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """``figure`` rendered as PNG."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -21,22 +21,29 @@ MAX_CLUSTERS = 256
 ITERATIONS = 15
 
 
-def image_clusters(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """A cluster id per row of ``embeddings`` (unit vectors): seeded spherical k-means."""
-    count = len(embeddings)
-    k = int(min(MAX_CLUSTERS, max(1, round(np.sqrt(count)))))
-    if count == 0:
-        return np.zeros(0, dtype=np.int32)
-    vectors = embeddings.astype(np.float32, copy=False)
-    centroids = vectors[np.random.default_rng(seed).choice(count, size=k, replace=False)]
-    assignment = np.zeros(count, dtype=np.int64)
-    for _ in range(ITERATIONS):
+def spherical_kmeans(vectors: np.ndarray, k: int, *, seed: int = 0,
+                     iterations: int = ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """(a cluster per row, the unit centroids) of unit ``vectors``: seeded spherical k-means,
+    ``k`` centroids drawn from the rows, each pass one (rows x k) matrix product."""
+    centroids = vectors[np.random.default_rng(seed).choice(len(vectors), size=k, replace=False)]
+    assignment = np.zeros(len(vectors), dtype=np.int64)
+    for _ in range(iterations):
         assignment = np.argmax(vectors @ centroids.T, axis=1)
         sums = np.zeros_like(centroids)
         np.add.at(sums, assignment, vectors)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         filled = norms[:, 0] > 0  # an empty cluster keeps its centroid
         centroids[filled] = sums[filled] / norms[filled]
+    return assignment, centroids
+
+
+def image_clusters(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """A cluster id per row of ``embeddings`` (unit vectors): seeded spherical k-means."""
+    count = len(embeddings)
+    if count == 0:
+        return np.zeros(0, dtype=np.int32)
+    k = int(min(MAX_CLUSTERS, max(1, round(np.sqrt(count)))))
+    assignment, _ = spherical_kmeans(embeddings.astype(np.float32, copy=False), k, seed=seed)
     return assignment.astype(np.int32)
 
 

@@ -28,6 +28,7 @@ import polars as pl
 import scipy.fft
 from PIL import Image
 
+from integrity.scoring.diversity import spherical_kmeans
 from integrity.scoring.image_sanity import map_images, read_bytes
 
 # Spectra held at once while verifying near-copy candidates (each side^2 x 3 complex64).
@@ -70,14 +71,8 @@ def _cells(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     rng = np.random.default_rng(seed)
     count = len(vectors)
     sample = vectors[rng.choice(count, size=min(count, CELL_FIT_SAMPLE), replace=False)]
-    centroids = sample[rng.choice(len(sample), size=round(np.sqrt(count)), replace=False)]
-    for _ in range(CELL_ITERATIONS):
-        assignment = np.argmax(sample @ centroids.T, axis=1)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assignment, sample)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        filled = norms[:, 0] > 0  # an empty cell keeps its centroid
-        centroids[filled] = sums[filled] / norms[filled]
+    _, centroids = spherical_kmeans(sample, round(np.sqrt(count)), seed=seed,
+                                    iterations=CELL_ITERATIONS)
     return np.concatenate([np.argmax(vectors[start:start + 8192] @ centroids.T, axis=1)
                            for start in range(0, count, 8192)]), centroids
 
