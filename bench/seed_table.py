@@ -1,6 +1,11 @@
 """The seed's table in miniature: raw rows vs the audited, balanced mix, four conditions.
 
     python bench/seed_table.py [--rows 2000] [--seeds 3] [--epochs 2] [--out DIR]
+                               [--steps N] [--max-answer-words W]
+
+``--steps N`` trains every training set for exactly N optimizer steps (equal compute: a
+smaller audited mix is not simply trained less); ``--max-answer-words W`` lets the trainer
+learn answers of up to W words (3 by default, which skips most flattened preference prose).
 
 For each seed and each condition a demo corpus (llava.jsonl only) is generated:
 
@@ -113,10 +118,10 @@ def training_sets(condition: str, seed: int, *, rows: int, work: Path, store: Ve
 
 
 def train_and_measure(frame: pl.DataFrame, flawed: pl.Series, path: Path, *, condition: str,
-                      training_set: str, seed: int, epochs: int) -> Run:
+                      training_set: str, seed: int, trainer: dict) -> Run:
     """Export ``frame`` as LLaVA json, train the demo model on it, count its flawed rows."""
     export_llava(frame, path)
-    metrics = train(path, path.with_suffix(".pt"), TrainConfig(seed=seed, epochs=epochs))
+    metrics = train(path, path.with_suffix(".pt"), TrainConfig(seed=seed, **trainer))
     contaminated = int(frame["example_id"].is_in(flawed.implode()).sum())
     log(f"  {condition}/{training_set} seed {seed}: {frame.height} rows, {contaminated} "
         f"contaminated, acc {metrics['accuracy']:.3f}, sampled reliance "
@@ -168,7 +173,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (corpus and trainer)")
     parser.add_argument("--epochs", type=int, default=2, help="trainer epochs")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temp dir)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="exactly this many optimizer steps per training set")
+    parser.add_argument("--max-answer-words", dest="max_answer_words", type=int, default=3)
     args = parser.parse_args()
+    # With --steps, epochs only bound the loop: the step count decides.
+    trainer = {"epochs": 10_000 if args.steps else args.epochs, "max_steps": args.steps,
+               "max_answer_words": args.max_answer_words}
     torch.set_num_threads(2)
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-seed-table-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -190,7 +201,7 @@ def main() -> None:
                 runs.append(train_and_measure(
                     frame, flawed, work / "train" / f"{condition}-{training_set}-s{seed}.json",
                     condition=condition, training_set=training_set, seed=seed,
-                    epochs=args.epochs))
+                    trainer=trainer))
     elapsed = time.perf_counter() - started
 
     table = seed_table(runs)
@@ -199,8 +210,9 @@ def main() -> None:
         [{"condition": r.condition, "training_set": r.training_set, "seed": r.seed,
           "rows": r.rows, "contaminated": r.contaminated, "metrics": r.metrics} for r in runs],
         indent=2) + "\n", encoding="utf-8")
-    print(f"{args.rows} rows per corpus, {args.seeds} seeds, {args.epochs} epochs, "
-          f"default policy; work folder {work}")
+    compute = f"{args.steps} steps" if args.steps else f"{args.epochs} epochs"
+    print(f"{args.rows} rows per corpus, {args.seeds} seeds, {compute} per training set, "
+          f"answers of up to {args.max_answer_words} words, default policy; work folder {work}")
     print()
     print(table)
     print()
