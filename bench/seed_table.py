@@ -1,11 +1,12 @@
 """The seed's table in miniature: raw rows vs the audited, balanced mix, four conditions.
 
-    python bench/seed_table.py [--rows 2000] [--seeds 3] [--epochs 2] [--out DIR]
-                               [--steps N] [--max-answer-words W]
+    python bench/seed_table.py [--rows 2000] [--seeds 3] [--steps 150] [--max-answer-words 12]
+                               [--epochs N] [--out DIR]
 
-``--steps N`` trains every training set for exactly N optimizer steps (equal compute: a
-smaller audited mix is not simply trained less); ``--max-answer-words W`` lets the trainer
-learn answers of up to W words (3 by default, which skips most flattened preference prose).
+Every training set is trained for the same ``--steps`` optimizer steps (equal compute: a
+smaller audited mix is not simply trained less; ``--steps 0`` trains ``--epochs`` epochs
+instead), on answers of up to ``--max-answer-words`` words (the trainer's own default of 3
+skips most flattened preference prose, which would hide the contamination from it).
 
 For each seed and each condition a demo corpus (llava.jsonl only) is generated:
 
@@ -171,15 +172,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2_000, help="llava rows per corpus")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (corpus and trainer)")
-    parser.add_argument("--epochs", type=int, default=2, help="trainer epochs")
+    parser.add_argument("--epochs", type=int, default=2, help="trainer epochs (with --steps 0)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temp dir)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="exactly this many optimizer steps per training set")
-    parser.add_argument("--max-answer-words", dest="max_answer_words", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=150,
+                        help="optimizer steps per training set (0: train --epochs epochs)")
+    parser.add_argument("--max-answer-words", dest="max_answer_words", type=int, default=12)
     args = parser.parse_args()
     # With --steps, epochs only bound the loop: the step count decides.
-    trainer = {"epochs": 10_000 if args.steps else args.epochs, "max_steps": args.steps,
-               "max_answer_words": args.max_answer_words}
+    trainer = {"epochs": 10_000 if args.steps else args.epochs,
+               "max_steps": args.steps or None, "max_answer_words": args.max_answer_words}
     torch.set_num_threads(2)
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-seed-table-"))
     work.mkdir(parents=True, exist_ok=True)
