@@ -27,8 +27,9 @@ SLICE_COLUMNS = {"question_template": "div_question_template",
 MIN_SLICE_ROWS = 10
 
 
-def _row_slices(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
-    """One row per (example, slice kind, slice key) with the example's verdict."""
+def slice_rows(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
+    """One row per (example, slice kind, slice key) with the example's verdict: what
+    ``removal_by_slice`` and ``diversity_change`` both count."""
     frames = []
     for kind, column in SLICE_COLUMNS.items():
         if column in scored_pairs.columns:
@@ -41,11 +42,10 @@ def _row_slices(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFr
     return pl.concat(frames).join(verdicts.select("example_id", "verdict"), on="example_id")
 
 
-def removal_by_slice(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
-    """kind, key, rows, kept, dropped, review, removal_rate: one row per slice, most removed
-    first."""
-    return (_row_slices(scored_pairs, verdicts)
-            .group_by("kind", "key")
+def removal_by_slice(rows: pl.DataFrame) -> pl.DataFrame:
+    """kind, key, rows, kept, dropped, review, removal_rate: one row per slice of ``rows``
+    (``slice_rows``), most removed first."""
+    return (rows.group_by("kind", "key")
             .agg(rows=pl.len(), kept=(pl.col("verdict") == "keep").sum(),
                  dropped=(pl.col("verdict") == "drop").sum(),
                  review=(pl.col("verdict") == "review").sum())
@@ -70,13 +70,13 @@ def _entropy(counts: pl.Series) -> float:
     return float(-(shares * shares.log(2)).sum())
 
 
-def diversity_change(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> dict:
-    """Diversity before and after the audit (see the module docstring); {} without slices.
+def diversity_change(rows: pl.DataFrame) -> dict:
+    """Diversity before and after the audit over ``rows`` (``slice_rows``; see the module
+    docstring); {} without slices.
 
     Keys per kind (``question_templates``, ``image_clusters``): the count, ``_kept`` (slices
     keeping a row), ``_entropy_bits`` and ``_entropy_bits_kept``; plus ``cluster_coverage``.
     """
-    rows = _row_slices(scored_pairs, verdicts)
     figures: dict = {}
     for kind, name in (("question_template", "question_templates"),
                        ("image_cluster", "image_clusters")):

@@ -165,7 +165,7 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     Returns (AuditResult, Manifest, {attachment name: uri}).
     """
     from integrity.audit import CODE_VERSION, audit_rows
-    from integrity.fairness import diversity_change, most_removed, removal_by_slice
+    from integrity.fairness import diversity_change, most_removed, removal_by_slice, slice_rows
     from integrity.review import load_reviews, review_rows, reviews_digest
 
     raw_version = store.manifest(SCORED_SFT, scored_version).upstream[RAW_SFT]
@@ -183,10 +183,11 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
         scored.select("example_id", *margin), on="example_id", how="left", maintain_order="left")
     kept = raw.join(verdicts.filter(pl.col("verdict") == "keep"), on="example_id", how="semi",
                     maintain_order="left")
-    slices = removal_by_slice(pairs, result.verdicts)
+    sliced = slice_rows(pairs, result.verdicts)
+    slices = removal_by_slice(sliced)
     extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
              "counts": result.counts(), "reasons": result.reasons(),
-             "diversity": diversity_change(pairs, result.verdicts),
+             "diversity": diversity_change(sliced),
              "most_removed": most_removed(slices).to_dicts(),
              "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
     manifest = store.write(

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from integrity.fairness import most_removed, removal_by_slice
+from integrity.fairness import most_removed, removal_by_slice, slice_rows
 
 
 def _audited(rows: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -20,7 +20,7 @@ def _audited(rows: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def test_removal_by_slice_counts_each_row_once_per_slice_and_ranks_the_most_removed():
     pairs, verdicts = _audited(40)
-    slices = removal_by_slice(pairs, verdicts)
+    slices = removal_by_slice(slice_rows(pairs, verdicts))
     how_many = slices.filter(pl.col("key") == "how many shapes").row(0, named=True)
     # 20 odd rows + r0 (asks both); kept: r0 and r1.
     assert (how_many["rows"], how_many["kept"]) == (21, 2)
@@ -40,4 +40,4 @@ def test_removal_by_slice_counts_each_row_once_per_slice_and_ranks_the_most_remo
 
 def test_no_slice_columns_means_no_slices():
     verdicts = pl.DataFrame({"example_id": ["a"], "verdict": ["keep"]})
-    assert removal_by_slice(pl.DataFrame({"example_id": ["a"]}), verdicts).is_empty()
+    assert removal_by_slice(slice_rows(pl.DataFrame({"example_id": ["a"]}), verdicts)).is_empty()

@@ -19,7 +19,7 @@ from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
 from integrity.policy import Policy, load_policy
-from integrity.fairness import MIN_SLICE_ROWS, removal_by_slice
+from integrity.fairness import MIN_SLICE_ROWS, removal_by_slice, slice_rows
 from integrity.report_fairness import fairness_section
 from integrity.report_html import render_audit_report
 from integrity.schema import RAW_SFT_SCHEMA
@@ -114,7 +114,7 @@ def _fairness(audits) -> str:
     audit, facts = audits["model"], audits["model_audit"]
     return fairness_section(
         source=SOURCE, raw=audit["raw"], pairs=facts["pairs"], verdicts=audit["verdicts"],
-        slices=removal_by_slice(facts["pairs"], audit["verdicts"]),
+        slices=removal_by_slice(slice_rows(facts["pairs"], audit["verdicts"])),
         audits={SOURCE: facts["extra"], "other": {"counts": {"keep": 9, "drop": 1, "review": 0}}},
         diversity=facts["extra"]["diversity"])
 
@@ -318,7 +318,7 @@ def test_report_renders_in_headless_chromium(browser, report):
 
 def test_the_over_audit_section_ranks_slices_and_shows_what_they_lost(audits, report):
     audit, facts = audits["model"], audits["model_audit"]
-    slices = removal_by_slice(facts["pairs"], audit["verdicts"])
+    slices = removal_by_slice(slice_rows(facts["pairs"], audit["verdicts"]))
     assert set(slices["kind"]) == {"question_template", "image_cluster"}
     # The rates agree with the verdicts: a template's removed rows are its rows not kept.
     templates = facts["pairs"].select("example_id", key="div_question_template").unique()
