@@ -1,6 +1,6 @@
 """Re-audit after a policy change: no model work, a small fraction of the first audit's time.
 
-    python bench/reaudit.py [--rows 200000] [--images 2000]
+    python bench/reaudit.py [--rows 200000] [--images 2000] [--corpus DIR]
 
 Baseline: the first pass over a generated LLaVA corpus: ingest, score with the reference CLIP
 (every image and text encoded), audit. Then a stricter policy (a different threshold) is
@@ -11,9 +11,11 @@ of the first scoring + audit. Peak memory from resource.getrusage.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -31,11 +33,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--images", type=int, default=2_000)
+    parser.add_argument("--corpus", type=Path,
+                        help="generate the corpus here, or reuse the one already there (20k "
+                             "images take ~25 min to draw)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="bench-reaudit-"))
-    generate(work / "demo", DemoConfig(rows=args.rows, images=args.images, seed=5))
-    source = SourceConfig(name="bench", uri=str(work / "demo" / "llava.jsonl"))
+    corpus = args.corpus or work / "demo"
+    config = DemoConfig(rows=args.rows, images=args.images, seed=5)
+    if not _generated(corpus, config):
+        generate(corpus, config)
+    source = SourceConfig(name="bench", uri=str(corpus / "llava.jsonl"))
     store = VersionStore(str(work / "store"))
     _, raw = ingest_to_store(source, store)
 
@@ -60,6 +68,12 @@ def main() -> None:
     print(f"ratio     re-audit / first             {again / first:8.2%}  (target <= 5%)")
     print(f"verdicts  {result.counts()}")
     print(f"peak RSS  {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+def _generated(corpus: Path, config: DemoConfig) -> bool:
+    """Whether ``corpus`` holds a finished demo corpus of ``config`` (summary.json comes last)."""
+    summary = corpus / "summary.json"
+    return summary.exists() and json.loads(summary.read_text())["config"] == asdict(config.resolved())
 
 
 if __name__ == "__main__":

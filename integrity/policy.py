@@ -266,12 +266,14 @@ def flag_expressions(signals: Signals, columns: set[str]) -> dict[str, pl.Expr]:
     return flags
 
 
-def flag_rows(scored_pairs: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """example_id -> one boolean per flaw class (any of its pairs flagged)."""
+def flag_rows(scored_pairs: pl.DataFrame, policy: Policy, *,
+              also_any: tuple[str, ...] = ()) -> pl.DataFrame:
+    """example_id -> one boolean per flaw class (any of its pairs flagged), and per column of
+    ``also_any`` (boolean pair columns, any pair true) in the same pass."""
     expressions = flag_expressions(policy.signals, set(scored_pairs.columns))
-    return scored_pairs.select("example_id", **expressions).group_by(
+    return scored_pairs.select("example_id", *also_any, **expressions).group_by(
         "example_id", maintain_order=True
-    ).agg(pl.col(name).max() for name in expressions)
+    ).agg(pl.col(name).max() for name in [*expressions, *also_any])
 
 
 def coverage_verdict(raw_ids: pl.Series, rows: pl.DataFrame) -> Verdict:

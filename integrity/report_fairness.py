@@ -68,18 +68,15 @@ def _slice_table(slices: pl.DataFrame, kind: str) -> str:
             f"{rows}</table>")
 
 
-def _most_removed_cards(raw: pl.DataFrame, pairs: pl.DataFrame, verdicts: pl.DataFrame,
+def _most_removed_cards(raw: pl.DataFrame, sliced: pl.DataFrame, verdicts: pl.DataFrame,
                         top: pl.DataFrame, storage_options: dict, px: int) -> str:
     """Per most removed slice: a heading with its counts and thumbnails of removed rows."""
     if top.is_empty():
         return "<p>No slice lost rows.</p>"
-    members = pl.concat([
-        pairs.select("example_id", key=pl.col(column)).drop_nulls("key").unique()
-        .with_columns(kind=pl.lit(kind))
-        for kind, column in SLICE_COLUMNS.items() if column in pairs.columns])
-    removed = (members.join(top.select("kind", "key"), on=["kind", "key"])
-               .join(verdicts.select("example_id", "verdict", "reasons"), on="example_id")
-               .filter(pl.col("verdict") != "keep").sort("kind", "key", "example_id")
+    removed = (sliced.filter(pl.col("verdict") != "keep")
+               .join(top.select("kind", "key"), on=["kind", "key"])
+               .join(verdicts.select("example_id", "reasons"), on="example_id")
+               .sort("kind", "key", "example_id")
                .filter(pl.int_range(pl.len()).over("kind", "key") < EXAMPLES_PER_SLICE))
     first = qa_pairs(raw.filter(pl.col("example_id").is_in(removed["example_id"].implode()))
                      ).filter(pl.col("pair") == 0).select("example_id", "question", "image_uri",
@@ -104,13 +101,13 @@ def _most_removed_cards(raw: pl.DataFrame, pairs: pl.DataFrame, verdicts: pl.Dat
     return "".join(blocks)
 
 
-def fairness_section(*, source: str, raw: pl.DataFrame, pairs: pl.DataFrame,
-                     verdicts: pl.DataFrame, slices: pl.DataFrame, audits: dict[str, dict],
+def fairness_section(*, source: str, raw: pl.DataFrame, verdicts: pl.DataFrame,
+                     sliced: pl.DataFrame, slices: pl.DataFrame, audits: dict[str, dict],
                      diversity: dict, storage_options: dict | None = None,
                      thumbnail_px: int = 96) -> str:
     """The over-audit section: ``audits`` (source -> audited manifest extra, this source's
-    included), ``slices`` (``fairness.removal_by_slice``), ``diversity``
-    (``fairness.diversity_change``)."""
+    included), ``sliced`` (``fairness.slice_rows``), ``slices`` (``fairness.removal_by_slice``
+    of them), ``diversity`` (``fairness.diversity_change``)."""
     from integrity.fairness import most_removed
 
     tables = "".join(_slice_table(slices, kind) for kind in SLICE_COLUMNS)
@@ -121,6 +118,6 @@ def fairness_section(*, source: str, raw: pl.DataFrame, pairs: pl.DataFrame,
         f"{_sources_table(source, audits)}{_diversity_table(diversity)}"
         f'<div class="slice-tables">{tables}</div>'
         f"<h3>Most removed slices ({MIN_SLICE_ROWS}+ rows)</h3>"
-        + _most_removed_cards(raw, pairs, verdicts, most_removed(slices), storage_options or {},
+        + _most_removed_cards(raw, sliced, verdicts, most_removed(slices), storage_options or {},
                               thumbnail_px)
         + "</section>")

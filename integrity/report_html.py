@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from integrity.images import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-from integrity.policy import SIGNAL_THRESHOLDS, Policy, SignalThreshold
+from integrity.policy import SIGNAL_THRESHOLDS, Policy
 from integrity.scoring.pairs import qa_pairs
 
 # Signals drawn as histograms, in this order; those the policy cuts get their threshold drawn.
@@ -47,6 +47,8 @@ table.counts th:first-child, table.counts td:first-child { text-align: left; }
 .histograms { display: flex; flex-wrap: wrap; gap: 12px; }
 .histograms figure { margin: 0; border: 1px solid #ddd; padding: 4px; }
 .histograms figcaption { font-size: 12px; color: #555; max-width: 420px; }
+.histograms figcaption b { color: #222; }
+.key .swatch { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr));
   gap: 12px; }
 .card { display: flex; gap: 10px; border: 1px solid #ccc; border-radius: 6px; padding: 8px; }
@@ -75,6 +77,7 @@ def render_audit_report(
     *, source: str, version: str, raw: pl.DataFrame, scored: pl.DataFrame,
     verdicts: pl.DataFrame, policy: Policy, storage_options: dict | None = None,
     examples_per_reason: int = 12, thumbnail_px: int = 128, sections: list[str] = (),
+    signals: str | None = None,
 ) -> str:
     """A self-contained HTML page (images inlined as data: URIs, so it works from S3 too).
 
@@ -85,6 +88,7 @@ def render_audit_report(
     threshold drawn, and one section per reason of dropped or review rows showing its first
     ``examples_per_reason`` rows in example_id order as cards (thumbnail, question, answer,
     caption, verdict, reasons, scores). ``sections`` (HTML) follow the histograms.
+    ``signals``: the histograms section when already drawn (``signal_histograms``).
     ``storage_options`` go to fsspec to read images.
     """
     if examples_per_reason < 0:
@@ -97,7 +101,7 @@ def render_audit_report(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{text(title)}</title><style>{CSS}</style></head><body>",
         _header(source, version, policy, verdicts),
-        _histograms(scored, verdicts, policy),
+        signals if signals is not None else signal_histograms(scored, verdicts, policy),
         *sections,
         _flagged_sections(raw, scored, verdicts, storage_options or {},
                           examples_per_reason, thumbnail_px),
@@ -168,8 +172,9 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) -> str:
-    """One stacked histogram per signal present, by verdict, with its threshold as a line."""
+def signal_histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) -> str:
+    """The report's signals section: one stacked histogram per signal present, by verdict,
+    with its threshold as a line."""
     signals = [name for name in HISTOGRAM_SIGNALS if name in scored.columns]
     rows = verdicts.select("example_id", "verdict").join(
         scored.select("example_id", *signals), on="example_id", how="left")
@@ -181,20 +186,24 @@ def _histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) ->
             continue
         spec = SIGNAL_THRESHOLDS.get(name)
         threshold = spec.value(policy) if spec else None
-        image = _histogram_png(name, values, threshold, spec)
-        caption = f"{name}: {values.height} rows with a value"
+        image = _histogram_png(values, threshold)
+        detail = f"{values.height} rows with a value"
         if spec:
-            caption += f"; threshold {spec.setting} = {threshold:g} (flagged when {spec.side} it)"
+            detail += f"; threshold {spec.setting} = {threshold:g} (flagged when {spec.side} it)"
         figures.append(
-            f'<figure><img class="histogram" data-signal="{name}" alt="{text(caption)}" '
-            f'src="{data_uri(image)}"><figcaption>{text(caption)}</figcaption></figure>')
+            f'<figure><img class="histogram" data-signal="{name}" alt="{text(f"{name}: {detail}")}"'
+            f' src="{data_uri(image)}"><figcaption><b>{text(name)}</b>: {text(detail)}'
+            "</figcaption></figure>")
     body = "".join(figures) or "<p>No signal has values.</p>"
-    return (f'<section class="signals"><h2>Signals</h2><div class="histograms">{body}</div>'
-            "</section>")
+    # One key for every histogram: a legend drawn in each figure doubles its render time.
+    key = " ".join(f'<span class="swatch" style="background:{color}"></span>{verdict}'
+                   for verdict, color in VERDICT_COLORS.items())
+    return (f'<section class="signals"><h2>Signals</h2><p class="key">Stacked by verdict: {key};'
+            ' dashed line: the policy threshold.</p>'
+            f'<div class="histograms">{body}</div></section>')
 
 
-def _histogram_png(name: str, values: pl.DataFrame, threshold: float | None,
-                   spec: SignalThreshold | None) -> bytes:
+def _histogram_png(values: pl.DataFrame, threshold: float | None) -> bytes:
     low, high = values["value"].min(), values["value"].max()
     if threshold is not None:
         low, high = min(low, threshold), max(high, threshold)
@@ -202,7 +211,7 @@ def _histogram_png(name: str, values: pl.DataFrame, threshold: float | None,
         low, high = low - 0.5, high + 0.5
     edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
     figure = Figure(figsize=(4.2, 2.6), dpi=100)
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.9)
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.95)
     axes = figure.subplots()
     # Stacked by verdict, as one filled step outline per verdict: far cheaper to draw than bars.
     bottom = np.zeros(HISTOGRAM_BINS)
@@ -212,13 +221,13 @@ def _histogram_png(name: str, values: pl.DataFrame, threshold: float | None,
         axes.stairs(bottom + counts, edges, baseline=bottom, fill=True, color=color,
                     label=verdict)
         bottom = bottom + counts
-    if threshold is not None and spec is not None:
-        axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
-                     label=f"{spec.setting.rsplit('.', 1)[-1]} = {threshold:g}")
-    axes.set_title(name, fontsize=10)
+    if threshold is not None:
+        axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2)
+    # Name, threshold and colour key are HTML around the image: text is what matplotlib draws
+    # slowest, and the page re-renders on every re-audit.
     axes.set_ylabel("rows", fontsize=9)
     axes.tick_params(labelsize=8)
-    axes.legend(fontsize=7)
+    axes.locator_params(nbins=5)
     return png_bytes(figure)
 
 

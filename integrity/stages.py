@@ -7,6 +7,7 @@ same version Dagster makes for the same input.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
@@ -181,41 +182,47 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     verdicts = result.verdicts.join(raw.select("example_id", "modality"), on="example_id",
                                     how="left", maintain_order="left").join(
         scored.select("example_id", *margin), on="example_id", how="left", maintain_order="left")
-    kept = raw.join(verdicts.filter(pl.col("verdict") == "keep"), on="example_id", how="semi",
-                    maintain_order="left")
-    sliced = slice_rows(pairs, result.verdicts)
-    slices = removal_by_slice(sliced)
-    extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
-             "counts": result.counts(), "reasons": result.reasons(),
-             "diversity": diversity_change(sliced),
-             "most_removed": most_removed(slices).to_dicts(),
-             "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
-    manifest = store.write(
-        AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
-        upstream={SCORED_SFT: scored_version, RAW_SFT: raw_version},
-        code_version=CODE_VERSION,
-        params={"policy": policy.digest(), "reviews": reviews_digest(reviews)}, extra=extra,
-    )
-    files = {REVIEW_FILE: store.attach(
-        AUDITED_SFT, manifest.version, REVIEW_FILE,
-        review_rows(verdicts, raw, source).write_ndjson())}
     if report:
-        from integrity.report_html import render_audit_report
+        from integrity.report_html import render_audit_report, signal_histograms
 
-        from integrity.report_fairness import fairness_section
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # matplotlib draws the histograms on one core (holding the GIL) while polars writes the
+        # version and builds the rest of the report on the other: a re-audit is mostly report.
+        signals = pool.submit(signal_histograms, scored, verdicts, policy) if report else None
+        kept = raw.join(verdicts.filter(pl.col("verdict") == "keep"), on="example_id", how="semi",
+                        maintain_order="left")
+        sliced = slice_rows(pairs, result.verdicts)
+        slices = removal_by_slice(sliced)
+        extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
+                 "counts": result.counts(), "reasons": result.reasons(),
+                 "diversity": diversity_change(sliced),
+                 "most_removed": most_removed(slices).to_dicts(),
+                 "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
+        manifest = store.write(
+            AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
+            upstream={SCORED_SFT: scored_version, RAW_SFT: raw_version},
+            code_version=CODE_VERSION,
+            params={"policy": policy.digest(), "reviews": reviews_digest(reviews)}, extra=extra,
+        )
+        files = {REVIEW_FILE: store.attach(
+            AUDITED_SFT, manifest.version, REVIEW_FILE,
+            review_rows(verdicts, raw, source).write_ndjson())}
+        if report:
+            from integrity.report_fairness import fairness_section
 
-        sections = [fairness_section(
-            source=source, raw=raw, pairs=pairs, verdicts=verdicts, slices=slices,
-            audits={**(peers or {}), source: extra}, diversity=extra["diversity"],
-            storage_options=storage_options)]
-        if calibration is not None:
-            from integrity.report_calibration import calibration_section
+            sections = [fairness_section(
+                source=source, raw=raw, verdicts=verdicts, sliced=sliced, slices=slices,
+                audits={**(peers or {}), source: extra}, diversity=extra["diversity"],
+                storage_options=storage_options)]
+            if calibration is not None:
+                from integrity.report_calibration import calibration_section
 
-            sections.append(calibration_section(*calibration, policy))
-        page = render_audit_report(source=source, version=manifest.version, raw=raw,
-                                   scored=scored, verdicts=verdicts, policy=policy,
-                                   storage_options=storage_options, sections=sections)
-        files[REPORT_FILE] = store.attach(AUDITED_SFT, manifest.version, REPORT_FILE, page)
+                sections.append(calibration_section(*calibration, policy))
+            page = render_audit_report(source=source, version=manifest.version, raw=raw,
+                                       scored=scored, verdicts=verdicts, policy=policy,
+                                       storage_options=storage_options, sections=sections,
+                                       signals=signals.result())
+            files[REPORT_FILE] = store.attach(AUDITED_SFT, manifest.version, REPORT_FILE, page)
     return result, manifest, files
 
 

@@ -112,9 +112,10 @@ def _render(audit: dict, **options) -> str:
 
 def _fairness(audits) -> str:
     audit, facts = audits["model"], audits["model_audit"]
+    sliced = slice_rows(facts["pairs"], audit["verdicts"])
     return fairness_section(
-        source=SOURCE, raw=audit["raw"], pairs=facts["pairs"], verdicts=audit["verdicts"],
-        slices=removal_by_slice(slice_rows(facts["pairs"], audit["verdicts"])),
+        source=SOURCE, raw=audit["raw"], verdicts=audit["verdicts"], sliced=sliced,
+        slices=removal_by_slice(sliced),
         audits={SOURCE: facts["extra"], "other": {"counts": {"keep": 9, "drop": 1, "review": 0}}},
         diversity=facts["extra"]["diversity"])
 
