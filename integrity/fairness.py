@@ -29,7 +29,7 @@ MIN_SLICE_ROWS = 10
 
 def slice_rows(scored_pairs: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
     """One row per (example, slice kind, slice key) with the example's verdict: what
-    ``removal_by_slice`` and ``diversity_change`` both count."""
+    ``removal_by_slice`` counts (and the report shows examples of)."""
     frames = []
     for kind, column in SLICE_COLUMNS.items():
         if column in scored_pairs.columns:
@@ -70,9 +70,9 @@ def _entropy(counts: pl.Series) -> float:
     return float(-(shares * shares.log(2)).sum())
 
 
-def diversity_change(rows: pl.DataFrame) -> dict:
-    """Diversity before and after the audit over ``rows`` (``slice_rows``; see the module
-    docstring); {} without slices.
+def diversity_change(slices: pl.DataFrame) -> dict:
+    """Diversity before and after the audit, from ``slices`` (``removal_by_slice``; see the
+    module docstring); {} without slices.
 
     Keys per kind (``question_templates``, ``image_clusters``): the count, ``_kept`` (slices
     keeping a row), ``_entropy_bits`` and ``_entropy_bits_kept``; plus ``cluster_coverage``.
@@ -80,16 +80,14 @@ def diversity_change(rows: pl.DataFrame) -> dict:
     figures: dict = {}
     for kind, name in (("question_template", "question_templates"),
                        ("image_cluster", "image_clusters")):
-        of_kind = rows.filter(pl.col("kind") == kind)
+        of_kind = slices.filter(pl.col("kind") == kind)
         if of_kind.is_empty():
             continue
-        kept = of_kind.filter(pl.col("verdict") == "keep")
-        figures[name] = of_kind["key"].n_unique()
-        figures[f"{name}_kept"] = kept["key"].n_unique()
-        figures[f"{name}_entropy_bits"] = _entropy(of_kind["key"].value_counts()["count"])
-        figures[f"{name}_entropy_bits_kept"] = _entropy(kept["key"].value_counts()["count"])
+        figures[name] = of_kind.height
+        figures[f"{name}_kept"] = int((of_kind["kept"] > 0).sum())
+        figures[f"{name}_entropy_bits"] = _entropy(of_kind["rows"])
+        figures[f"{name}_entropy_bits_kept"] = _entropy(of_kind["kept"])
         if kind == "image_cluster":
-            kept_keys = kept["key"].unique().implode()
-            figures["cluster_coverage"] = of_kind.select(
-                pl.col("key").is_in(kept_keys).mean()).item()
+            figures["cluster_coverage"] = float(
+                of_kind.filter(pl.col("kept") > 0)["rows"].sum() / of_kind["rows"].sum())
     return figures

@@ -195,7 +195,7 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
         slices = removal_by_slice(sliced)
         extra = {"rows_in": result.rows_in, "quarantined": result.quarantined,
                  "counts": result.counts(), "reasons": result.reasons(),
-                 "diversity": diversity_change(sliced),
+                 "diversity": diversity_change(slices),
                  "most_removed": most_removed(slices).to_dicts(),
                  "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
         manifest = store.write(

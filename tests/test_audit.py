@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from integrity.audit import audit_rows
-from integrity.fairness import diversity_change, slice_rows
+from integrity.fairness import diversity_change, removal_by_slice, slice_rows
 from integrity.policy import (
     Policy,
     diversity_verdict,
@@ -95,7 +95,7 @@ def test_diversity_change_counts_templates_and_clusters_that_keep_a_row():
     })
     verdicts = pl.DataFrame({"example_id": ["a", "b", "c", "d"],
                              "verdict": ["keep", "drop", "drop", "review"]})
-    diversity = diversity_change(slice_rows(pairs, verdicts))
+    diversity = diversity_change(removal_by_slice(slice_rows(pairs, verdicts)))
     assert {key: value for key, value in diversity.items() if "entropy" not in key} == {
         "question_templates": 4, "image_clusters": 3, "question_templates_kept": 2,
         "image_clusters_kept": 1, "cluster_coverage": 1 / 3}  # a's cluster: 1 of 3 image rows

@@ -797,27 +797,55 @@ def _file_summary(gts: list[dict]) -> dict:
     }
 
 
-def _ink(image) -> np.ndarray:
-    """Where the picture is not background (white)."""
-    return (np.asarray(image.convert("L")) < 250)
+SHIFT_RADIUS = 4  # px: a pool image moved by at most this much counts as a copy
+SHIFT_IOU = 0.8   # ink masks overlapping more than this (intersection over union) are copies
 
 
-def _shifted_copy(a: np.ndarray, others: list[np.ndarray], radius: int = 4,
-                  iou: float = 0.8) -> bool:
-    """True when ``a`` is one of ``others`` moved by at most ``radius`` px (ink masks overlap
-    > iou). All of ``others`` are compared at once, one shift at a time."""
+@dataclass(frozen=True)
+class _Ink:
+    """Where a picture is not background (white), kept for the shifted-copy test: the mask's
+    rows bit-packed, once per column shift in [-SHIFT_RADIUS, SHIFT_RADIUS] (shifted[k] is the
+    mask moved k - radius columns, zero-filled), and per column shift the cumulative ink
+    count over rows of the window the other image of a comparison is cropped to."""
+
+    shifted: np.ndarray    # (shifts, size, size / 8) uint8
+    window_ink: np.ndarray  # (size + 1, shifts) int64
+
+
+def _ink(image) -> _Ink:
+    mask = np.asarray(image.convert("L")) < 250
+    size = mask.shape[0]
+    shifted, window_ink = [], []
+    for dx in range(-SHIFT_RADIUS, SHIFT_RADIUS + 1):
+        moved = np.zeros_like(mask)
+        moved[:, max(0, -dx):size + min(0, -dx)] = mask[:, max(0, dx):size + min(0, dx)]
+        shifted.append(np.packbits(moved, axis=1))
+        window = mask[:, max(0, -dx):size + min(0, -dx)].sum(axis=1)
+        window_ink.append(np.concatenate([[0], np.cumsum(window)]))
+    return _Ink(np.stack(shifted), np.stack(window_ink, axis=1))
+
+
+def _shifted_copy(a: _Ink, others: list[_Ink]) -> bool:
+    """True when ``a`` is one of ``others`` moved by at most SHIFT_RADIUS px: ink masks
+    overlap > SHIFT_IOU within the window both share. All of ``others`` and all column shifts
+    are compared at once, one row shift at a time, on bit-packed rows (intersection by
+    popcount, union = both inks - intersection)."""
     if not others:
         return False
-    b = np.stack(others)
-    size = a.shape[0]
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            crop_a = a[max(0, dy):size + min(0, dy), max(0, dx):size + min(0, dx)]
-            crop_b = b[:, max(0, -dy):size + min(0, -dy), max(0, -dx):size + min(0, -dx)]
-            union = (crop_a | crop_b).sum(axis=(1, 2))
-            overlap = (crop_a & crop_b).sum(axis=(1, 2))
-            if np.any((union > 0) & (overlap / np.maximum(union, 1) > iou)):
-                return True
+    b = np.stack([other.shifted[SHIFT_RADIUS] for other in others])  # unshifted masks
+    b_window = np.stack([other.window_ink for other in others])        # (k, size + 1, shifts)
+    size = b.shape[1]
+    for dy in range(-SHIFT_RADIUS, SHIFT_RADIUS + 1):
+        rows_a = slice(max(0, dy), size + min(0, dy))
+        rows_b = slice(max(0, -dy), size + min(0, -dy))
+        crop_a = a.shifted[:, rows_a]                                   # (shifts, rows, bytes)
+        overlap = np.bitwise_count(crop_a[None] & b[:, None, rows_b]).sum(axis=(2, 3),
+                                                                          dtype=np.int64)
+        ink_a = np.bitwise_count(crop_a).sum(axis=(1, 2), dtype=np.int64)
+        ink_b = b_window[:, rows_b.stop] - b_window[:, rows_b.start]
+        union = ink_a[None] + ink_b - overlap
+        if np.any((union > 0) & (overlap / np.maximum(union, 1) > SHIFT_IOU)):
+            return True
     return False
 
 
@@ -853,7 +881,7 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
             stale.unlink()
     # No two pool images may be the same picture, not even shifted by a few pixels: near
     # copies are a flaw of their own (near_duplicate_image) and must come only from there.
-    inks: dict[tuple, list[np.ndarray]] = {}
+    inks: dict[tuple, list[_Ink]] = {}
     for i, truth in enumerate(pool):
         for attempt in range(POOL_REDRAWS * 4):
             if attempt and attempt % POOL_REDRAWS == 0:  # this truth has no room left: swap it
