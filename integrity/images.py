@@ -57,6 +57,14 @@ def _is_url(ref: str) -> bool:
     return "://" in ref
 
 
+def image_threads(remote: bool) -> int:
+    """Threads that read and decode images at once (threads, not processes: PIL releases the
+    GIL while decoding): one per core for local files, where more only contend; for remote
+    ones, whose wait is the network's, four per core up to 32."""
+    cores = os.cpu_count() or 1
+    return min(32, 4 * cores) if remote else cores
+
+
 def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
     """Decode ``data`` under a pixel budget; return the image format (``PNG``, ``JPEG``, ...).
 
@@ -127,12 +135,8 @@ class ImageResolver:
         self.blob_root = blob_root.rstrip("/") if blob_root else None
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
-        # Threads, not processes: PIL releases the GIL while decoding. Local files: one per
-        # core (more only contend); remote ones wait on the network, so many more.
-        remote = bool(self.image_root and _is_url(self.image_root)) or self.blob_root is not None \
-            and _is_url(self.blob_root)
-        self.workers = workers or (min(32, 4 * (os.cpu_count() or 1)) if remote
-                                   else os.cpu_count() or 1)
+        self.workers = workers or image_threads(
+            any(root is not None and _is_url(root) for root in (self.image_root, self.blob_root)))
         self._checked: dict[str, ImageCheck] = {}
 
     @staticmethod

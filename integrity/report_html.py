@@ -218,8 +218,7 @@ def _histogram_png(values: pl.DataFrame, threshold: float | None) -> bytes:
     for verdict, color in VERDICT_COLORS.items():
         counts, _ = np.histogram(values.filter(pl.col("verdict") == verdict)["value"].to_numpy(),
                                  bins=edges)
-        axes.stairs(bottom + counts, edges, baseline=bottom, fill=True, color=color,
-                    label=verdict)
+        axes.stairs(bottom + counts, edges, baseline=bottom, fill=True, color=color)
         bottom = bottom + counts
     if threshold is not None:
         axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2)

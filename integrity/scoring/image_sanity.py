@@ -10,7 +10,6 @@ Needs no model. Cost: one decode per distinct image (~1-5 ms each), O(pairs) joi
 from __future__ import annotations
 
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import fsspec
@@ -18,12 +17,12 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from integrity.images import image_threads
+
 # 16x16 RGB: coarse enough to ignore re-encoding and small shifts, fine enough to tell
 # different layouts of the same objects apart.
 THUMB_SIDE = 16
 THUMB_DIM = THUMB_SIDE * THUMB_SIDE * 3
-# Threads reading remote (s3://) images at once.
-REMOTE_READERS = 16
 
 
 def read_bytes(uri: str, storage_options: dict) -> bytes:
@@ -38,11 +37,8 @@ def read_bytes(uri: str, storage_options: dict) -> bytes:
 
 
 def map_images(read, uris: list[str], *, workers: int | None = None) -> list:
-    """``read`` applied to every uri, in order, by threads (PIL releases the GIL while it
-    decodes): one per core for local files, where more only contend, REMOTE_READERS for
-    remote ones, whose wait is the network's."""
-    remote = any("://" in uri for uri in uris)
-    workers = workers or (REMOTE_READERS if remote else os.cpu_count() or 1)
+    """``read`` applied to every uri, in order, by ``image_threads`` threads (or ``workers``)."""
+    workers = workers or image_threads(any("://" in uri for uri in uris))
     if workers == 1:
         return [read(uri) for uri in uris]
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -71,6 +71,7 @@ def test_raw_to_audited_in_one_run_and_a_warn_failure_does_not_block(world, inst
         "blind_answerable").all()
     report = Path(audited.metadata["report"].value).read_text()
     assert "blind_answerable" in report and manifest.version in report
+    assert 'class="histogram" data-signal="blind_prior"' in report  # drawn on the side thread
     assert Path(audited.metadata["review_rows"].value).read_text() == ""  # nothing to review
     markdown = audited.metadata["audit"].value
     assert "12 rows in = 4 kept + 8 dropped + 0 review + 0 quarantined" in markdown

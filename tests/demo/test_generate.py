@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from collections import defaultdict
 from dataclasses import replace
@@ -22,6 +23,10 @@ from integrity.demo.generate import (
     NEAR_PERTURBATIONS,
     PREFERENCE_MARKER_TEMPLATES,
     QUESTION_TEMPLATES,
+    SHIFT_IOU,
+    SHIFT_RADIUS,
+    _ink,
+    _shifted_copy,
     plan_counts,
 )
 from integrity.demo.shapes import COUNT_WORDS, REGIONS, caption, describe, short_answer
@@ -520,3 +525,45 @@ def test_invalid_config_names_the_field(tmp_path, kwargs, field):
     with pytest.raises(ValueError, match=field) as info:
         generate(tmp_path, DemoConfig(**kwargs))
     assert isinstance(info.value, DemoConfigError)
+
+
+def _moved(image: Image.Image, dy: int, dx: int) -> Image.Image:
+    """``image`` moved by (dy, dx) px on a white background."""
+    canvas = Image.new("RGB", image.size, "white")
+    canvas.paste(image, (dx, dy))
+    return canvas
+
+
+def _shifted_copy_by_definition(a: np.ndarray, b: np.ndarray) -> bool:
+    """The pool's no-repeat rule spelled out on bool masks: some shift within the radius makes
+    the ink of both, cropped to the window they share, overlap more than SHIFT_IOU."""
+    size = a.shape[0]
+    for dy in range(-SHIFT_RADIUS, SHIFT_RADIUS + 1):
+        for dx in range(-SHIFT_RADIUS, SHIFT_RADIUS + 1):
+            crop_a = a[max(0, dy):size + min(0, dy), max(0, dx):size + min(0, dx)]
+            crop_b = b[max(0, -dy):size + min(0, -dy), max(0, -dx):size + min(0, -dx)]
+            union = (crop_a | crop_b).sum()
+            if union and (crop_a & crop_b).sum() / union > SHIFT_IOU:
+                return True
+    return False
+
+
+def test_shifted_copy_test_finds_moved_pictures_and_agrees_with_its_definition():
+    picture = draw_shapes("red", "circle", 2, "center", "large", 64)
+    assert _shifted_copy(_ink(_moved(picture, 3, -4)), [_ink(picture)])
+    assert not _shifted_copy(_ink(_moved(picture, 0, 9)), [_ink(picture)])
+    assert not _shifted_copy(_ink(picture), [])
+
+    def mask(image: Image.Image) -> np.ndarray:
+        return np.asarray(image.convert("L")) < 250
+
+    rng = random.Random(1)
+    others = [draw_shapes("blue", "square", 1, "center", "large", 64, rng=rng) for _ in range(6)]
+    outcomes = []
+    for candidate in [*others[:3], _moved(others[3], -2, 1), _moved(others[4], 5, 0)]:
+        expected = [_shifted_copy_by_definition(mask(candidate), mask(other)) for other in others]
+        assert _shifted_copy(_ink(candidate), [_ink(o) for o in others]) == any(expected)
+        for other, hit in zip(others, expected, strict=True):
+            assert _shifted_copy(_ink(candidate), [_ink(other)]) == hit
+        outcomes += expected
+    assert True in outcomes and False in outcomes  # both answers were really compared
