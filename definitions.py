@@ -18,15 +18,7 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from assets.scored import scored_sft
 from assets.sensors import landing_sensor, sources_sensor
-from checks.audited import (
-    audited_sft_calibrated_precision,
-    audited_sft_diversity,
-    audited_sft_grounding,
-    audited_sft_no_contradictions,
-    audited_sft_no_preference_pollution,
-    audited_sft_nothing_lost,
-    audited_sft_over_audit,
-)
+from checks.audited import AUDITED_SFT_CHECKS
 from checks.checkpoint import training_checkpoint_cka, training_checkpoint_visual_reliance
 from checks.mix import (
     training_mix_curriculum,
@@ -42,9 +34,7 @@ defs = Definitions(
     asset_checks=[
         raw_sft_contract, raw_sft_quarantine_rate,
         scored_sft_coverage, scored_sft_distribution,
-        audited_sft_grounding, audited_sft_no_preference_pollution, audited_sft_no_contradictions,
-        audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity,
-        audited_sft_calibrated_precision,
+        *AUDITED_SFT_CHECKS,
         training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
         training_mix_no_eval_overlap,
         training_checkpoint_visual_reliance, training_checkpoint_cka,

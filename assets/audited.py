@@ -7,7 +7,7 @@ from assets.gate import require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.scored import SCORED_SFT_BLOCKING_CHECKS, scored_sft
-from integrity.audit import CODE_VERSION
+from integrity.audit import CODE_VERSION, blocking_check_names
 from integrity.report import audit_markdown, calibration_markdown
 from integrity.stages import (
     AUDITED_SFT,
@@ -19,8 +19,7 @@ from integrity.stages import (
 )
 
 # What a consumer of audited_sft (training_mix) requires to have passed on the version it reads.
-AUDITED_SFT_BLOCKING_CHECKS = ("audited_sft_grounding", "audited_sft_no_preference_pollution",
-                               "audited_sft_no_contradictions", "audited_sft_nothing_lost")
+AUDITED_SFT_BLOCKING_CHECKS = blocking_check_names()
 
 
 @asset(

@@ -7,7 +7,7 @@ from assets.raw import RAW_SFT_BLOCKING_CHECKS, raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.automation import GATED_EAGER
 from assets.gate import require_checks_passed
-from integrity import scoring
+from integrity import detect
 from integrity.report import signal_table
 from integrity.stages import SCORED_SFT, make_encoder, score_to_store
 
@@ -19,7 +19,7 @@ SCORED_SFT_BLOCKING_CHECKS = ("scored_sft_coverage", "scored_sft_distribution")
 @asset(
     partitions_def=sources_partitions,
     deps=[raw_sft],
-    code_version=scoring.CODE_VERSION,
+    code_version=detect.CODE_VERSION,
     group_name="audit",
     automation_condition=GATED_EAGER,
     kinds={"pytorch", "polars", "parquet"},

@@ -2,6 +2,7 @@
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetChecksDefinition,
     AssetCheckResult,
     AssetCheckSeverity,
     asset_check,
@@ -13,6 +14,8 @@ from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
 from integrity import policy as rules
+from integrity.audit import none_kept_check_name
+from integrity.detect.registry import Flaw, flaws
 from integrity.calibration import precision_verdict
 from integrity.stages import AUDITED_SFT, current_calibration, latest_audits
 
@@ -30,20 +33,22 @@ def audited_sft_grounding(context: AssetCheckExecutionContext,
     return check_result(rules.kept_grounding_verdict(verdicts, integrity.policy()), version)
 
 
-@asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
-def audited_sft_no_preference_pollution(context: AssetCheckExecutionContext,
-                                        integrity: IntegrityResource) -> AssetCheckResult:
-    """No kept row carries preference pollution."""
-    version, verdicts = _verdicts(context, integrity)
-    return check_result(rules.none_kept_verdict(verdicts, "preference_pollution"), version)
+def none_kept_check(flaw: Flaw) -> AssetChecksDefinition:
+    """The blocking check that no kept row carries ``flaw`` (one per registry flaw class that
+    asks for it, ``Flaw.blocking_none_kept``)."""
+
+    @asset_check(asset=audited_sft, name=none_kept_check_name(flaw.name), blocking=True,
+                 partitions_def=sources_partitions,
+                 description=f"No kept row is flagged {flaw.name}: {flaw.description}.")
+    def _none_kept(context: AssetCheckExecutionContext,
+                   integrity: IntegrityResource) -> AssetCheckResult:
+        version, verdicts = _verdicts(context, integrity)
+        return check_result(rules.none_kept_verdict(verdicts, flaw.name), version)
+
+    return _none_kept
 
 
-@asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
-def audited_sft_no_contradictions(context: AssetCheckExecutionContext,
-                                  integrity: IntegrityResource) -> AssetCheckResult:
-    """No kept row contradicts another label for the same image and question."""
-    version, verdicts = _verdicts(context, integrity)
-    return check_result(rules.none_kept_verdict(verdicts, "contradiction"), version)
+NONE_KEPT_CHECKS = tuple(none_kept_check(flaw) for flaw in flaws() if flaw.blocking_none_kept)
 
 
 @asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
@@ -105,3 +110,9 @@ def audited_sft_calibrated_precision(context: AssetCheckExecutionContext,
     return check_result(precision_verdict(calibration[1]["estimates"], policy), version,
                         AssetCheckSeverity.WARN,
                         {"calibration_version": calibration[0], "calibrated": True})
+
+
+# Every check on audited_sft, in the order definitions.py lists them.
+AUDITED_SFT_CHECKS = (audited_sft_grounding, *NONE_KEPT_CHECKS, audited_sft_nothing_lost,
+                      audited_sft_over_audit, audited_sft_diversity,
+                      audited_sft_calibrated_precision)

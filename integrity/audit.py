@@ -1,9 +1,10 @@
 """Verdicts: each scored row gets keep / drop / review with every reason, under a policy.
 
-Detectors measured; ``flag_rows`` (policy.py) turned evidence into one flag per flaw class;
-here each flag becomes its class's action (``audit.actions``), the strictest winning
-(drop > review > keep). Duplicates are special: only copies are dropped, one original of each
-group is kept. ``AuditResult`` asserts the invariant raw = kept + dropped + review + quarantined.
+Detectors measured; ``flag_rows`` (policy.py) turned evidence into one flag per flaw class of
+the detector registry; here each flag becomes its class's action (``audit.actions``), the
+strictest winning (drop > review > keep). A class may narrow the rows its action applies to
+(``Flaw.acts_on``): duplicates drop only the copies, one original of each group is kept and
+carries no reason. ``AuditResult`` asserts the invariant raw = kept + dropped + review + quarantined.
 """
 
 from __future__ import annotations
@@ -12,11 +13,25 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from integrity.policy import FLAW_CLASSES, Policy, flag_rows
+from integrity.policy import Policy, flag_rows
+from integrity.detect.registry import flaw_classes
+from integrity.detect.registry import flaws as registry_flaws
 
 VERDICTS = ("keep", "review", "drop")
 # Bump when a change here changes verdicts for the same input (Dagster code_version).
 CODE_VERSION = "audit-3"
+
+
+def none_kept_check_name(flaw_class: str) -> str:
+    """The name of the blocking audited_sft check that no kept row carries ``flaw_class``."""
+    return f"audited_sft_no_{flaw_class}"
+
+
+def blocking_check_names() -> tuple[str, ...]:
+    """The blocking checks on audited_sft a consumer's gate requires to have passed."""
+    return ("audited_sft_grounding",
+            *(none_kept_check_name(f.name) for f in registry_flaws() if f.blocking_none_kept),
+            "audited_sft_nothing_lost")
 
 
 @dataclass
@@ -51,17 +66,16 @@ def audit_rows(scored_pairs: pl.DataFrame, policy: Policy, *, rows_in: int,
     ``reviews`` (example_id, verdict) are human verdicts: they replace the automatic verdict
     and add the reason ``human_review``.
     """
-    flags = flag_rows(scored_pairs, policy, also_any=("dup_is_copy",)).with_columns(
-        duplicate=pl.col("duplicate") & pl.col("dup_is_copy").fill_null(False)
-    )
+    classes = list(flaw_classes())
+    flags = flag_rows(scored_pairs, policy, acted_on=True)
     actions = policy.audit.actions.model_dump()
-    # Reasons in FLAW_CLASSES order, gathered from the long form: 4x faster than a list per row.
-    flagged = flags.unpivot(index="example_id", on=list(FLAW_CLASSES), variable_name="reason")
+    # Reasons in registry order, gathered from the long form: 4x faster than a list per row.
+    flagged = flags.unpivot(index="example_id", on=classes, variable_name="reason")
     reasons = flagged.filter(pl.col("value").fill_null(False)).group_by("example_id").agg(
         reasons="reason")
     flags = flags.join(reasons, on="example_id", how="left", maintain_order="left")
     by_action = {
-        action: [name for name in FLAW_CLASSES if actions[name] == action]
+        action: [name for name in classes if actions[name] == action]
         for action in ("drop", "review")
     }
 

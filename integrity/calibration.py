@@ -35,11 +35,11 @@ from statistics import NormalDist
 
 import polars as pl
 
-from integrity.policy import FLAW_CLASSES, SIGNAL_THRESHOLDS, Verdict
+from integrity.detect.registry import flaw_classes, thresholds
+from integrity.policy import Verdict
 
 CLEAN = "clean"
 UNFLAGGED = "unflagged"
-LABELS = (*FLAW_CLASSES, CLEAN)
 # The part of a calibration sample drawn from rows the auditor does not flag (see allocate).
 UNFLAGGED_SHARE = 0.5
 # Below this many labelled rows at a cut, a curve point is too noisy to recommend.
@@ -52,8 +52,8 @@ class CalibrationError(ValueError):
 
 def primary_flag(flags: pl.DataFrame) -> pl.Expr:
     """The stratum of each row of ``flags`` (one boolean column per flaw class): the first
-    class in FLAW_CLASSES order it is flagged with, else ``unflagged``."""
-    present = [name for name in FLAW_CLASSES if name in flags.columns]
+    class in registry order it is flagged with, else ``unflagged``."""
+    present = [name for name in flaw_classes() if name in flags.columns]
     expr = pl.lit(UNFLAGGED)
     for name in reversed(present):
         expr = pl.when(pl.col(name).fill_null(False)).then(pl.lit(name)).otherwise(expr)
@@ -62,7 +62,7 @@ def primary_flag(flags: pl.DataFrame) -> pl.Expr:
 
 def flagged_classes(flags: pl.DataFrame) -> pl.Expr:
     """The list of flaw classes each row of ``flags`` is flagged with."""
-    present = [name for name in FLAW_CLASSES if name in flags.columns]
+    present = [name for name in flaw_classes() if name in flags.columns]
     if not present:
         return pl.lit([], dtype=pl.List(pl.String))
     return pl.concat_list(
@@ -170,12 +170,12 @@ def parse_labels(lines: list[str], *, name: str = "labels") -> pl.DataFrame:
         label = record.get("label")
         if label is not None:
             label = [label] if isinstance(label, str) else label
-            unknown = [value for value in label if value not in LABELS] \
+            unknown = [value for value in label if value not in (*flaw_classes(), CLEAN)] \
                 if isinstance(label, list) else [label]
             if unknown or not label or (CLEAN in label and len(label) > 1):
                 raise CalibrationError(
                     f"{name}:{number}: label {record['label']!r} is not 'clean' or a list of "
-                    f"flaw classes ({', '.join(FLAW_CLASSES)})")
+                    f"flaw classes ({', '.join(flaw_classes())})")
             label = sorted(set(label) - {CLEAN})
         rows.append({"example_id": str(record["example_id"]), "source": str(record["source"]),
                      "stratum": str(record["stratum"]),
@@ -313,7 +313,7 @@ def estimate(labelled: pl.DataFrame, *, confidence: float) -> pl.DataFrame:
         results.append({"scope": scope, "flaw_class": "any", "metric": "rate",
                         **_share(frame, pl.col("labels").list.len() > 0, everyone,
                                  confidence=confidence)})
-        for name in FLAW_CLASSES:
+        for name in flaw_classes():
             truth = pl.col("labels").list.contains(name)
             flagged = pl.col("flagged").list.contains(name)
             results += [
@@ -333,11 +333,11 @@ def threshold_curve(labelled: pl.DataFrame, signal: str) -> pl.DataFrame:
     """Precision and recall of flagging ``signal``'s class by ``signal`` alone, at every cut.
 
     ``labelled``: design_weights output with the row-level ``signal`` column. The class and
-    the side flagged come from SIGNAL_THRESHOLDS. One row per distinct value (the cut), from
+    the side flagged come from the detector registry's thresholds. One row per distinct value (the cut), from
     the strictest cut to the most permissive: threshold, precision, recall, labelled (rows
     flagged at that cut).
     """
-    spec = SIGNAL_THRESHOLDS[signal]
+    spec = thresholds()[signal]
     truth = pl.col("labels").list.contains(spec.flaw_class)
     total_true = float(labelled.filter(truth)["weight"].sum())
     strict_first = spec.side in (">", ">=")  # high values flagged: the strictest cut is the top
@@ -370,7 +370,7 @@ def precision_verdict(estimates: pl.DataFrame, policy) -> Verdict:
     least ``calibration.min_precision``; a rule the sample never saw fire is not judged."""
     floor = policy.calibration.min_precision
     actions = policy.audit.actions.model_dump()
-    dropping = [name for name in FLAW_CLASSES if actions[name] == "drop"]
+    dropping = [name for name in flaw_classes() if actions[name] == "drop"]
     rows = estimates.filter((pl.col("scope") == "all") & (pl.col("metric") == "precision")
                             & pl.col("flaw_class").is_in(dropping) & pl.col("value").is_not_null())
     figures: dict = {"min_precision": floor, "rules_judged": rows.height}

@@ -42,7 +42,7 @@ import polars as pl
 
 from integrity.policy import CurriculumStage, MixPolicy, Verdict
 from integrity.schema import MODALITIES, RAW_SFT_SCHEMA
-from integrity.scoring.pairs import qa_pairs
+from integrity.detect.pairs import qa_pairs
 
 # Bump when a change here changes the mix for the same inputs and policy (Dagster code_version).
 CODE_VERSION = "mix-1"

@@ -7,13 +7,19 @@ sentence saying why, and the figures behind it) so Dagster checks and the CLI st
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+import integrity.detect  # noqa: F401  (registers every detector)
+from integrity.detect import registry
+from integrity.detect.registry import Action, Columns, flaw_classes
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 
@@ -32,44 +38,77 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CaptionDerived(_Strict):
-    leak_score_min: float = Field(0.5, ge=0.0, le=1.0)
+def _escape(message: str) -> str:
+    return message.replace("{", "{{").replace("}", "}}")
 
 
-class BlindAnswerable(_Strict):
-    answer_in_question: bool = True
-    prior_min: float = Field(0.9, ge=0.0, le=1.0)
-    prior_support_min: int = Field(5, ge=1)
+def _registry_sections(data, kind: str, sections: dict[str, Callable[[object], object]]):
+    """Validate ``data`` (a mapping) key by key with ``sections`` (key -> validator); unknown
+    keys and bad values become one ValidationError whose locations name the key."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{kind} must be a mapping")
+    errors: list[InitErrorDetails] = []
+    for key in data:
+        if key not in sections:
+            errors.append(InitErrorDetails(
+                type=PydanticCustomError("unknown_flaw_class",
+                                         _escape(f"no registered detector decides {key!r}; "
+                                                 f"known: {', '.join(sections)}")),
+                loc=(key,), input=data[key]))
+    values = {}
+    for key, validate in sections.items():
+        try:
+            values[key] = validate(data.get(key))
+        except ValidationError as error:
+            errors += [InitErrorDetails(type=PydanticCustomError(item["type"],
+                                                                 _escape(item["msg"])),
+                                        loc=(key, *item["loc"]), input=item["input"])
+                       for item in error.errors()]
+    if errors:
+        raise ValidationError.from_exception_data(kind, errors)
+    return values
 
 
-class PreferencePollution(_Strict):
-    markers: bool = True
-    preference_rows: bool = True
-    divergent_answers: bool = True
+class Signals(BaseModel):
+    """``signals:``: one section per flaw class of the detector registry, each validated by the
+    detector's own model (``registry.Flaw.policy``); a missing section takes its defaults."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _from_registry(cls, data, handler):
+        if isinstance(data, cls) and set(data.model_extra or {}) == set(flaw_classes()):
+            return data
+        sections = {flaw.name: (lambda value, model=flaw.policy: model.model_validate(
+            value if value is not None else {})) for flaw in registry.flaws()}
+        return handler(_registry_sections(data, "Signals", sections))
+
+    def section(self, flaw_class: str) -> BaseModel:
+        return getattr(self, flaw_class)
 
 
-class Contradiction(_Strict):
-    min_distinct_answers: int = Field(2, ge=2)
+_ACTION = TypeAdapter(Action)
 
 
-class Duplicate(_Strict):
-    exact: bool = True
-    near_image_sim_min: float = Field(0.98, ge=0.0, le=1.0)
+class Actions(BaseModel):
+    """``audit.actions:``: drop | review | keep for every flaw class of the registry (default:
+    the flaw's own ``action``)."""
 
+    model_config = ConfigDict(extra="allow")
 
-class ImageDefect(_Strict):
-    min_side: int = Field(32, ge=1)
-    max_aspect: float = Field(4.0, ge=1.0)
-    min_pixel_std: float = Field(2.0, ge=0.0)
-
-
-class Signals(_Strict):
-    caption_derived: CaptionDerived = Field(default_factory=CaptionDerived)
-    blind_answerable: BlindAnswerable = Field(default_factory=BlindAnswerable)
-    preference_pollution: PreferencePollution = Field(default_factory=PreferencePollution)
-    contradiction: Contradiction = Field(default_factory=Contradiction)
-    duplicate: Duplicate = Field(default_factory=Duplicate)
-    image_defect: ImageDefect = Field(default_factory=ImageDefect)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _from_registry(cls, data, handler):
+        if isinstance(data, cls) and set(data.model_extra or {}) == set(flaw_classes()):
+            return data
+        sections = {flaw.name: (lambda value, default=flaw.action: _ACTION.validate_python(
+            default if value is None else value)) for flaw in registry.flaws()}
+        return handler(_registry_sections(data, "Actions", sections))
 
 
 class ScoringPolicy(_Strict):
@@ -77,18 +116,6 @@ class ScoringPolicy(_Strict):
     model_signals: list[str] = Field(
         default_factory=lambda: ["grounding_cos", "grounding_margin"]
     )
-
-
-Action = Literal["drop", "review", "keep"]
-
-
-class Actions(_Strict):
-    caption_derived: Action = "drop"
-    blind_answerable: Action = "drop"
-    preference_pollution: Action = "drop"
-    contradiction: Action = "review"
-    duplicate: Action = "drop"
-    image_defect: Action = "drop"
 
 
 class AuditPolicy(_Strict):
@@ -202,78 +229,40 @@ def quarantine_rate_verdict(rows_in: int, quarantined: int, policy: Policy) -> V
     )
 
 
-FLAW_CLASSES = ("caption_derived", "blind_answerable", "preference_pollution", "contradiction",
-                "duplicate", "image_defect")
-
-
-@dataclass(frozen=True)
-class SignalThreshold:
-    """Where the policy cuts one continuous signal: the setting holding the threshold, the side
-    of it that is flagged, and the flaw class the signal is evidence of."""
-
-    setting: str  # dotted path into Policy, e.g. "signals.caption_derived.leak_score_min"
-    side: Literal["<", ">="]
-    flaw_class: str
-
-    def value(self, policy: Policy) -> float:
-        node = policy
-        for part in self.setting.split("."):
-            node = getattr(node, part)
-        return float(node)
-
-
-# The continuous signals the policy thresholds (the report draws them, calibration sweeps them).
-# Weak grounding is evidence of answers not written from the pixels: caption-derived labels.
-SIGNAL_THRESHOLDS: dict[str, SignalThreshold] = {
-    "grounding_margin": SignalThreshold("audit.weak_grounding_margin", "<", "caption_derived"),
-    "leak_score": SignalThreshold("signals.caption_derived.leak_score_min", ">=",
-                                  "caption_derived"),
-    "blind_prior": SignalThreshold("signals.blind_answerable.prior_min", ">=",
-                                   "blind_answerable"),
-    "dup_near_image_sim": SignalThreshold("signals.duplicate.near_image_sim_min", ">=",
-                                          "duplicate"),
-    "image_pixel_std": SignalThreshold("signals.image_defect.min_pixel_std", "<", "image_defect"),
-    "image_min_side": SignalThreshold("signals.image_defect.min_side", "<", "image_defect"),
-}
-
-
 def flag_expressions(signals: Signals, columns: set[str]) -> dict[str, pl.Expr]:
-    """For each flaw class, a boolean expression over scored pairs (null: not evaluated)."""
-    def col(name: str) -> pl.Expr:
-        return pl.col(name) if name in columns else pl.lit(None, dtype=pl.Boolean)
-
-    blind, pref, dup, image = (signals.blind_answerable, signals.preference_pollution,
-                               signals.duplicate, signals.image_defect)
-    flags = {
-        "caption_derived": col("leak_score") >= signals.caption_derived.leak_score_min,
-        "blind_answerable": (col("blind_answer_in_question") & blind.answer_in_question)
-        | ((col("blind_prior") >= blind.prior_min)
-           & (col("blind_prior_support") >= blind.prior_support_min)),
-        "preference_pollution": (col("pref_marker").is_not_null() & pref.markers)
-        | (col("pref_field") & pref.preference_rows)
-        | ((col("pref_divergent") | col("pref_contradictory")) & pref.divergent_answers),
-        "contradiction": col("contra_conflict")
-        & (col("contra_answers") >= signals.contradiction.min_distinct_answers),
-        "duplicate": ((col("dup_exact_size") > 1) & dup.exact)
-        | (col("dup_near_image_sim") >= dup.near_image_sim_min),
-        "image_defect": (col("image_min_side") < image.min_side)
-        | (col("image_aspect") > image.max_aspect)
-        | (col("image_pixel_std") < image.min_pixel_std),
-    }
-    flags = {name: expr.fill_null(False) for name, expr in flags.items()}
-    if "leak_score" not in columns:  # scored without a model: leakage was not measured
-        flags["caption_derived"] = pl.lit(None, dtype=pl.Boolean)
+    """For each flaw class of the registry, a boolean expression over scored pairs: null where
+    the class was not evaluated (a column it needs is absent, e.g. scored without a model)."""
+    col = Columns(columns)
+    flags = {}
+    for flaw in registry.flaws():
+        if not col.has(*flaw.needs):
+            flags[flaw.name] = pl.lit(None, dtype=pl.Boolean)
+            continue
+        flags[flaw.name] = flaw.flag(signals.section(flaw.name), col).fill_null(False)
     return flags
 
 
+def action_scope(signals: Signals, columns: set[str]) -> dict[str, pl.Expr]:
+    """flaw class -> which of its flagged pairs the class's action applies to, for the classes
+    that narrow it (duplicates: the copies, never the original of a group)."""
+    col = Columns(columns)
+    return {flaw.name: flaw.acts_on(signals.section(flaw.name), col).fill_null(False)
+            for flaw in registry.flaws() if flaw.acts_on is not None}
+
+
 def flag_rows(scored_pairs: pl.DataFrame, policy: Policy, *,
-              also_any: tuple[str, ...] = ()) -> pl.DataFrame:
-    """example_id -> one boolean per flaw class (any of its pairs flagged), and per column of
-    ``also_any`` (boolean pair columns, any pair true) in the same pass."""
-    expressions = flag_expressions(policy.signals, set(scored_pairs.columns))
-    return scored_pairs.select("example_id", *also_any, **expressions).group_by(
+              acted_on: bool = False) -> pl.DataFrame:
+    """example_id -> one boolean per flaw class (any of its pairs flagged). With ``acted_on``,
+    a class that narrows its action (``Flaw.acts_on``) flags only the pairs in that scope: the
+    copies of a duplicate group, not its original. That is what the audit acts on."""
+    columns = set(scored_pairs.columns)
+    expressions = flag_expressions(policy.signals, columns)
+    if acted_on:
+        expressions |= {name: expressions[name] & scope
+                        for name, scope in action_scope(policy.signals, columns).items()}
+    return scored_pairs.select("example_id", **expressions).group_by(
         "example_id", maintain_order=True
-    ).agg(pl.col(name).max() for name in [*expressions, *also_any])
+    ).agg(pl.col(name).max() for name in expressions)
 
 
 def coverage_verdict(raw_ids: pl.Series, rows: pl.DataFrame) -> Verdict:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import polars as pl
 from matplotlib.figure import Figure
 
-from integrity.policy import FLAW_CLASSES, SIGNAL_THRESHOLDS, Policy
+from integrity.detect.registry import flaw_classes, thresholds
+from integrity.policy import Policy
 from integrity.report_html import CSS, data_uri, png_bytes, text
 
 
@@ -28,7 +29,7 @@ def estimates_table(estimates: pl.DataFrame, policy: Policy, scope: str = "all")
     rows = "".join(
         f'<tr data-class="{name}"><td>{name}</td><td>{actions[name]}</td>'
         + "".join(_interval(found.get((name, metric))) for metric in ("precision", "recall", "rate"))
-        + "</tr>" for name in FLAW_CLASSES)
+        + "</tr>" for name in flaw_classes())
     rate = found.get(("any", "rate"))
     confidence = f"{policy.calibration.confidence:.0%}"
     return (f'<table class="counts calibration" data-scope="{text(scope)}"><tr><th>flaw class</th>'
@@ -55,7 +56,7 @@ def _curve_png(signal: str, curve: pl.DataFrame, current: float, recommended: di
     if recommended is not None:
         axes.axvline(recommended["threshold"], color="#5b9a68", linewidth=1.5,
                      label=f"recommended {recommended['threshold']:.3g}")
-    spec = SIGNAL_THRESHOLDS[signal]
+    spec = thresholds()[signal]
     axes.set_title(f"{signal} ({spec.side} cut) -> {spec.flaw_class}", fontsize=9)
     axes.set_xlabel("threshold", fontsize=8)
     axes.set_ylim(-0.02, 1.02)
@@ -70,7 +71,7 @@ def calibration_section(version: str, judged: dict, policy: Policy) -> str:
     figures = []
     skipped = []
     for signal, curve in judged["curves"].items():
-        spec = SIGNAL_THRESHOLDS[signal]
+        spec = thresholds()[signal]
         if curve.is_empty() or curve["recall"].null_count() == curve.height:
             skipped.append(f"{signal} (no labelled {spec.flaw_class} row)")
             continue

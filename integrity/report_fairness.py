@@ -9,7 +9,7 @@ import polars as pl
 from integrity.fairness import MIN_SLICE_ROWS, SLICE_COLUMNS
 from integrity.report_html import media, text, thumbnails
 from integrity.schema import IMAGE_TOKEN
-from integrity.scoring.pairs import qa_pairs
+from integrity.detect.pairs import qa_pairs
 
 EXAMPLES_PER_SLICE = 4
 SLICE_ROWS_LISTED = 12

@@ -22,12 +22,10 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from integrity.images import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-from integrity.policy import SIGNAL_THRESHOLDS, Policy
-from integrity.scoring.pairs import qa_pairs
+from integrity.detect.registry import histogram_signals, thresholds
+from integrity.policy import Policy
+from integrity.detect.pairs import qa_pairs
 
-# Signals drawn as histograms, in this order; those the policy cuts get their threshold drawn.
-HISTOGRAM_SIGNALS = ("grounding_margin", "grounding_cos", "answer_support_prob", "leak_score",
-                     "blind_prior", "dup_near_image_sim", "image_pixel_std", "image_min_side")
 VERDICT_COLORS = {"keep": "#5b9a68", "review": "#e3a33b", "drop": "#c8473f"}
 FLAGGED_VERDICTS = ("drop", "review")
 HISTOGRAM_BINS = 40
@@ -84,7 +82,7 @@ def render_audit_report(
     ``raw`` is the source's raw_sft rows, ``scored`` its scored_sft rows (model columns may be
     absent), ``verdicts`` the audited verdicts (example_id, verdict, reasons, ...). The page
     holds a header (source, version, policy digest, rows per verdict and per reason),
-    histograms of the signals in ``HISTOGRAM_SIGNALS`` stacked by verdict with the policy's
+    histograms of the signals the detector registry names (``histogram_signals``) stacked by verdict with the policy's
     threshold drawn, and one section per reason of dropped or review rows showing its first
     ``examples_per_reason`` rows in example_id order as cards (thumbnail, question, answer,
     caption, verdict, reasons, scores). ``sections`` (HTML) follow the histograms.
@@ -175,7 +173,8 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 def signal_histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) -> str:
     """The report's signals section: one stacked histogram per signal present, by verdict,
     with its threshold as a line."""
-    signals = [name for name in HISTOGRAM_SIGNALS if name in scored.columns]
+    signals = [name for name in histogram_signals() if name in scored.columns]
+    limits = thresholds()
     rows = verdicts.select("example_id", "verdict").join(
         scored.select("example_id", *signals), on="example_id", how="left")
     figures = []
@@ -184,7 +183,7 @@ def signal_histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Poli
             pl.col("value").is_not_null() & pl.col("value").is_not_nan())
         if values.is_empty():
             continue
-        spec = SIGNAL_THRESHOLDS.get(name)
+        spec = limits.get(name)
         threshold = spec.value(policy) if spec else None
         image = _histogram_png(values, threshold)
         detail = f"{values.height} rows with a value"

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from integrity import ingest, scoring
+from integrity import detect, ingest
 from integrity.ingest import IngestResult, SourceConfig
 from integrity.report import signal_summary
 from integrity.store import Manifest, VersionStore
@@ -87,7 +87,7 @@ def make_encoder(config, store: VersionStore):
 def eval_overlap_keys(eval_sets: list[SourceConfig],
                       store: VersionStore) -> tuple[set[str], set[str]]:
     """Image sha256s and normalised questions of the eval sets (read with the same readers)."""
-    from integrity.scoring.pairs import qa_pairs
+    from integrity.detect.pairs import qa_pairs
 
     images, questions = set(), set()
     for eval_set in eval_sets:
@@ -110,9 +110,9 @@ def score_to_store(
     raw = store.read(RAW_SFT, raw_version)
     started = time.perf_counter()
     eval_images, eval_questions = eval_overlap_keys(eval_sets or [], store)
-    pairs = scoring.score_pairs(raw, encoder=encoder, storage_options=source.storage_options,
+    pairs = detect.score_pairs(raw, encoder=encoder, storage_options=source.storage_options,
                                 eval_images=eval_images, eval_questions=eval_questions)
-    rows = scoring.score_rows(pairs)
+    rows = detect.score_rows(pairs)
     seconds = time.perf_counter() - started
     cache = encoder.cache.stats() if encoder is not None and encoder.cache is not None else {}
     lookups = cache.get("hits", 0) + cache.get("misses", 0)
@@ -133,7 +133,7 @@ def score_to_store(
         {"data": rows, "pairs": pairs},
         partition=source.name,
         upstream={RAW_SFT: raw_version},
-        code_version=scoring.CODE_VERSION,
+        code_version=detect.CODE_VERSION,
         params={"model_id": extra["model_id"],
                 "eval_sets": sorted(eval_set.uri for eval_set in eval_sets or [])},
         extra=extra,
@@ -346,7 +346,8 @@ def labelled_rows(store: VersionStore, labels: pl.DataFrame, policy) -> pl.DataF
     """The labelled rows with design weights, the classes the auditor flags them with under
     ``policy`` and their row-level signals, from each source's latest scored_sft version."""
     from integrity.calibration import CalibrationError, design_weights, flagged_classes
-    from integrity.policy import SIGNAL_THRESHOLDS, flag_rows
+    from integrity.detect.registry import thresholds
+    from integrity.policy import flag_rows
 
     weighted = design_weights(labels)
     frames = []
@@ -359,7 +360,7 @@ def labelled_rows(store: VersionStore, labels: pl.DataFrame, policy) -> pl.DataF
             pl.col("example_id").is_in(ids)).collect()
         flags = flag_rows(pairs, policy)
         rows = store.scan(SCORED_SFT, version).filter(pl.col("example_id").is_in(ids))
-        signals = [name for name in SIGNAL_THRESHOLDS if name in rows.collect_schema()]
+        signals = [name for name in thresholds() if name in rows.collect_schema()]
         frames.append(flags.select("example_id", flagged=flagged_classes(flags)).join(
             rows.select("example_id", *signals).collect(), on="example_id", how="left")
             .with_columns(source=pl.lit(source), scored_version=pl.lit(version)))
@@ -377,10 +378,10 @@ def judge_auditor(store: VersionStore, labels: pl.DataFrame, policy) -> dict:
     """The auditor under ``policy``, judged on ``labels``: {"labelled": rows, "estimates",
     "curves" (every thresholded signal swept), "recommended" (signal -> cut or None)}."""
     from integrity.calibration import estimate, recommended_threshold, threshold_curve
-    from integrity.policy import SIGNAL_THRESHOLDS
+    from integrity.detect.registry import thresholds
 
     labelled = labelled_rows(store, labels, policy)
-    curves = {name: threshold_curve(labelled, name) for name in SIGNAL_THRESHOLDS
+    curves = {name: threshold_curve(labelled, name) for name in thresholds()
               if name in labelled.columns}
     target = policy.calibration.target_precision
     return {

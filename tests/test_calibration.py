@@ -27,7 +27,8 @@ from integrity.demo.labels import label_of, truth_classes
 from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
-from integrity.policy import FLAW_CLASSES, Policy
+from integrity.detect.registry import flaw_classes
+from integrity.policy import Policy
 from integrity.stages import (
     calibration_population,
     calibration_sample,
@@ -182,7 +183,7 @@ def test_every_flaw_class_is_estimated():
     flags, truth = _population(3000, seed=2)
     labelled = _labelled(draw_sample(flags, n=300, seed=0), truth)
     estimates = estimate(labelled, confidence=0.9)
-    assert set(estimates["flaw_class"]) == {*FLAW_CLASSES, "any"}
+    assert set(estimates["flaw_class"]) == {*flaw_classes(), "any"}
     assert set(estimates["scope"]) == {"all", "big", "small"}
     never_flagged = estimates.filter((pl.col("flaw_class") == "image_defect")
                                      & (pl.col("metric") == "precision"))
@@ -220,7 +221,7 @@ def _true_quality(store, sources, policy, classes) -> dict:
     population = calibration_population(store, sources, policy)
     truth = [label_of(example_id, classes) for example_id in population["example_id"]]
     values = {}
-    for name in FLAW_CLASSES:
+    for name in flaw_classes():
         true = pl.Series([label != CLEAN and name in label for label in truth])
         flagged = population[name].fill_null(False)
         hits = (true & flagged).sum()

@@ -24,7 +24,7 @@ def test_code_location_loads_with_the_documented_graph():
         ("scored_sft", "scored_sft_coverage"), ("scored_sft", "scored_sft_distribution"),
         ("audited_sft", "audited_sft_grounding"),
         ("audited_sft", "audited_sft_no_preference_pollution"),
-        ("audited_sft", "audited_sft_no_contradictions"), ("audited_sft", "audited_sft_nothing_lost"),
+        ("audited_sft", "audited_sft_no_contradiction"), ("audited_sft", "audited_sft_nothing_lost"),
         ("audited_sft", "audited_sft_over_audit"), ("audited_sft", "audited_sft_diversity"),
         ("audited_sft", "audited_sft_calibrated_precision"),
         *(("training_mix", name) for name in TRAINING_MIX_BLOCKING_CHECKS),

@@ -33,7 +33,7 @@ from integrity.mix import (
 )
 from integrity.policy import CurriculumStage, MixPolicy
 from integrity.schema import IMAGE_TOKEN, RAW_SFT_SCHEMA
-from integrity.scoring.pairs import qa_pairs
+from integrity.detect.pairs import qa_pairs
 
 
 def make_source(name: str, *, images: int, texts: int, image_dir: Path | None = None,

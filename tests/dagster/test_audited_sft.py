@@ -10,25 +10,14 @@ from assets.partitions import sources_partitions
 from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
-from checks.audited import (
-    audited_sft_calibrated_precision,
-    audited_sft_diversity,
-    audited_sft_over_audit,
-    audited_sft_grounding,
-    audited_sft_no_contradictions,
-    audited_sft_no_preference_pollution,
-    audited_sft_nothing_lost,
-)
+from checks.audited import AUDITED_SFT_CHECKS
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import scored_sft_coverage, scored_sft_distribution
 from integrity.calibration import parse_labels
 from integrity.stages import AUDITED_SFT, calibrate_to_store, calibration_sample
 
 ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
-          scored_sft_coverage, scored_sft_distribution, audited_sft_grounding,
-          audited_sft_no_preference_pollution, audited_sft_no_contradictions,
-          audited_sft_nothing_lost, audited_sft_over_audit, audited_sft_diversity,
-          audited_sft_calibrated_precision]
+          scored_sft_coverage, scored_sft_distribution, *AUDITED_SFT_CHECKS]
 trained: list[str] = []
 
 

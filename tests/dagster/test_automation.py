@@ -16,15 +16,7 @@ from assets.mix import training_mix
 from assets.raw import raw_sft
 from assets.resources import EncoderResource
 from assets.scored import scored_sft
-from checks.audited import (
-    audited_sft_calibrated_precision,
-    audited_sft_diversity,
-    audited_sft_over_audit,
-    audited_sft_grounding,
-    audited_sft_no_contradictions,
-    audited_sft_no_preference_pollution,
-    audited_sft_nothing_lost,
-)
+from checks.audited import AUDITED_SFT_CHECKS
 from checks.mix import (
     training_mix_curriculum,
     training_mix_modality_band,
@@ -36,9 +28,7 @@ from checks.scored import scored_sft_coverage, scored_sft_distribution
 from definitions import defs
 
 SCORED_CHECKS = [scored_sft_coverage, scored_sft_distribution]
-AUDIT_CHECKS = [audited_sft_grounding, audited_sft_no_preference_pollution,
-                audited_sft_no_contradictions, audited_sft_nothing_lost, audited_sft_over_audit,
-                audited_sft_diversity, audited_sft_calibrated_precision]
+AUDIT_CHECKS = list(AUDITED_SFT_CHECKS)
 MIX_CHECKS = [training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
               training_mix_no_eval_overlap]
 

@@ -18,7 +18,7 @@ from integrity.embedding_cache import EmbeddingCache
 from integrity.encoder import Encoder, EncoderConfig
 from integrity.ingest import SourceConfig, ingest_source
 from integrity.policy import flag_rows, load_policy
-from integrity.scoring import score_pairs
+from integrity.detect import score_pairs
 
 # Ground-truth flaws (generator names) behind each flaw class the policy flags.
 CLASSES: dict[str, set[str]] = {}

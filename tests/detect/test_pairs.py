@@ -1,7 +1,7 @@
 import polars as pl
 
-from integrity.scoring.pairs import normalise, qa_pairs
-from tests.scoring.conftest import make_raw
+from integrity.detect.pairs import normalise, qa_pairs
+from tests.detect.conftest import make_raw
 
 
 def test_pairs_split_dialogs_in_order_with_normalised_text():

@@ -1,10 +1,6 @@
-"""Image sanity: images too small, blank or oddly shaped to teach anything.
-
-``image_stats`` decodes each distinct image once (threads; JPEG draft mode) and measures its
-size, pixel spread and a 16x16 RGB thumbnail signature (used by duplicates.py for near copies).
-``score_image_sanity`` joins those to pairs: ``image_min_side``, ``image_aspect`` (long side /
-short side) and ``image_pixel_std`` (grey-level standard deviation; ~0 for a blank image).
-Needs no model. Cost: one decode per distinct image (~1-5 ms each), O(pairs) joins.
+"""What detectors read of the pixels: each distinct image decoded once (threads; JPEG draft
+mode) for its size, grey-level spread and a 16x16 RGB thumbnail signature (duplicates.py finds
+near-copy candidates with it). Cost: ~1-5 ms per distinct image.
 """
 
 from __future__ import annotations
@@ -70,17 +66,3 @@ def image_stats(uris: list[str], sha256: list[str], *, storage_options: dict | N
         schema={"image_sha256": pl.String, "image_width": pl.Int32, "image_height": pl.Int32,
                 "image_pixel_std": pl.Float32},
     ).with_columns(image_thumb=pl.Series(thumbs, dtype=pl.Array(pl.Float32, THUMB_DIM)))
-
-
-def score_image_sanity(pairs: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
-    """Columns image_min_side, image_aspect, image_pixel_std (null for text-only pairs)."""
-    measured = stats.select("image_sha256", "image_width", "image_height", "image_pixel_std")
-    joined = pairs.select("image_sha256").join(measured, on="image_sha256", how="left",
-                                               maintain_order="left")
-    short = pl.min_horizontal("image_width", "image_height")
-    long = pl.max_horizontal("image_width", "image_height")
-    return joined.select(
-        image_min_side=short,
-        image_aspect=(long / short).cast(pl.Float32),
-        image_pixel_std="image_pixel_std",
-    )

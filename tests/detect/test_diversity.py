@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from integrity.scoring.diversity import image_clusters, score_diversity
+from integrity.detect.diversity import image_clusters, score_diversity
 
 
 def test_templates_are_the_first_words_of_the_normalised_question(pairs_of):

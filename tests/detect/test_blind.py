@@ -1,4 +1,4 @@
-from integrity.scoring.blind import score_blind
+from integrity.detect.blind import score_blind
 
 
 def test_answer_in_question_and_plural(pairs_of):

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from integrity.schema import RAW_SFT_SCHEMA
-from integrity.scoring.pairs import qa_pairs
+from integrity.detect.pairs import qa_pairs
 
 
 def make_raw(rows: list[dict]) -> pl.DataFrame:

@@ -11,8 +11,10 @@ Needs the answer_support columns. Cost: string ops, O(pairs).
 from __future__ import annotations
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.scoring.pairs import contains_word, normalise
+from integrity.detect.pairs import contains_word, normalise
+from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 
 def score_caption_leakage(pairs: pl.DataFrame, support: pl.DataFrame) -> pl.DataFrame:
@@ -39,3 +41,28 @@ def score_caption_leakage(pairs: pl.DataFrame, support: pl.DataFrame) -> pl.Data
     ).with_columns(
         leak_score=pl.col("leak_caption_overlap") * (1 - frame["answer_support_prob"])
     )
+
+
+class CaptionDerived(BaseModel):
+    """``signals.caption_derived``: the answer follows the caption and the pixels disagree."""
+
+    model_config = ConfigDict(extra="forbid")
+    leak_score_min: float = Field(0.5, ge=0.0, le=1.0)
+
+
+register(Detector(
+    name="caption_leakage",
+    description="the answer follows the row's caption or metadata, not its pixels",
+    columns={"leak_answer_in_caption": "any", "leak_caption_overlap": "higher",
+             "leak_score": "higher"},
+    score=lambda context: score_caption_leakage(context.pairs, context.output("answer_support")),
+    needs_encoder=True,
+    after=("answer_support",),
+    flaws=(Flaw(
+        "caption_derived", CaptionDerived, needs=("leak_score",),
+        description="an answer written from text about the image, not from its pixels",
+        flag=lambda s, col: col("leak_score") >= s.leak_score_min,
+    ),),
+    thresholds=(Threshold("leak_score", "signals.caption_derived.leak_score_min", ">=",
+                          "caption_derived"),),
+))

@@ -10,9 +10,9 @@ from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.demo.shapes import draw_shapes
 from integrity.embedding_cache import EmbeddingCache
 from integrity.encoder import Encoder, EncoderConfig
-from integrity.scoring.answer_support import score_answer_support
-from integrity.scoring.caption_leakage import score_caption_leakage
-from integrity.scoring.grounding import score_grounding
+from integrity.detect.answer_support import score_answer_support
+from integrity.detect.caption_leakage import score_caption_leakage
+from integrity.detect.grounding import score_grounding
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
 
@@ -100,8 +100,8 @@ def test_questions_with_only_hedged_answers_get_no_support_score(pairs_of, image
 
 
 def test_score_pairs_encodes_each_image_once_even_without_a_cache(pairs_of, images):
-    from integrity.scoring import score_pairs
-    from tests.scoring.conftest import make_raw
+    from integrity.detect import score_pairs
+    from tests.detect.conftest import make_raw
 
     rows = [_row(images, color, f"{color.capitalize()}.") for color in COLORS]
     uncached = Encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),

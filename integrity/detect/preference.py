@@ -17,6 +17,10 @@ Needs no model. Cost: one regex pass and two group-bys, O(pairs).
 from __future__ import annotations
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from integrity.detect.pairs import divergent_group, group_key, hedged
+from integrity.detect.registry import Detector, Flaw, register
 
 # Phrases of reward-model, judge and preference-annotation outputs (case-insensitive).
 MARKER_PATTERNS = (
@@ -30,28 +34,6 @@ MARKER_PATTERNS = (
     r"\bi (prefer|would choose) (response|answer|assistant) [a-d1-4]\b",
 )
 MARKER_REGEX = "(?i)(" + "|".join(MARKER_PATTERNS) + ")"
-HEDGE_REGEX = (
-    r"(?i)\b(i think|i believe|i guess|possibly|perhaps|maybe|might be|could be|probably"
-    r"|not sure|hard to tell|it seems|seems to be|likely)\b"
-)
-
-
-def hedged() -> pl.Expr:
-    return pl.col("answer").str.contains(HEDGE_REGEX)
-
-
-def divergent_group() -> tuple[pl.Expr, pl.Expr]:
-    """(distinct answers of the pair's image+question group, whether all are plain labels)."""
-    answers = pl.col("answer_norm").n_unique().over(group_key())
-    plain_labels = (pl.col("short_answer") & ~hedged()).all().over(group_key())
-    return answers, plain_labels
-
-
-def group_key() -> list[pl.Expr]:
-    """Same image (or none) and same normalised question."""
-    return [pl.col("image_sha256").fill_null(""), pl.col("question_norm")]
-
-
 def score_preference(pairs: pl.DataFrame) -> pl.DataFrame:
     """Columns pref_field, pref_marker, pref_hedged, pref_divergent, pref_contradictory."""
     text = pl.col("question") + pl.lit("\n") + pl.col("answer")
@@ -66,3 +48,29 @@ def score_preference(pairs: pl.DataFrame) -> pl.DataFrame:
         pref_divergent=(answers > 1) & ~plain_labels,
         pref_contradictory=roles_of_answer > 1,
     )
+
+
+class PreferencePollution(BaseModel):
+    """``signals.preference_pollution``: which evidence of flattened preference data flags."""
+
+    model_config = ConfigDict(extra="forbid")
+    markers: bool = True
+    preference_rows: bool = True
+    divergent_answers: bool = True
+
+
+register(Detector(
+    name="preference",
+    description="preference data (judge wording, chosen/rejected rows, divergent answers) "
+                "flattened into SFT",
+    columns={"pref_field": "any", "pref_marker": "first", "pref_hedged": "any",
+             "pref_divergent": "any", "pref_contradictory": "any"},
+    score=lambda context: score_preference(context.pairs),
+    flaws=(Flaw(
+        "preference_pollution", PreferencePollution, blocking_none_kept=True,
+        description="preference or judge data flattened into SFT rows",
+        flag=lambda s, col: (col("pref_marker").is_not_null() & s.markers)
+        | (col("pref_field") & s.preference_rows)
+        | ((col("pref_divergent") | col("pref_contradictory")) & s.divergent_answers),
+    ),),
+))

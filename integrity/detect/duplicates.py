@@ -27,9 +27,11 @@ import numpy as np
 import polars as pl
 import scipy.fft
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.scoring.diversity import spherical_kmeans
-from integrity.scoring.image_sanity import map_images, read_bytes
+from integrity.detect.clusters import spherical_kmeans
+from integrity.detect.pixels import map_images, read_bytes
+from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 # Spectra held at once while verifying near-copy candidates (each side^2 x 3 complex64).
 MAX_SPECTRA = 1024
@@ -243,3 +245,31 @@ def score_duplicates(pairs: pl.DataFrame, stats: pl.DataFrame, *,
             | pl.col("question_norm").is_in(list(eval_questions)),
         )
     )
+
+
+class Duplicate(BaseModel):
+    """``signals.duplicate``: exact copies and near copies of an image."""
+
+    model_config = ConfigDict(extra="forbid")
+    exact: bool = True
+    near_image_sim_min: float = Field(0.98, ge=0.0, le=1.0)
+
+
+register(Detector(
+    name="duplicates",
+    description="the same example twice, near copies of an image, eval-set overlap",
+    columns={"dup_exact_size": "higher", "dup_is_copy": "any", "dup_near_image_sim": "higher",
+             "dup_near_image_of": "first", "dup_eval_overlap": "any"},
+    score=lambda context: score_duplicates(
+        context.pairs, context.image_stats(), eval_images=context.eval_images,
+        eval_questions=context.eval_questions, storage_options=context.storage_options),
+    flaws=(Flaw(
+        "duplicate", Duplicate,
+        description="a copy of another example (one original of each group is kept)",
+        flag=lambda s, col: ((col("dup_exact_size") > 1) & s.exact)
+        | (col("dup_near_image_sim") >= s.near_image_sim_min),
+        acts_on=lambda s, col: col("dup_is_copy"),
+    ),),
+    thresholds=(Threshold("dup_near_image_sim", "signals.duplicate.near_image_sim_min", ">=",
+                          "duplicate"),),
+))

@@ -13,8 +13,10 @@ million pairs.
 from __future__ import annotations
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.scoring.pairs import contains_word
+from integrity.detect.pairs import contains_word
+from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 
 def score_blind(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -29,3 +31,29 @@ def score_blind(pairs: pl.DataFrame) -> pl.DataFrame:
         blind_prior=pl.when(image).then(prior),
         blind_prior_support=pl.when(image).then(support.cast(pl.Int64)),
     )
+
+
+class BlindAnswerable(BaseModel):
+    """``signals.blind_answerable``: when a pair is answerable without its image."""
+
+    model_config = ConfigDict(extra="forbid")
+    answer_in_question: bool = True
+    prior_min: float = Field(0.9, ge=0.0, le=1.0)
+    prior_support_min: int = Field(5, ge=1)
+
+
+register(Detector(
+    name="blind",
+    description="the answer is predictable from the question alone",
+    columns={"blind_answer_in_question": "any", "blind_prior": "higher",
+             "blind_prior_support": "higher"},
+    score=lambda context: score_blind(context.pairs),
+    flaws=(Flaw(
+        "blind_answerable", BlindAnswerable,
+        description="answerable without the image",
+        flag=lambda s, col: (col("blind_answer_in_question") & s.answer_in_question)
+        | ((col("blind_prior") >= s.prior_min) & (col("blind_prior_support") >= s.prior_support_min)),
+    ),),
+    thresholds=(Threshold("blind_prior", "signals.blind_answerable.prior_min", ">=",
+                          "blind_answerable"),),
+))

@@ -6,8 +6,9 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from integrity.demo.shapes import draw_shapes
-from integrity.scoring.duplicates import nearest_neighbours, score_duplicates, signatures
-from integrity.scoring.image_sanity import image_stats, score_image_sanity
+from integrity.detect.duplicates import nearest_neighbours, score_duplicates, signatures
+from integrity.detect.image_sanity import score_image_sanity
+from integrity.detect.pixels import image_stats
 
 
 def _save(path, image, fmt="PNG", **options) -> tuple[str, str]:
@@ -94,7 +95,7 @@ def test_image_sanity(tmp_path, pairs_of):
 
 
 def test_the_inverted_file_finds_the_near_copies_the_exact_search_finds(monkeypatch):
-    from integrity.scoring import duplicates
+    from integrity.detect import duplicates
 
     rng = np.random.default_rng(0)
     originals = rng.normal(size=(3000, 64)).astype(np.float32)

@@ -16,38 +16,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from integrity.detect.embeddings import distinct_texts, image_matrix, pair_column
+from integrity.detect.registry import Detector, Threshold, register
 from integrity.encoder import Encoder, split_sentences
 
 # Pairs scored at once: bounds the (rows, negatives, dim) gather of mismatched images.
 BLOCK_ROWS = 65_536
-
-
-def _column(values: np.ndarray, rows: np.ndarray, height: int) -> pl.Series:
-    full = np.full(height, np.nan, dtype=np.float32)
-    full[rows] = values
-    return pl.Series(full).fill_nan(None)
-
-
-def distinct_texts(texts: pl.Series, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
-    """(each text's row in the matrix, the embeddings of the distinct texts): a million pairs
-    with a few thousand distinct answers cost a few thousand vectors, not a million."""
-    frame = pl.DataFrame({"text": texts})
-    distinct = frame.unique("text", maintain_order=True).with_row_index("position")
-    index = frame.join(distinct, on="text", how="left", maintain_order="left",
-                       nulls_equal=True)["position"]
-    return index.to_numpy().astype(np.int64), encoder.encode_texts(distinct["text"].to_list())
-
-
-def image_matrix(pairs: pl.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows with an image, each row's index into the matrix, the distinct image embeddings)."""
-    rows = np.flatnonzero(pairs["image_sha256"].is_not_null().to_numpy())
-    with_image = pairs[rows].select("image_sha256", "image_uri")
-    distinct = with_image.unique("image_sha256", maintain_order=True).with_row_index("position")
-    embeddings = encoder.encode_images(distinct["image_uri"].to_list(),
-                                       distinct["image_sha256"].to_list())
-    positions = with_image.join(distinct.select("image_sha256", "position"), on="image_sha256",
-                                how="left", maintain_order="left")["position"]
-    return rows, positions.to_numpy().astype(np.int64), embeddings
 
 
 def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8,
@@ -93,7 +67,23 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
                             vectors[sentence_of_row[block]])
             np.minimum.at(min_sentence, owner[block], cos)
     return pl.DataFrame({
-        "grounding_cos": _column(own, rows, height),
-        "grounding_margin": _column(margin, rows, height),
-        "grounding_min_sentence_cos": _column(min_sentence, long_rows, height),
+        "grounding_cos": pair_column(own, rows, height),
+        "grounding_margin": pair_column(margin, rows, height),
+        "grounding_min_sentence_cos": pair_column(min_sentence, long_rows, height),
     })
+
+
+register(Detector(
+    name="grounding",
+    description="image-answer similarity against mismatched images of the same source",
+    columns={"grounding_cos": "lower", "grounding_margin": "lower",
+             "grounding_min_sentence_cos": "lower"},
+    score=lambda context: score_grounding(context.pairs, encoder=context.encoder,
+                                          image_embeddings=context.image_embeddings()),
+    needs_encoder=True,
+    # Weak grounding is evidence of answers not written from the pixels; the audited grounding
+    # check bounds how many kept rows fall under this cut.
+    thresholds=(Threshold("grounding_margin", "audit.weak_grounding_margin", "<",
+                          "caption_derived"),),
+    histograms=("grounding_cos",),
+))

@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from integrity.detect.embeddings import image_matrix
+from integrity.detect.pairs import hedged
+from integrity.detect.registry import Detector, register
 from integrity.encoder import Encoder
-from integrity.scoring.grounding import image_matrix
-from integrity.scoring.preference import hedged
 
 
 def candidate_answers(pairs: pl.DataFrame, *, max_candidates: int) -> pl.DataFrame:
@@ -91,3 +92,15 @@ def score_answer_support(pairs: pl.DataFrame, *, encoder: Encoder, max_candidate
         "answer_support_rank": pl.Series(rank).set(pl.Series(~valid), None),
         "answer_support_candidates": pl.Series(competing).set(pl.Series(~valid), None),
     })
+
+
+register(Detector(
+    name="answer_support",
+    description="the pixels pick this answer over the other answers to the question",
+    columns={"answer_support_prob": "lower", "answer_support_rank": "higher",
+             "answer_support_candidates": "higher"},
+    score=lambda context: score_answer_support(context.pairs, encoder=context.encoder,
+                                               image_embeddings=context.image_embeddings()),
+    needs_encoder=True,
+    histograms=("answer_support_prob",),
+))

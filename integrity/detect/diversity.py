@@ -16,25 +16,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from integrity.detect.clusters import spherical_kmeans
+from integrity.detect.registry import Detector, register
+
 TEMPLATE_WORDS = 3
 MAX_CLUSTERS = 256
-ITERATIONS = 15
-
-
-def spherical_kmeans(vectors: np.ndarray, k: int, *, seed: int = 0,
-                     iterations: int = ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
-    """(a cluster per row, the unit centroids) of unit ``vectors``: seeded spherical k-means,
-    ``k`` centroids drawn from the rows, each pass one (rows x k) matrix product."""
-    centroids = vectors[np.random.default_rng(seed).choice(len(vectors), size=k, replace=False)]
-    assignment = np.zeros(len(vectors), dtype=np.int64)
-    for _ in range(iterations):
-        assignment = np.argmax(vectors @ centroids.T, axis=1)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assignment, vectors)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        filled = norms[:, 0] > 0  # an empty cluster keeps its centroid
-        centroids[filled] = sums[filled] / norms[filled]
-    return assignment, centroids
 
 
 def image_clusters(embeddings: np.ndarray, *, seed: int = 0) -> np.ndarray:
@@ -63,3 +49,12 @@ def score_diversity(pairs: pl.DataFrame, *, image_embeddings=None) -> pl.DataFra
         values[rows] = image_clusters(images)[image_of_row]
         cluster = pl.Series("div_image_cluster", values).replace(-1, None).cast(pl.String)
     return templates.with_columns(cluster)
+
+
+register(Detector(
+    name="diversity",
+    description="question templates and image clusters, so an audit can show what it removes",
+    columns={"div_question_template": "first", "div_image_cluster": "first"},
+    score=lambda context: score_diversity(context.pairs,
+                                          image_embeddings=context.image_embeddings()),
+))

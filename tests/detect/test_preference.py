@@ -1,5 +1,5 @@
-from integrity.scoring.contradiction import score_contradiction
-from integrity.scoring.preference import score_preference
+from integrity.detect.contradiction import score_contradiction
+from integrity.detect.preference import score_preference
 
 
 def test_markers_fields_and_hedges(pairs_of):

@@ -2,7 +2,7 @@
 
 A raw_sft row is a dialog; ``qa_pairs`` splits it into (user turn, assistant answer) pairs with
 normalised text, the row's first image and its caption, so detectors work on flat columns.
-Row-level scores are the worst pair's (see ``integrity.scoring.score_rows``).
+Row-level scores are the worst pair's (see ``integrity.detect.score_rows``).
 """
 
 from __future__ import annotations
@@ -96,3 +96,25 @@ def contains_word(texts: pl.Series, words: pl.Series) -> pl.Series:
         hit=pl.col("text").str.contains(pl.lit(r"\b") + pl.col("word") + pl.lit(r"(s|es)?\b")))
     return keys.join(distinct, on=["text", "word"], how="left", maintain_order="left",
                      nulls_equal=True)["hit"]
+
+
+HEDGE_REGEX = (
+    r"(?i)\b(i think|i believe|i guess|possibly|perhaps|maybe|might be|could be|probably"
+    r"|not sure|hard to tell|it seems|seems to be|likely)\b"
+)
+
+
+def hedged() -> pl.Expr:
+    return pl.col("answer").str.contains(HEDGE_REGEX)
+
+
+def divergent_group() -> tuple[pl.Expr, pl.Expr]:
+    """(distinct answers of the pair's image+question group, whether all are plain labels)."""
+    answers = pl.col("answer_norm").n_unique().over(group_key())
+    plain_labels = (pl.col("short_answer") & ~hedged()).all().over(group_key())
+    return answers, plain_labels
+
+
+def group_key() -> list[pl.Expr]:
+    """Same image (or none) and same normalised question."""
+    return [pl.col("image_sha256").fill_null(""), pl.col("question_norm")]

@@ -1,0 +1,77 @@
+"""Detectors: each measures one kind of evidence; none decides (the policy does).
+
+Every detector module registers itself (``registry.register``) with the columns it writes,
+prefixed with its name, one row per QA pair (``pairs.qa_pairs``). Importing this package
+registers them all, dependencies first; the table of what each measures is the registry
+itself (``registry.detectors()``), and README's "Detectors" section.
+
+``score_pairs`` runs every registered detector over one source's raw_sft rows; ``score_rows``
+rolls pairs up to one row per example (the worst pair's evidence), which is what scored_sft
+holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import polars as pl
+
+from integrity.detect.context import ScoringContext
+from integrity.detect.pairs import qa_pairs
+from integrity.detect.registry import column_worse, detectors
+
+# Bump when a detector changes its output for the same input (Dagster code_version).
+CODE_VERSION = "scoring-3"
+
+# The detectors, in the order they run and their flaw classes are listed in (a detector after
+# those whose columns it reads). Each module registers itself on import.
+DETECTOR_MODULES = ("grounding", "answer_support", "caption_leakage", "blind", "preference",
+                    "contradiction", "duplicates", "image_sanity", "diversity")
+for _module in DETECTOR_MODULES:
+    importlib.import_module(f"integrity.detect.{_module}")
+
+PAIR_KEYS = ("example_id", "pair", "question", "answer", "image_sha256")
+
+
+def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
+                eval_questions: set[str] | None = None,
+                storage_options: dict | None = None) -> pl.DataFrame:
+    """Every registered detector over the rows of one source; one row per QA pair.
+
+    Without an ``encoder`` the detectors that need a model are skipped (their columns are
+    absent, so the flaw classes they decide are not evaluated); everything else needs none.
+    """
+    context = ScoringContext(qa_pairs(raw), encoder=encoder,
+                             storage_options=storage_options or {},
+                             eval_images=eval_images or set(),
+                             eval_questions=eval_questions or set())
+    for detector in detectors():
+        if detector.needs_encoder and encoder is None:
+            continue
+        columns = detector.score(context)
+        if columns.columns != list(detector.columns) or columns.height != context.pairs.height:
+            raise AssertionError(
+                f"detector {detector.name} wrote {columns.columns} x {columns.height} rows; it "
+                f"declares {list(detector.columns)} x {context.pairs.height}")
+        context.outputs[detector.name] = columns
+    return pl.concat([context.pairs.select(PAIR_KEYS), *context.outputs.values()],
+                     how="horizontal")
+
+
+def _row_aggregate(name: str, dtype: pl.DataType, worse: str | None) -> pl.Expr:
+    column = pl.col(name)
+    if dtype == pl.Boolean or worse == "any":
+        return column.max().alias(name)  # any(); stays null when every pair is null
+    if worse == "first" or dtype == pl.String:
+        return column.drop_nulls().first().alias(name)
+    return (column.min() if worse == "lower" else column.max()).alias(name)
+
+
+def score_rows(scored_pairs: pl.DataFrame) -> pl.DataFrame:
+    """One row per example: each signal of its worst pair, plus ``pairs`` (how many it has)."""
+    worse = column_worse()
+    signals = [name for name in scored_pairs.columns if name not in PAIR_KEYS]
+    return scored_pairs.group_by("example_id", maintain_order=True).agg(
+        pl.len().alias("pairs").cast(pl.Int32),
+        *(_row_aggregate(name, scored_pairs.schema[name], worse.get(name)) for name in signals),
+    )

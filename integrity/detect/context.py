@@ -1,0 +1,60 @@
+"""What a detector gets: the QA pairs of one source and what detectors share.
+
+Shared evidence is computed once, on first use, and only if some detector asks for it: the
+image statistics (one decode per distinct image), the image embeddings (one model pass per
+distinct image), and the columns earlier detectors wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from integrity.encoder import Encoder
+
+
+@dataclass
+class ScoringContext:
+    pairs: pl.DataFrame
+    encoder: Encoder | None = None
+    storage_options: dict = field(default_factory=dict)
+    eval_images: set[str] = field(default_factory=set)
+    eval_questions: set[str] = field(default_factory=set)
+    outputs: dict[str, pl.DataFrame] = field(default_factory=dict)
+    _shared: dict[str, Any] = field(default_factory=dict)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per context; later calls return the same value."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
+
+    def output(self, detector: str) -> pl.DataFrame:
+        """The columns ``detector`` wrote (it must be declared in ``after``)."""
+        return self.outputs[detector]
+
+    def image_stats(self) -> pl.DataFrame:
+        """One row per distinct image: size, pixel spread, thumbnail (image_sanity.image_stats)."""
+        from integrity.detect.pixels import image_stats
+
+        def compute() -> pl.DataFrame:
+            with_image = self.pairs.filter(pl.col("image_sha256").is_not_null()).unique(
+                "image_sha256", maintain_order=True)
+            return image_stats(with_image["image_uri"].to_list(),
+                               with_image["image_sha256"].to_list(),
+                               storage_options=self.storage_options)
+
+        return self.shared("image_stats", compute)
+
+    def image_embeddings(self):
+        """(rows with an image, each row's index into the matrix, the distinct image embeddings),
+        or None without an encoder."""
+        if self.encoder is None:
+            return None
+        from integrity.detect.embeddings import image_matrix
+
+        return self.shared("image_embeddings", lambda: image_matrix(self.pairs, self.encoder))

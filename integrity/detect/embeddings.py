@@ -1,0 +1,40 @@
+"""Embeddings detectors share: one vector per distinct image and per distinct text of a
+source, and a pair-level column filled from them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from integrity.encoder import Encoder
+
+
+def pair_column(values: np.ndarray, rows: np.ndarray, height: int) -> pl.Series:
+    full = np.full(height, np.nan, dtype=np.float32)
+    full[rows] = values
+    return pl.Series(full).fill_nan(None)
+
+
+def distinct_texts(texts: pl.Series, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+    """(each text's row in the matrix, the embeddings of the distinct texts): a million pairs
+    with a few thousand distinct answers cost a few thousand vectors, not a million."""
+    frame = pl.DataFrame({"text": texts})
+    distinct = frame.unique("text", maintain_order=True).with_row_index("position")
+    index = frame.join(distinct, on="text", how="left", maintain_order="left",
+                       nulls_equal=True)["position"]
+    return index.to_numpy().astype(np.int64), encoder.encode_texts(distinct["text"].to_list())
+
+
+def image_matrix(pairs: pl.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows with an image, each row's index into the matrix, the distinct image embeddings)."""
+    rows = np.flatnonzero(pairs["image_sha256"].is_not_null().to_numpy())
+    with_image = pairs[rows].select("image_sha256", "image_uri")
+    distinct = with_image.unique("image_sha256", maintain_order=True).with_row_index("position")
+    embeddings = encoder.encode_images(distinct["image_uri"].to_list(),
+                                       distinct["image_sha256"].to_list())
+    positions = with_image.join(distinct.select("image_sha256", "position"), on="image_sha256",
+                                how="left", maintain_order="left")["position"]
+    return rows, positions.to_numpy().astype(np.int64), embeddings
