@@ -227,7 +227,14 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
 
     options = {field.name: getattr(args, field.name) for field in fields(DemoConfig)
                if getattr(args, field.name, None) is not None}
-    summary = generate(Path(args.out), DemoConfig(**options))
+    if args.hard:
+        from integrity.demo.hard import generate_hard
+
+        summary = generate_hard(Path(args.out), DemoConfig(**options), split=args.split)
+    elif args.split:
+        raise ValueError("--split is for the hard demo: add --hard")
+    else:
+        summary = generate(Path(args.out), DemoConfig(**options))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -341,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
         generate.add_argument(f"--{rate.replace('_', '-')}", dest=rate, type=float)
     generate.add_argument("--no-captions", dest="captions", action="store_const", const=False,
                           help="records carry no caption metadata (only the pixels can tell)")
+    generate.add_argument("--hard", action="store_true",
+                          help="the hard demo: flaws worded from vocabulary pools (llava.jsonl "
+                               "only); needs --split")
+    generate.add_argument("--split", choices=("tune", "heldout"),
+                          help="which half of every vocabulary pool the hard demo draws from")
     generate.set_defaults(run=cmd_demo_generate)
     label = demo_commands.add_parser(
         "label", help="fill in a calibration sample's labels from the demo's ground truth")

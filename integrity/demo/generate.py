@@ -849,20 +849,9 @@ def _shifted_copy(a: _Ink, others: list[_Ink]) -> bool:
     return False
 
 
-def generate(out_dir: str | Path, config: DemoConfig) -> dict:
-    """Write the demo corpus to ``out_dir`` (created if needed); return ``summary.json``'s dict.
-
-    Files of a previous run in ``out_dir`` are overwritten; stale ``images/img_*.png``,
-    ``images/corrupt_*.png`` and ``images/near_*`` beyond this run's counts are removed.
-    """
-    if not isinstance(config, DemoConfig):
-        raise TypeError(f"config must be a DemoConfig, got {type(config).__name__}")
-    cfg = config.resolved()
-    counts = plan_counts(cfg)
-    out = Path(out_dir)
-    images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-
+def draw_pool(cfg: DemoConfig, images_dir: Path) -> list[dict]:
+    """Draw the ``cfg.images`` distinct pool images into ``images_dir`` (``img_NNNNNN.png``);
+    return their truths. The pool depends only on the seed, ``images`` and ``image_size``."""
     # Separate streams: the image pool does not change when only the row counts change.
     image_rng = random.Random(f"shapes-demo/{cfg.seed}/images")
     truths = all_truths()
@@ -872,13 +861,6 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
         image_rng.shuffle(batch)  # every truth once per round: balanced attributes
         pool += batch
     pool = pool[: cfg.images]
-    wanted = {Path(_image_ref(i)).name for i in range(len(pool))}
-    wanted |= {f"corrupt_{k:06d}.png" for k in range(counts["broken_corrupt_image"])}
-    wanted |= {Path(_near_ref(k)).name for k in range(counts["near_duplicate_image"] // 2)}
-    for stale in [*images_dir.glob("img_*.png"), *images_dir.glob("corrupt_*.png"),
-                  *images_dir.glob("near_*")]:
-        if stale.name not in wanted:
-            stale.unlink()
     # No two pool images may be the same picture, not even shifted by a few pixels: near
     # copies are a flaw of their own (near_duplicate_image) and must come only from there.
     inks: dict[tuple, list[_Ink]] = {}
@@ -893,6 +875,31 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
                 break
         inks.setdefault(key, []).append(ink)
         img.save(images_dir / Path(_image_ref(i)).name, format="PNG")
+    return pool
+
+
+def generate(out_dir: str | Path, config: DemoConfig) -> dict:
+    """Write the demo corpus to ``out_dir`` (created if needed); return ``summary.json``'s dict.
+
+    Files of a previous run in ``out_dir`` are overwritten; stale ``images/img_*.png``,
+    ``images/corrupt_*.png`` and ``images/near_*`` beyond this run's counts are removed.
+    """
+    if not isinstance(config, DemoConfig):
+        raise TypeError(f"config must be a DemoConfig, got {type(config).__name__}")
+    cfg = config.resolved()
+    counts = plan_counts(cfg)
+    out = Path(out_dir)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+
+    wanted = {Path(_image_ref(i)).name for i in range(cfg.images)}
+    wanted |= {f"corrupt_{k:06d}.png" for k in range(counts["broken_corrupt_image"])}
+    wanted |= {Path(_near_ref(k)).name for k in range(counts["near_duplicate_image"] // 2)}
+    for stale in [*images_dir.glob("img_*.png"), *images_dir.glob("corrupt_*.png"),
+                  *images_dir.glob("near_*")]:
+        if stale.name not in wanted:
+            stale.unlink()
+    pool = draw_pool(cfg, images_dir)
 
     world = _World(pool, random.Random(f"shapes-demo/{cfg.seed}/rows"))
     llava_lines, llava_gt = _llava(world, counts, cfg.rows, images_dir, cfg.image_size,

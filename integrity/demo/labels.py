@@ -23,6 +23,7 @@ GROUND_TRUTH_CLASSES: dict[str, str] = {
     "preference_pair": "preference_pollution",
     "contradictory_duplicate": "contradiction",
     "exact_duplicate": "duplicate",
+    "templated_copy": "duplicate",
     "near_duplicate_image": "duplicate",
 }
 
