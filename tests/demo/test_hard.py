@@ -61,9 +61,10 @@ def test_each_flaw_is_present_and_truth_lines_up(corpora):
 
 
 def _judge_texts(records, truth) -> list[str]:
-    return [turn["value"] for record, gt in zip(records, truth, strict=True)
-            if "pref_flattened_marker" in gt["flaws"]
-            for turn in record["conversations"] if turn["from"] == "gpt"]
+    """The judged answer of every flattened marker record (its first answer)."""
+    return [next(turn["value"] for turn in record["conversations"] if turn["from"] == "gpt")
+            for record, gt in zip(records, truth, strict=True)
+            if "pref_flattened_marker" in gt["flaws"]]
 
 
 def _fragment(template: str) -> str:
