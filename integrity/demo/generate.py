@@ -339,13 +339,12 @@ def _sentence(attribute: str, value: object) -> str:
 
 
 def _text_qa(rng: random.Random) -> tuple[str, str, str]:
-    """A general-knowledge (question, answer, wrong answer word) triple."""
+    """A general-knowledge (question, answer, wrong answer word) triple. Sums and products
+    put the larger number first, so "3 plus 5" and "5 plus 3" are never two questions."""
     kind = rng.choice(TEXT_KINDS)
     if kind in ("plus", "minus", "times"):
-        hi = 12 if kind == "times" else 20
-        a, b = rng.randint(2, hi), rng.randint(2, hi)
-        if kind == "minus" and a < b:
-            a, b = b, a
+        hi = 20 if kind == "times" else 60
+        a, b = sorted((rng.randint(2, hi), rng.randint(2, hi)), reverse=True)
         result = {"plus": a + b, "minus": a - b, "times": a * b}[kind]
         wrong = result + rng.choice((-2, -1, 1, 2))
         return f"What is {a} {kind} {b}?", f"{result}.", str(wrong)
@@ -403,6 +402,10 @@ class _World:
         self.claimed: set[tuple[str, str]] = set()  # keys of flawed first QA pairs
         self.reserved: list[int] = []  # pool indices of near-duplicate originals
         self._conversations: set[tuple] = set()  # (image ref, QA pairs) of records written
+        # Facts a correct QA pair already states about each image, and text QA pairs already
+        # asked: a second record saying the same thing again is a duplicate, so none does.
+        self.stated: dict[str, set[str]] = {}
+        self.asked_text: set[tuple[str, str]] = set()
 
     def reserve(self, n: int) -> None:
         """Set ``n`` images aside for near-duplicate originals; ``next_image`` never gives
@@ -431,20 +434,35 @@ class _World:
         return True
 
     def text_qas(self) -> list[tuple[str, str]]:
-        """1-2 general-knowledge QA pairs that no record has yet."""
-        for _ in range(UNIQUE_TRIES):
-            qas = [_text_qa(self.rng)[:2] for _ in range(self.rng.randint(1, 2))]
-            if self.fresh(None, qas):
-                break
+        """1-2 general-knowledge QA pairs that no record has asked yet."""
+        qas: list[tuple[str, str]] = []
+        for _ in range(self.rng.randint(1, 2)):
+            for _ in range(UNIQUE_TRIES):
+                qa = _text_qa(self.rng)[:2]
+                if qa not in self.asked_text and qa not in qas:
+                    break
+            qas.append(qa)
+        self.asked_text.update(qas)
+        self.fresh(None, qas)
         return qas
 
     def fresh_clean_qas(self, ref: str, truth: dict) -> list[tuple[str, str]]:
-        """1-3 correct QA pairs (``clean_qas``) on ``ref`` that no record has yet."""
+        """1-3 correct QA pairs (``clean_qas``) on ``ref`` that no record has yet (empty when
+        every fact of ``ref`` is stated already)."""
         for _ in range(UNIQUE_TRIES):
             qas = self.clean_qas(ref, truth, self.rng.randint(1, 3))
-            if self.fresh(ref, qas):
+            if not qas or self.fresh(ref, qas):
                 break
         return qas  # after UNIQUE_TRIES only when a handful of images carries every row
+
+    def clean_image(self) -> tuple[str, dict, list[tuple[str, str]]]:
+        """(ref, truth, QA pairs) of a clean record: an image with facts left to state."""
+        for _ in range(100):
+            ref, truth = self.next_image()
+            qas = self.fresh_clean_qas(ref, truth)
+            if qas:
+                return ref, truth, qas
+        raise DemoConfigError("images is too small: every fact of the pool is stated already")
 
     def free_question(self, qtype: str, ref: str) -> str | None:
         """A random template of ``qtype`` whose key on ``ref`` no flawed record claimed."""
@@ -469,20 +487,28 @@ class _World:
 
     def clean_qas(self, ref: str, truth: dict, k: int, exclude: tuple[str, ...] = (),
                   describe_ok: bool = True) -> list[tuple[str, str]]:
-        """Up to ``k`` correct QA pairs of distinct types on keys no flawed record claimed."""
-        qtypes = [t for t in QUESTION_ATTRIBUTES if t not in exclude]
+        """Up to ``k`` correct QA pairs of distinct types on keys no flawed record claimed,
+        about facts of ``ref`` no correct QA pair states yet (a description states them all)."""
+        stated = self.stated.setdefault(ref, set())
+        qtypes = [t for t in QUESTION_ATTRIBUTES if t not in exclude and t not in stated]
         self.rng.shuffle(qtypes)
+        describe_ok = describe_ok and not stated
         if describe_ok and k and self.rng.random() < DESCRIBE_SHARE:
             qtypes.insert(k - 1, "describe")  # describe is never claimed: always taken
-        qas = []
+        qas, types = [], []
         for qtype in qtypes:
             if len(qas) == k:
                 break
             question = self.free_question(qtype, ref)
             if question is not None:
                 qas.append((question, _answer(qtype, truth)))
+                types.append(qtype)
         if not qas and describe_ok:
             qas.append((self.free_question("describe", ref), describe(truth)))
+            types.append("describe")
+        stated.update(types)
+        if "describe" in types:
+            stated.update(QUESTION_ATTRIBUTES)
         return qas
 
 
@@ -569,9 +595,9 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
             if kind == "near_duplicate_image":  # an image no other record uses
                 index = world.reserved[payload["k"]]
                 ref, truth = _image_ref(index), world.pool[index]
+                qas = world.fresh_clean_qas(ref, truth)
             else:
-                ref, truth = world.next_image()
-            qas = world.fresh_clean_qas(ref, truth)
+                ref, truth, qas = world.clean_image()
             record = _llava_record(rid, ref, qas, caption(truth))
             gt = _gt(LLAVA_FILE, line, rid, ref, truth, [] if kind == "clean" else [kind],
                      group=payload.get("group"))
@@ -652,6 +678,8 @@ def _flawed_first(world: _World, kind: str, payload: dict, pairs: dict) -> dict:
     else:
         raise AssertionError(kind)
     world.claimed.add((ref, question))
+    if qtype in QUESTION_ATTRIBUTES:  # no correct QA pair restates this fact of the image
+        world.stated.setdefault(ref, set()).add(qtype)
     plan.update(question=question, answer=answer)
     return plan
 
@@ -719,8 +747,7 @@ def _sharegpt(world: _World, n_rows: int, n_text: int) -> tuple[list[str], list[
             qas = world.text_qas()
             ref, truth = None, None
         else:
-            ref, truth = world.next_image()
-            qas = world.fresh_clean_qas(ref, truth)
+            ref, truth, qas = world.clean_image()
         messages = []
         for j, (question, answer) in enumerate(qas):
             content = f"{IMAGE_TOKEN}{question}" if j == 0 and ref else question
@@ -744,8 +771,10 @@ def _preference(world: _World, n_pairs: int, n_text: int) -> tuple[list[str], li
         if kind == "text":
             for _ in range(UNIQUE_TRIES):  # a prompt + chosen answer no record has yet
                 question, chosen, wrong = _text_qa(rng)
-                if world.fresh(None, [(question, chosen)]):
+                if (question, chosen) not in world.asked_text \
+                        and world.fresh(None, [(question, chosen)]):
                     break
+            world.asked_text.add((question, chosen))
             ref, truth, detail = None, None, None
         else:
             for _ in range(UNIQUE_TRIES):
@@ -812,11 +841,11 @@ class _Ink:
     window_ink: np.ndarray  # (size + 1, shifts) int64
 
 
-def _ink(image) -> _Ink:
+def _ink(image, radius: int = SHIFT_RADIUS) -> _Ink:
     mask = np.asarray(image.convert("L")) < 250
     size = mask.shape[0]
     shifted, window_ink = [], []
-    for dx in range(-SHIFT_RADIUS, SHIFT_RADIUS + 1):
+    for dx in range(-radius, radius + 1):
         moved = np.zeros_like(mask)
         moved[:, max(0, -dx):size + min(0, -dx)] = mask[:, max(0, dx):size + min(0, dx)]
         shifted.append(np.packbits(moved, axis=1))
@@ -825,17 +854,18 @@ def _ink(image) -> _Ink:
     return _Ink(np.stack(shifted), np.stack(window_ink, axis=1))
 
 
-def _shifted_copy(a: _Ink, others: list[_Ink]) -> bool:
-    """True when ``a`` is one of ``others`` moved by at most SHIFT_RADIUS px: ink masks
-    overlap > SHIFT_IOU within the window both share. All of ``others`` and all column shifts
+def _shifted_copy(a: _Ink, others: list[_Ink], radius: int = SHIFT_RADIUS,
+                  iou: float = SHIFT_IOU) -> bool:
+    """True when ``a`` is one of ``others`` moved by at most ``radius`` px: ink masks
+    overlap > ``iou`` within the window both share. All of ``others`` and all column shifts
     are compared at once, one row shift at a time, on bit-packed rows (intersection by
     popcount, union = both inks - intersection)."""
     if not others:
         return False
-    b = np.stack([other.shifted[SHIFT_RADIUS] for other in others])  # unshifted masks
-    b_window = np.stack([other.window_ink for other in others])        # (k, size + 1, shifts)
+    b = np.stack([other.shifted[radius] for other in others])  # unshifted masks
+    b_window = np.stack([other.window_ink for other in others])  # (k, size + 1, shifts)
     size = b.shape[1]
-    for dy in range(-SHIFT_RADIUS, SHIFT_RADIUS + 1):
+    for dy in range(-radius, radius + 1):
         rows_a = slice(max(0, dy), size + min(0, dy))
         rows_b = slice(max(0, -dy), size + min(0, -dy))
         crop_a = a.shifted[:, rows_a]                                   # (shifts, rows, bytes)
@@ -844,14 +874,17 @@ def _shifted_copy(a: _Ink, others: list[_Ink]) -> bool:
         ink_a = np.bitwise_count(crop_a).sum(axis=(1, 2), dtype=np.int64)
         ink_b = b_window[:, rows_b.stop] - b_window[:, rows_b.start]
         union = ink_a[None] + ink_b - overlap
-        if np.any((union > 0) & (overlap / np.maximum(union, 1) > SHIFT_IOU)):
+        if np.any((union > 0) & (overlap / np.maximum(union, 1) > iou)):
             return True
     return False
 
 
-def draw_pool(cfg: DemoConfig, images_dir: Path) -> list[dict]:
+def draw_pool(cfg: DemoConfig, images_dir: Path, *, shift_radius: int = SHIFT_RADIUS,
+              shift_iou: float = SHIFT_IOU) -> list[dict]:
     """Draw the ``cfg.images`` distinct pool images into ``images_dir`` (``img_NNNNNN.png``);
-    return their truths. The pool depends only on the seed, ``images`` and ``image_size``."""
+    return their truths. The pool depends only on the seed, ``images`` and ``image_size``.
+    Two pool images of one truth never overlap by more than ``shift_iou`` (ink intersection
+    over union) under any shift of up to ``shift_radius`` px."""
     # Separate streams: the image pool does not change when only the row counts change.
     image_rng = random.Random(f"shapes-demo/{cfg.seed}/images")
     truths = all_truths()
@@ -869,9 +902,9 @@ def draw_pool(cfg: DemoConfig, images_dir: Path) -> list[dict]:
             if attempt and attempt % POOL_REDRAWS == 0:  # this truth has no room left: swap it
                 truth = pool[i] = image_rng.choice(truths)
             img = draw_shapes(**truth, image_size=cfg.image_size, rng=image_rng)
-            ink = _ink(img)
+            ink = _ink(img, shift_radius)
             key = tuple(sorted(truth.items()))
-            if not _shifted_copy(ink, inks.get(key, [])):
+            if not _shifted_copy(ink, inks.get(key, []), shift_radius, shift_iou):
                 break
         inks.setdefault(key, []).append(ink)
         img.save(images_dir / Path(_image_ref(i)).name, format="PNG")

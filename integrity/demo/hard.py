@@ -44,7 +44,6 @@ from integrity.demo.generate import (
     DemoConfig,
     _gt,
     _image_ref,
-    _text_qa,
     draw_pool,
     plan_counts,
 )
@@ -63,6 +62,11 @@ FILENAME_SHARE = 0.2     # ... of those, in the image's file name rather than me
 DESCRIBE_SHARE = 0.2     # questions that ask for a prose description
 CAPTION_DERIVED_PROSE = 0.4
 CONSTANT_REPEATS = 3     # each constant-answer wording is asked about this often
+# Two distinct pool images of one truth overlap by at most this much under any shift of up to
+# DISTINCT_SHIFT_PX: real photos are never a few pixels apart unless one is a copy, and here
+# only the near-copy recipes make copies.
+DISTINCT_SHIFT_PX = 8
+DISTINCT_IOU = 0.5
 # Where a caption-derived row keeps its (wrong) caption.
 DERIVED_PLACEMENTS = (("metadata", 0.6), ("filename", 0.15), ("system", 0.1), ("prompt", 0.15))
 
@@ -186,6 +190,7 @@ class _HardWorld:
         self.stated: dict[str, set[str]] = {}  # image ref -> attributes some row asks about
         self.conversations: set[str] = set()
         self.copies = 0
+        self.traps: Counter = Counter()
 
     def next_image(self) -> tuple[str, dict]:
         if not self.queue:
@@ -282,25 +287,42 @@ def _clean_image_record(world: _HardWorld, rid: str) -> tuple[dict, dict, list]:
     return record, truth, attributes
 
 
+def _story(rng: random.Random) -> str:
+    return " ".join(f"{rng.choice(W.STORY_SUBJECTS)} {rng.choice(W.STORY_VERBS)} "
+                    f"{rng.choice(W.STORY_OBJECTS)} {rng.choice(W.STORY_TIMES)}."
+                    for _ in range(rng.randint(2, 3)))
+
+
+def _filled(template: str, slots: dict) -> str:
+    return template.format(**slots)
+
+
+TRAP_USES = 1  # each trap template is used once: two fillings of one would be templated copies
+
+
 def _text_record(world: _HardWorld, rid: str) -> dict:
+    """A clean text-only record: arithmetic, a story told over several turns that say
+    "continue", or a trap (code with brackets and comparisons, quiz scores, "which is better")."""
     rng = world.rng
     for _ in range(50):
         kind = rng.random()
-        if kind < 0.5:
-            qas = [_text_qa(rng)[:2] for _ in range(rng.randint(1, 2))]
-        elif kind < 0.65:
-            question, answer = rng.choice(W.CODE_ANSWERS)
-            qas = [(f"{question} (example {rng.randrange(10**5)})", answer)]
+        traps = [t for t in (*W.CODE_ANSWERS, *W.LOOKALIKE_QA) if world.traps[t] < TRAP_USES]
+        if kind < 0.05 and traps:
+            trap = rng.choice(traps)
+            world.traps[trap] += 1
+            x, x2 = rng.sample(W.VARIABLES, 2)
+            slots = {"X": rng.choice("ABCDXYZ"), "Y": rng.choice("PQRUVW"), "x": x, "x2": x2,
+                     "n": rng.randint(2, 9), "m": rng.randint(10, 99),
+                     "name": rng.choice(W.NAMES)}
+            qas = [(_filled(trap[0], slots), _filled(trap[1], slots))]
         elif kind < 0.8:
-            question, answer = rng.choice(W.LOOKALIKE_QA)
-            qas = [(f"{question} Case {rng.randrange(10**5)}.", answer)]
+            a, b = sorted((rng.randint(2, 99), rng.randint(2, 99)), reverse=True)
+            op, value = rng.choice((("plus", a + b), ("times", a * b), ("minus", a - b)))
+            qas = [(f"What is {a} {op} {b}?", f"{value}.")]
         else:
-            opening = rng.choice(W.STORY_OPENINGS)
-            tag = rng.randrange(10**6)
-            qas = [(opening, f"Here is the beginning (draft {tag}): it starts quietly.")]
-            for part in range(rng.randint(1, 3)):
-                qas.append((rng.choice(W.FOLLOW_UPS),
-                            f"Part {part + 2} of draft {tag}: the story moves on."))
+            qas = [(rng.choice(W.STORY_OPENINGS), _story(rng))]
+            for _ in range(rng.randint(1, 3)):
+                qas.append((rng.choice(W.FOLLOW_UPS), _story(rng)))
         record = _with_metadata(_record(rid, None, qas), rng)
         if world.fresh(record):
             return record
@@ -328,7 +350,7 @@ def _edited(record: dict, edits: list[str], rid: str) -> dict:
                 value = value.lower()
             elif kind == "swap" and human:
                 old, new = argument.split(">")
-                value = value.replace(old, new)
+                value = value.replace("<image>", "\0").replace(old, new).replace("\0", "<image>")
         conversations.append({**turn, "value": value})
     return {**record, "id": rid, "conversations": conversations}
 
@@ -365,7 +387,7 @@ def generate_hard(out_dir: str | Path, config: DemoConfig, *, split: W.Split) ->
     images_dir.mkdir(parents=True, exist_ok=True)
     for stale in images_dir.glob("*"):
         stale.unlink()
-    pool = draw_pool(cfg, images_dir)
+    pool = draw_pool(cfg, images_dir, shift_radius=DISTINCT_SHIFT_PX, shift_iou=DISTINCT_IOU)
     rng = random.Random(f"shapes-hard/{cfg.seed}/{split}/rows")
     words = _Words(split, rng)
     world = _HardWorld(pool, words, images_dir)

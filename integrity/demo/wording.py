@@ -6,9 +6,11 @@ shapes, prose descriptions, judge wordings and ratings, hedges, blind question t
 constant-answer questions, re-encoding recipes and the edits of templated copies.
 
 ``half(pool, split)`` splits a pool deterministically: entries are ranked by the sha256 of
-their text and alternate between the halves, so the split depends on no one's choice and a
-new entry moves no other. Detectors and policy defaults may be tuned on the ``tune`` half only;
-the ``heldout`` half measures them (``bench/detection.py``).
+their text and alternate between the halves, so the split depends on no one's choice. Editing
+an entry can move the entries ranked after it to the other half: keep an edited pool's halves
+as they were (tests/demo/test_hard.py pins them), or the held-out half is held out no more.
+Detectors and policy defaults may be tuned on the ``tune`` half only; the ``heldout`` half
+measures them (``bench/detection.py``).
 
 The demo's reference CLIP knows the shapes world's own words only, so what the pixels are asked
 to judge (answers) keeps the world's words (red, circle, two, on the left); the text around
@@ -269,41 +271,47 @@ NEAR_RECIPES: tuple[tuple[str, int | None, float, int], ...] = tuple(
 COPY_EDITS: tuple[str, ...] = (
     "prefix:Please answer: ", "prefix:Question: ", "suffix: Thanks!", "suffix: Be brief.",
     "lower", "strip_punctuation", "swap:image>picture", "swap:shapes>objects",
-    "prefix:Quick one - ", "suffix: Answer in a word.", "answer_lower", "swap:picture>image",
+    "prefix:Short question: ", "suffix: Answer in a word.", "answer_lower", "swap:picture>image",
 )
 
 # --- Clean text rows that look like flaws to a careless detector -----------------------------
-# Code whose brackets and comparisons are not judge verdicts.
+# Templates: {X} and {Y} are upper-case variable names, {x} a lower-case one, {n} < {m} numbers,
+# {name} a person. Code whose brackets and comparisons are not judge verdicts:
 CODE_ANSWERS: tuple[tuple[str, str], ...] = (
-    ("How do I pick the rows of a numpy array by a boolean mask A?",
-     "Index with the mask: `rows = data[A]`. For two masks, `data[A & B]` keeps rows where "
+    ("How do I pick the rows of a numpy array `{x}` by a boolean mask {X}?",
+     "Index with the mask: `rows = {x}[{X}]`. For two masks, `{x}[{X} & {Y}]` keeps rows where "
      "both hold."),
-    ("How can I compare two scores in Python?",
-     "```python\nif scores[A] > scores[B]:\n    print('A')\n```\nThis prints A when the first "
-     "score is higher."),
-    ("Write a Python list holding a nested list with the variable A.",
-     "```python\nitems = [[A]]\n```"),
-    ("What does `x[B]` mean in JavaScript when B is a string?",
-     "It reads the property named by B: `x[B]` is the same as `x.name` when B is 'name'."),
-    ("How do I check which of two lists is longer?",
-     "Use `len(a) > len(b)`; in Python, `max([a, b], key=len)` returns the longer one."),
-    ("How do I write a matrix in LaTeX?",
-     "Use $A = \\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}$ and refer to it as $[A]$."),
+    ("How can I compare two scores in Python, {X} and {Y}, stored in `{x}`?",
+     "```python\nif {x}[{X}] > {x}[{Y}]:\n    print('{X}')\n```\nThis prints {X} when the "
+     "first score is higher."),
+    ("Write a Python list `{x}` holding a nested list with the variable {X}.",
+     "```python\n{x} = [[{X}]]\n```"),
+    ("What does `{x}[{X}]` mean in JavaScript when {X} is a string?",
+     "It reads the property named by {X}: `{x}[{X}]` is `{x}.{x}` when {X} is '{x}'."),
+    ("How do I check which of two lists, `{x}` or `{x}2`, is longer?",
+     "Use `len({x}) > len({x}2)`; `max([{x}, {x}2], key=len)` returns the longer one."),
+    ("How do I write a {n} by {n} matrix {X} in LaTeX?",
+     "Use $${X} = \\begin{{pmatrix}} {n} & {m} \\\\ {m} & {n} \\end{{pmatrix}}$$ and refer "
+     "to it as $[{X}]$."),
 )
 # Ordinary text questions whose answers use rating and comparison words.
 LOOKALIKE_QA: tuple[tuple[str, str], ...] = (
-    ("A quiz has 10 questions and Ana got 8 right. What is her score?",
-     "Her score is 8 out of 10, which is 80%."),
-    ("What is 3/4 of 20?", "3/4 of 20 is 15."),
-    ("Which is better for a beginner, Python or C?",
-     "Python is usually better for a beginner: its syntax is simpler."),
-    ("How are restaurants rated in the Michelin guide?",
-     "They are rated from one to three stars; three stars is the highest rating."),
-    ("Is a sorted list better than a set for membership tests?",
-     "A set is better: membership is O(1) on average, a sorted list needs O(log n)."),
-    ("What does a 5/5 rating usually mean on a review site?",
-     "It is the highest rating: the reviewer was fully satisfied."),
+    ("A quiz has {m} questions and {name} got {n} right. What is the score?",
+     "The score is {n} out of {m}."),
+    ("What is {n}/{m} of {m}0?", "{n}/{m} of {m}0 is {n}0."),
+    ("Which is better for a beginner who wants to learn {x}, Python or C?",
+     "Python is usually better for a beginner learning {x}: its syntax is simpler."),
+    ("How many stars does a restaurant need to be rated top in a guide with {m} levels?",
+     "It is rated from one to {m} stars; {m} stars is the highest rating."),
+    ("Is a sorted list better than a set for {n} membership tests on `{x}`?",
+     "A set is better: each test is O(1) on average, a sorted list needs O(log n)."),
+    ("What does a {m}/{m} rating usually mean on a site reviewing {x}?",
+     "It is the highest rating: the reviewer of {x} was fully satisfied."),
 )
+NAMES: tuple[str, ...] = ("Ana", "Ben", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo",
+                          "Jo", "Kai", "Lea", "Milo", "Nia", "Omar", "Pia")
+VARIABLES: tuple[str, ...] = ("data", "rows", "table", "scores", "items", "grid", "frame",
+                              "values", "batch", "pixels", "words", "points", "cells", "nodes")
 # Follow-up turns of long text dialogs (the same words, different dialogs before them).
 FOLLOW_UPS: tuple[str, ...] = ("continue", "Continue.", "Go on.", "Keep going.", "And then?",
                                "Please continue.")
@@ -314,3 +322,17 @@ STORY_OPENINGS: tuple[str, ...] = (
     "Explain why the sky is blue.", "Describe how bread is baked.",
     "Tell me about the first trip to the moon.", "Explain how bees make honey.",
 )
+# Story sentences: one word from each list.
+STORY_SUBJECTS: tuple[str, ...] = ("The keeper", "A traveller", "The old baker", "A young pilot",
+                                   "The farmer", "A stray dog", "The engineer", "A small boat",
+                                   "The teacher", "A curious child", "The merchant", "A storm")
+STORY_VERBS: tuple[str, ...] = ("crossed", "watched", "repaired", "followed", "painted",
+                                "counted", "carried", "remembered", "opened", "climbed",
+                                "measured", "heard")
+STORY_OBJECTS: tuple[str, ...] = ("the bridge", "a lantern", "the north road", "an old map",
+                                  "the harbour", "a wooden gate", "the river", "a silver bell",
+                                  "the valley", "a broken clock", "the market square",
+                                  "a long letter")
+STORY_TIMES: tuple[str, ...] = ("at dawn", "before noon", "in the rain", "after supper",
+                                "by moonlight", "in early spring", "late at night",
+                                "on a windy day", "during the festival", "at the end of summer")

@@ -1,11 +1,21 @@
-"""Caption leakage: the answer follows the row's caption/metadata, not the pixels.
+"""Caption and metadata leakage: the answer says what the row's text says, not what its pixels show.
 
-Measures, per image pair with a caption (null otherwise):
-- ``leak_answer_in_caption``: the short answer (or its plural) is a word of the caption.
-- ``leak_caption_overlap``: share of the answer's words (3+ letters) found in the caption.
-- ``leak_score``: caption support x image disagreement = overlap x (1 - answer_support_prob):
-  high when the caption says it and the image does not (``caption_derived``).
-Needs the answer_support columns. Cost: string ops, O(pairs).
+The row's text is everything it carries besides the pixels: every string of its metadata at any
+depth and under any key, the words of its image file names, its system turn and the turns up to
+the question (a caption pasted into the prompt). For each claim of the answer
+(``answer_support``), ``claims.stated`` measures how strongly that text states the claim word:
+1.0 when the word is there (after normalisation: plurals, number words), else the probability
+the source itself gives the word beside the text's words (a caption saying "crimson" states
+"red" when the source's answers beside "crimson" captions say red).
+
+- ``leak_text_support``: how strongly the row's text states the leaking claim.
+- ``leak_score``: the largest, over the answer's claims, of stated x (1 - the pixels' support
+  for the claim): high only when the text says it and the image does not.
+- ``leak_claim``: the claim word behind ``leak_score``.
+An answer without claim words is compared word by word: the share of its content words
+(beyond the question's) found in the metadata and file names, times (1 - its grounding-based
+support). Needs answer_support's claim-level supports. Cost: polars joins, O(pairs x claims x
+text words).
 """
 
 from __future__ import annotations
@@ -13,38 +23,41 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.detect.pairs import contains_word, normalise
+from integrity.detect.claims import stated
 from integrity.detect.registry import Detector, Flaw, Threshold, register
+from integrity.detect.text import tokens
 
 
-def score_caption_leakage(pairs: pl.DataFrame, support: pl.DataFrame) -> pl.DataFrame:
-    """Columns leak_answer_in_caption, leak_caption_overlap, leak_score (one row per pair)."""
-    caption = pl.col("caption_norm")
-    words = pl.col("answer_norm").str.split(" ").list.eval(
-        pl.element().filter(pl.element().str.len_chars() >= 3)
-    )
-    caption_words = caption.str.split(" ")
-    overlap = (
-        words.list.set_intersection(caption_words).list.len() / words.list.len()
-    ).fill_nan(None)
-    in_caption = pl.col("short_answer") & pl.col("answer_in_caption")
-    applicable = pl.col("caption").is_not_null() & pl.col("image_sha256").is_not_null()
-    frame = pairs.select("caption", "image_sha256", "answer_norm", "short_answer").with_columns(
-        support.select("answer_support_prob"), caption_norm=normalise(pl.col("caption")))
-    frame = frame.with_columns(
-        answer_in_caption=contains_word(frame["caption_norm"], frame["answer_norm"]))
-    return frame.select(
-        leak_answer_in_caption=pl.when(applicable).then(in_caption),
-        leak_caption_overlap=pl.when(applicable).then(
-            pl.when(pl.col("short_answer")).then(in_caption.cast(pl.Float64)).otherwise(overlap)
-        ),
-    ).with_columns(
-        leak_score=pl.col("leak_caption_overlap") * (1 - frame["answer_support_prob"])
+def score_caption_leakage(pairs: pl.DataFrame, claims, per_claim: pl.DataFrame,
+                          support: pl.DataFrame) -> pl.DataFrame:
+    """Columns leak_text_support, leak_score, leak_claim (one row per pair)."""
+    said = stated(claims.translation, per_claim.select("pair_row", "word"), claims.text_tokens)
+    worst = (per_claim.join(said, on=["pair_row", "word"], how="left")
+             .with_columns(leak=pl.col("stated") * (1 - pl.col("support")))
+             .sort("pair_row", "leak", descending=[False, True])
+             .group_by("pair_row", maintain_order=True).first())
+    beyond = tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question")))
+    outside = tokens(pl.concat_str(pl.col("caption").fill_null(""), pl.col("image_names"),
+                                   separator=" . "))
+    word_share = (beyond.list.set_intersection(outside).list.len()
+                  / beyond.list.len()).fill_nan(None)
+    frame = pairs.select("image_sha256", "answer", "question", "caption", "image_names") \
+        .with_row_index("pair_row").with_columns(
+            pl.col("pair_row").cast(pl.Int64),
+            support.select("answer_support_prob").to_series(),
+            word_share=word_share)
+    return frame.join(worst.select("pair_row", "word", "stated", "leak"), on="pair_row", how="left",
+                      maintain_order="left").select(
+        leak_text_support=pl.when(pl.col("image_sha256").is_not_null())
+        .then(pl.coalesce("stated", "word_share")).cast(pl.Float32),
+        leak_score=pl.when(pl.col("image_sha256").is_not_null()).then(pl.coalesce(
+            "leak", pl.col("word_share") * (1 - pl.col("answer_support_prob")))).cast(pl.Float32),
+        leak_claim=pl.col("word"),
     )
 
 
 class CaptionDerived(BaseModel):
-    """``signals.caption_derived``: the answer follows the caption and the pixels disagree."""
+    """``signals.caption_derived``: the answer follows text about the image, not its pixels."""
 
     model_config = ConfigDict(extra="forbid")
     leak_score_min: float = Field(0.5, ge=0.0, le=1.0)
@@ -53,9 +66,10 @@ class CaptionDerived(BaseModel):
 register(Detector(
     name="caption_leakage",
     description="the answer follows the row's caption or metadata, not its pixels",
-    columns={"leak_answer_in_caption": "any", "leak_caption_overlap": "higher",
-             "leak_score": "higher"},
-    score=lambda context: score_caption_leakage(context.pairs, context.output("answer_support")),
+    columns={"leak_text_support": "higher", "leak_score": "higher", "leak_claim": "first"},
+    score=lambda context: score_caption_leakage(
+        context.pairs, context.claims(), context.shared("claim_support", lambda: None),
+        context.output("answer_support")),
     needs_encoder=True,
     after=("answer_support",),
     flaws=(Flaw(

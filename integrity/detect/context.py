@@ -58,3 +58,10 @@ class ScoringContext:
         from integrity.detect.embeddings import image_matrix
 
         return self.shared("image_embeddings", lambda: image_matrix(self.pairs, self.encoder))
+
+    def claims(self):
+        """The source's paradigms, claim words, text words and their translation
+        (``claims.source_claims``)."""
+        from integrity.detect.claims import source_claims
+
+        return self.shared("claims", lambda: source_claims(self.pairs))

@@ -1,9 +1,11 @@
-"""Contradictions: the same image + question labelled with different short answers.
+"""Contradictions: the same image and context labelled with different plain answers.
 
 Measures, per pair:
-- ``contra_answers``: how many distinct short answers the (image, question) group has.
-- ``contra_conflict``: the group holds more than one distinct plain short label (no prose, no
-  hedging), i.e. annotators (or a caption-fed generator) disagree on a fact about the pixels.
+- ``contra_answers``: how many distinct claims the plain labels of its context group make (a
+  context: same images, same system turn and turns up to the question; a claim:
+  ``pairs.claim_key``, so "Two.", "two" and "There are two shapes." are one claim).
+- ``contra_conflict``: the group's plain labels (unhedged, a few content words) make more than
+  one claim: annotators (or a caption-fed generator) disagree on a fact about the pixels.
 Needs no model. Cost: one group-by, O(pairs).
 """
 
@@ -12,16 +14,22 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.detect.pairs import divergent_group
+from integrity.detect.pairs import claim_key, context_key, plain_label
 from integrity.detect.registry import Detector, Flaw, register
+from integrity.detect.text import tokens
 
 
-def score_contradiction(pairs: pl.DataFrame) -> pl.DataFrame:
+def score_contradiction(pairs: pl.DataFrame, *, claims=None) -> pl.DataFrame:
     """Columns contra_answers, contra_conflict (one row per pair)."""
-    answers, plain_labels = divergent_group()
-    return pairs.select(
-        contra_answers=answers.cast(pl.Int64),
-        contra_conflict=(answers > 1) & plain_labels,
+    words = pl.lit([], dtype=pl.List(pl.String))
+    if claims is not None and not claims.paradigm.is_empty():
+        words = tokens(pl.col("answer")).list.set_intersection(claims.paradigm["word"].implode())
+    group = context_key()
+    keyed = pairs.with_columns(claim=claim_key(words), plain=plain_label())
+    claims_in_group = pl.col("claim").filter(pl.col("plain")).n_unique().over(group)
+    return keyed.select(
+        contra_answers=pl.col("claim").n_unique().over(group).cast(pl.Int64),
+        contra_conflict=pl.col("plain").all().over(group) & (claims_in_group > 1),
     )
 
 
@@ -36,7 +44,7 @@ register(Detector(
     name="contradiction",
     description="the same image and question labelled with different plain answers",
     columns={"contra_answers": "higher", "contra_conflict": "any"},
-    score=lambda context: score_contradiction(context.pairs),
+    score=lambda context: score_contradiction(context.pairs, claims=context.claims()),
     flaws=(Flaw(
         "contradiction", Contradiction, action="review", blocking_none_kept=True,
         description="conflicting labels for the same image and question",

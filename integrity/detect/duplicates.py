@@ -3,19 +3,26 @@
 Measures, per pair:
 - ``dup_exact_size``: rows sharing this row's images (by sha256) and normalised dialog; > 1
   means exact duplicates (re-weighting the same example without new information).
-- ``dup_is_copy``: this row is a later exact copy (not the group's first row), or its image is
-  the larger-sha256 side of a near-copy pair above ``near_copy_sim``: what an audit may drop
-  while keeping one original.
+- ``dup_exact_first``: this row is the first of its exact group (the one an audit keeps).
 - ``dup_near_image_sim``: similarity of this pair's image to its closest OTHER distinct image
   of the frame, and ``dup_near_image_of`` that image's sha256. Two stages: candidates are the
   ``candidates`` nearest images by a 16x16 thumbnail signature (``candidate_neighbours``:
   exact blocked matrix products up to 8192 images, an inverted file of k-means cells above);
-  each candidate pair is then verified at ``side`` px by the best
-  normalised cross-correlation over shifts of up to ``radius`` px (FFT), so re-encoded,
-  brightened or slightly shifted copies score ~1.0 while different pictures of similar things
-  (a circle where the other has a square) stay clearly below.
+  each candidate pair is then verified at VERIFY_SIDE px (Lanczos, slightly blurred) by the
+  best normalised cross-correlation over shifts of up to VERIFY_RADIUS px (FFT), so copies
+  re-encoded (JPEG 60-95 with 4:2:0 chroma, WebP), resized (0.8-1.0), cropped by a few pixels
+  or shifted score about 0.96-1.0, while different pictures of similar things (a small circle
+  where the other has a small square) stay below.
+- ``dup_image_rows``: how many examples use this pair's image bytes, whatever their dialogs
+  (reported; the same image under several different dialogs is normal, under hundreds is not).
+- ``dup_text_sim``: Jaccard similarity of this example's dialog (content words and adjacent
+  word pairs) with the most similar other example over the same images (or another text-only
+  one), found by MinHash LSH (``minhash.py``); ``dup_text_of`` that example, ``dup_text_later``
+  whether it comes earlier (so this one is the copy). Templated copies ("Please answer: ...",
+  one word swapped) score high; another question about the same image scores low.
 - ``dup_eval_overlap``: the image or the normalised question also appears in an eval set.
-Needs no model. Cost: O(pairs) group-bys, O(images^1.5 x 768) multiply-adds for candidates
+The policy decides what counts as a copy (``signals.duplicate``) and what eval overlap does
+(``audit.actions.eval_overlap``). Needs no model. Cost: O(pairs) group-bys, O(images^1.5 x 768) multiply-adds for candidates
 and a decode + FFT per image with a close candidate (about twice, in chunks of MAX_SPECTRA).
 """
 
@@ -26,15 +33,24 @@ import io
 import numpy as np
 import polars as pl
 import scipy.fft
-from PIL import Image
+from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.clusters import spherical_kmeans
 from integrity.detect.pixels import map_images, read_bytes
+from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
+from integrity.detect.text import tokens
 
 # Spectra held at once while verifying near-copy candidates (each side^2 x 3 complex64).
 MAX_SPECTRA = 1024
+# Verification compares candidate pairs at VERIFY_SIDE px, blurred by VERIFY_BLUR px, over
+# shifts of up to VERIFY_RADIUS px (about 4 px of a 128 px source).
+VERIFY_SIDE = 192
+VERIFY_BLUR = 0.8
+VERIFY_RADIUS = 6
+# A text-only dialog needs at least this many distinct words to be called a near copy.
+MIN_TEXT_SHINGLES = 8
 # Candidate search: exact up to this many distinct images, an inverted file above.
 EXACT_SEARCH_MAX = 8192
 CELL_PROBES = 3
@@ -125,10 +141,17 @@ def signatures(thumbs: np.ndarray) -> np.ndarray:
 
 def _spectra(uris: list[str], *, side: int, storage_options: dict) -> np.ndarray:
     """FFTs (n, 3, side, side // 2 + 1) of the images at side x side RGB, each centred and
-    scaled to unit norm; channels first, so every 2-D transform runs over contiguous memory."""
+    scaled to unit norm; channels first, so every 2-D transform runs over contiguous memory.
+
+    Images are resampled with Lanczos (a copy saved smaller is restored smoothly, not in
+    blocks) to a side finer than most sources, so the shift search aligns to a fraction of a
+    source pixel, then blurred by VERIFY_BLUR px: what re-encoding changes (JPEG blocks, 4:2:0
+    chroma, resampling) lives below that scale; what makes two pictures different does not.
+    """
     def load(uri: str) -> np.ndarray:
         with Image.open(io.BytesIO(read_bytes(uri, storage_options))) as image:
-            return np.asarray(image.convert("RGB").resize((side, side), Image.BILINEAR))
+            resized = image.convert("RGB").resize((side, side), Image.LANCZOS)
+            return np.asarray(resized.filter(ImageFilter.GaussianBlur(VERIFY_BLUR)))
 
     pixels = np.ascontiguousarray(
         np.stack(map_images(load, uris)).transpose(0, 3, 1, 2), dtype=np.float32)
@@ -188,7 +211,8 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, 
 
 
 def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidates: int = 3,
-                          floor: float = 0.8, side: int = 128, radius: int = 4,
+                          floor: float = 0.8, side: int = VERIFY_SIDE,
+                          radius: int = VERIFY_RADIUS,
                           storage_options: dict | None = None) -> pl.DataFrame:
     """image_sha256 -> dup_near_image_sim, dup_near_image_of (the verified closest other image)."""
     shas = stats["image_sha256"].to_list()
@@ -198,6 +222,9 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
     keep = top_cos >= floor
     left = np.repeat(np.arange(count), top.shape[1])[keep.reshape(-1)]
     right = top.reshape(-1)[keep.reshape(-1)]
+    # Both ways: a copy may not be among its original's nearest thumbnails while the original
+    # is among the copy's; the pair's verified score belongs to both (verified once).
+    left, right = np.concatenate([left, right]), np.concatenate([right, left])
     similarity = np.full(count, np.nan, dtype=np.float32)
     neighbour = np.full(count, -1, dtype=np.int64)
     if len(left):
@@ -219,28 +246,71 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
                "dup_near_image_of": pl.String}).with_columns(pl.col("dup_near_image_sim").fill_nan(None))
 
 
+def dialog_shingles(pairs: pl.DataFrame) -> pl.DataFrame:
+    """(row, shingle): each example's dialog as its set of content words (``text.tokens``), plus
+    its answers' words marked as answers, hashed; ``row`` is the example's position in order of
+    first appearance. Words, not word sequences: a templated copy inserts and swaps words
+    ("Please answer: ...", image -> picture) but keeps its answers, which count twice."""
+    examples = pairs.group_by("example_id", maintain_order=True).agg(
+        pl.col("dialog_norm").first(), answers=pl.col("answer").str.join(" . "))
+    words = examples.with_row_index("row").select(
+        pl.col("row").cast(pl.Int64),
+        shingle=pl.concat_list(tokens(pl.col("dialog_norm")),
+                               tokens(pl.col("answers")).list.eval(pl.lit("=") + pl.element())))
+    return words.explode("shingle").drop_nulls("shingle").select(
+        "row", shingle=pl.col("shingle").hash(seed=3))
+
+
+def near_duplicate_dialogs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """example_id -> dup_text_sim, dup_text_of (the most similar other example with the same
+    images, or another text-only one) and dup_text_later (that example comes first)."""
+    examples = pairs.select("example_id", "image_key").unique("example_id",
+                                                              maintain_order=True)
+    shingles = dialog_shingles(pairs)
+    # A text-only dialog of a few words ("What is 34 minus 17? 17.") shares most of its words
+    # with unrelated ones: only exact copies of such rows count.
+    text_only = examples.with_row_index("row").filter(pl.col("image_key") == "")["row"]
+    short = shingles.filter(pl.col("row").is_in(text_only.cast(pl.Int64).implode())).group_by(
+        "row").len().filter(pl.col("len") < MIN_TEXT_SHINGLES)["row"]
+    shingles = shingles.filter(~pl.col("row").is_in(short.implode()))
+    found = near_duplicate_texts(shingles, examples["image_key"].fill_null(""))
+    indexed = examples.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    return indexed.join(found, on="row", how="left", maintain_order="left").join(
+        indexed.select(text_of="row", dup_text_of="example_id"), on="text_of", how="left",
+        maintain_order="left").select(
+        "example_id",
+        dup_text_sim=pl.col("text_sim"),
+        dup_text_of="dup_text_of",
+        dup_text_later=pl.col("text_of") < pl.col("row"),
+    )
+
+
 def score_duplicates(pairs: pl.DataFrame, stats: pl.DataFrame, *,
                      eval_images: set[str] | None = None,
                      eval_questions: set[str] | None = None,
-                     near_copy_sim: float = 0.98,
                      storage_options: dict | None = None) -> pl.DataFrame:
-    """Columns dup_exact_size, dup_is_copy, dup_near_image_sim, dup_near_image_of,
-    dup_eval_overlap."""
+    """Columns dup_exact_size, dup_exact_first, dup_near_image_sim, dup_near_image_of,
+    dup_image_rows, dup_text_sim, dup_text_of, dup_text_later, dup_eval_overlap."""
     uris = dict(pairs.select("image_sha256", "image_uri").drop_nulls().iter_rows())
     nearest = near_duplicate_images(stats, uris, storage_options=storage_options)
+    texts = near_duplicate_dialogs(pairs)
     eval_images, eval_questions = eval_images or set(), eval_questions or set()
+    exact_group = ["image_key", "dialog_norm"]
     return (
         pairs.select("image_sha256", "image_key", "dialog_norm", "question_norm", "example_id")
         .join(nearest, on="image_sha256", how="left", maintain_order="left")
+        .join(texts, on="example_id", how="left", maintain_order="left")
         .select(
-            dup_exact_size=pl.col("example_id").n_unique().over("image_key", "dialog_norm")
-            .cast(pl.Int64),
-            dup_is_copy=(pl.col("example_id")
-                         != pl.col("example_id").first().over("image_key", "dialog_norm"))
-            | ((pl.col("dup_near_image_sim") >= near_copy_sim)
-               & (pl.col("image_sha256") > pl.col("dup_near_image_of"))).fill_null(False),
+            dup_exact_size=pl.col("example_id").n_unique().over(exact_group).cast(pl.Int64),
+            dup_exact_first=pl.col("example_id") == pl.col("example_id").first().over(
+                exact_group),
             dup_near_image_sim="dup_near_image_sim",
             dup_near_image_of="dup_near_image_of",
+            dup_image_rows=pl.when(pl.col("image_sha256").is_not_null()).then(
+                pl.col("example_id").n_unique().over("image_sha256")).cast(pl.Int64),
+            dup_text_sim="dup_text_sim",
+            dup_text_of="dup_text_of",
+            dup_text_later="dup_text_later",
             dup_eval_overlap=pl.col("image_sha256").is_in(list(eval_images))
             | pl.col("question_norm").is_in(list(eval_questions)),
         )
@@ -248,28 +318,55 @@ def score_duplicates(pairs: pl.DataFrame, stats: pl.DataFrame, *,
 
 
 class Duplicate(BaseModel):
-    """``signals.duplicate``: exact copies and near copies of an image."""
+    """``signals.duplicate``: what counts as a copy of another example."""
 
     model_config = ConfigDict(extra="forbid")
     exact: bool = True
-    near_image_sim_min: float = Field(0.98, ge=0.0, le=1.0)
+    # Verified similarity of two images above which one is a near copy of the other.
+    near_image_sim_min: float = Field(0.955, ge=0.0, le=1.0)
+    # Jaccard similarity of two dialogs over the same images (or both text-only) above which
+    # one is a templated copy of the other.
+    text_sim_min: float = Field(0.7, ge=0.0, le=1.0)
+
+
+class EvalOverlap(BaseModel):
+    """``signals.eval_overlap``: a row sharing an image or a question with an eval set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _is_copy(s: Duplicate, col) -> pl.Expr:
+    """The rows a duplicate action removes: later exact copies, the larger-hash side of a near
+    image copy, the later of two near-identical dialogs; never the one original kept."""
+    near = (col("dup_near_image_sim") >= s.near_image_sim_min) & (
+        pl.col("image_sha256") > col("dup_near_image_of"))
+    text = (col("dup_text_sim") >= s.text_sim_min) & col("dup_text_later")
+    return (~col("dup_exact_first") & s.exact) | near.fill_null(False) | text.fill_null(False)
 
 
 register(Detector(
     name="duplicates",
-    description="the same example twice, near copies of an image, eval-set overlap",
-    columns={"dup_exact_size": "higher", "dup_is_copy": "any", "dup_near_image_sim": "higher",
-             "dup_near_image_of": "first", "dup_eval_overlap": "any"},
+    description="the same example twice, near copies of an image or a dialog, eval-set overlap",
+    columns={"dup_exact_size": "higher", "dup_exact_first": "lower",
+             "dup_near_image_sim": "higher", "dup_near_image_of": "first",
+             "dup_image_rows": "higher", "dup_text_sim": "higher", "dup_text_of": "first",
+             "dup_text_later": "any", "dup_eval_overlap": "any"},
     score=lambda context: score_duplicates(
         context.pairs, context.image_stats(), eval_images=context.eval_images,
         eval_questions=context.eval_questions, storage_options=context.storage_options),
-    flaws=(Flaw(
-        "duplicate", Duplicate,
-        description="a copy of another example (one original of each group is kept)",
-        flag=lambda s, col: ((col("dup_exact_size") > 1) & s.exact)
-        | (col("dup_near_image_sim") >= s.near_image_sim_min),
-        acts_on=lambda s, col: col("dup_is_copy"),
-    ),),
+    flaws=(
+        Flaw("duplicate", Duplicate,
+             description="a copy of another example (one original of each group is kept)",
+             flag=lambda s, col: ((col("dup_exact_size") > 1) & s.exact)
+             | (col("dup_near_image_sim") >= s.near_image_sim_min)
+             | (col("dup_text_sim") >= s.text_sim_min),
+             acts_on=_is_copy),
+        Flaw("eval_overlap", EvalOverlap,
+             description="shares an image or a question with an eval set of the sources file",
+             flag=lambda s, col: col("dup_eval_overlap")),
+    ),
     thresholds=(Threshold("dup_near_image_sim", "signals.duplicate.near_image_sim_min", ">=",
-                          "duplicate"),),
+                          "duplicate"),
+                Threshold("dup_text_sim", "signals.duplicate.text_sim_min", ">=", "duplicate")),
+    histograms=("dup_image_rows",),
 ))

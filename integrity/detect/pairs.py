@@ -1,46 +1,35 @@
 """Question-answer pairs: the unit most detectors score.
 
 A raw_sft row is a dialog; ``qa_pairs`` splits it into (user turn, assistant answer) pairs with
-normalised text, the row's first image and its caption, so detectors work on flat columns.
-Row-level scores are the worst pair's (see ``integrity.detect.score_rows``).
+normalised text, the row's first image, its context (system turn and every turn before the
+answer) and the text about the image a row carries outside its dialog (every string of its
+metadata, at any key and depth, and the words of its image file names), so detectors work on
+flat columns. Row-level scores are the worst pair's (see ``integrity.detect.score_rows``).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from integrity.schema import IMAGE_TOKEN
+from integrity.detect.claims import file_words, metadata_text
+from integrity.detect.text import hedged, normalise, tokens
 
-# Metadata keys real datasets use for a caption or alt text of the image.
-CAPTION_KEYS = ("caption", "captions", "blip_caption", "alt_text", "description", "text")
 # Answers of at most this many words are "short" (VQA-style labels rather than prose).
 SHORT_ANSWER_WORDS = 3
-
-
-def normalise(text: pl.Expr) -> pl.Expr:
-    """Lower case, no <image> token, punctuation to spaces, single spaces."""
-    return (
-        text.str.replace_all(IMAGE_TOKEN, " ", literal=True)
-        .str.to_lowercase()
-        .str.replace_all(r"[^\p{L}\p{N}\s]", " ")
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
-    )
-
-
-def caption_of(metadata: pl.Expr) -> pl.Expr:
-    """The first caption-like field of the row's metadata JSON, or null."""
-    return pl.coalesce(
-        [metadata.str.json_path_match(f"$.{key}") for key in CAPTION_KEYS]
-    )
+# A plain label claims at most this many content words beyond the question's.
+PLAIN_CLAIM_WORDS = 3
 
 
 def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     """One row per (question, answer) pair of every raw_sft row, in row then pair order.
 
     Columns: example_id, pair, question, answer, question_norm, answer_norm, answer_words,
-    short_answer, image_sha256 (first image or null), image_uri, caption, modality, pref_role,
-    pref_group, plus the row's full normalised dialog (dialog_norm) and image list key.
+    short_answer, image_sha256 (first image or null), image_uri, image_key (every image),
+    modality, pref_role, pref_group; dialog_norm (the row's whole normalised dialog);
+    context_norm (normalised system turn and every turn up to this question: what the answer
+    answers), prompt_text (the system turn and the user's turns up to this question, as
+    written: what the model is told, not what it said); caption (every string of the row's
+    metadata, joined, or null) and image_names (the words of its image file names).
     """
     dialog = raw.select(
         "example_id",
@@ -50,7 +39,11 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         image_sha256=pl.col("image_sha256").list.first(),
         image_uri=pl.col("image_uris").list.first(),
         image_key=pl.col("image_sha256").list.join(","),
-        caption=caption_of(pl.col("metadata")),
+        image_names=file_words(pl.col("images")),
+        caption=metadata_text(raw["metadata"]).replace("", None),
+        system=pl.col("turns").list.eval(
+            pl.element().filter(pl.element().struct.field("role") == "system")
+            .struct.field("content")).list.join("\n"),
         turns=pl.col("turns").list.eval(
             pl.element().filter(pl.element().struct.field("role") != "system")
         ),
@@ -61,20 +54,30 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         .drop_nulls("turns")
         .with_columns(position=pl.int_range(pl.len()).over("row"))
         .unnest("turns")
-        .with_columns(pair=pl.col("position") // 2)
+        .with_columns(pair=pl.col("position") // 2, content_norm=normalise(pl.col("content")))
     )
     questions = turns.filter(pl.col("position") % 2 == 0).select("row", "pair", question="content")
     answers = turns.filter(pl.col("position") % 2 == 1).select("row", "pair", answer="content")
-    dialog_norm = turns.group_by("row", maintain_order=True).agg(
-        dialog_norm=normalise(pl.col("content")).str.join(" | ")
-    )
+    dialog_turns = turns.group_by("row", maintain_order=True).agg(
+        dialog_norm=pl.col("content_norm").str.join(" | "),
+        norms=pl.col("content_norm"),
+        # What the user wrote, turn by turn (an assistant turn reads as empty).
+        prompts=pl.when(pl.col("position") % 2 == 0).then(pl.col("content")).otherwise(
+            pl.lit("")))
     return (
         questions.join(answers, on=["row", "pair"], how="inner", maintain_order="left")
         .join(dialog.drop("turns"), on="row", how="left", maintain_order="left")
-        .join(dialog_norm, on="row", how="left", maintain_order="left")
+        .join(dialog_turns, on="row", how="left", maintain_order="left")
         .with_columns(
             question_norm=normalise(pl.col("question")),
             answer_norm=normalise(pl.col("answer")),
+            context_norm=pl.concat_str(
+                normalise(pl.col("system")),
+                pl.col("norms").list.head(2 * pl.col("pair") + 1).list.join(" | "),
+                separator=" || "),
+            prompt_text=pl.concat_str(
+                pl.col("system"), pl.col("prompts").list.head(2 * pl.col("pair") + 1)
+                .list.join("\n"), separator="\n"),
         )
         .with_columns(
             answer_words=pl.col("answer_norm").str.count_matches(r"\S+").cast(pl.Int32),
@@ -84,37 +87,28 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
             & (pl.col("answer_words") <= SHORT_ANSWER_WORDS)
         )
         .sort("row", "pair")
-        .drop("row")
+        .drop("row", "norms", "prompts", "system")
     )
 
 
-def contains_word(texts: pl.Series, words: pl.Series) -> pl.Series:
-    """Per row: ``words`` (normalised, so safe inside a regex) or its plural is a whole word of
-    ``texts``. The regex is built once per distinct (text, word): datasets repeat both."""
-    keys = pl.DataFrame({"text": texts, "word": words})
-    distinct = keys.unique().with_columns(
-        hit=pl.col("text").str.contains(pl.lit(r"\b") + pl.col("word") + pl.lit(r"(s|es)?\b")))
-    return keys.join(distinct, on=["text", "word"], how="left", maintain_order="left",
-                     nulls_equal=True)["hit"]
+def context_key() -> list[pl.Expr]:
+    """Same images (or none) and the same system turn and turns up to the question: the pairs
+    of one key answer the same thing, so different answers among them disagree."""
+    return [pl.col("image_key").fill_null(""), pl.col("context_norm")]
 
 
-HEDGE_REGEX = (
-    r"(?i)\b(i think|i believe|i guess|possibly|perhaps|maybe|might be|could be|probably"
-    r"|not sure|hard to tell|it seems|seems to be|likely)\b"
-)
+def claim_key(answer_claims: pl.Expr) -> pl.Expr:
+    """What an answer says, comparable across wordings: its claim words (sorted) when it has
+    some, else its content words beyond the question's ("Two." and "There are two shapes."
+    both claim "two")."""
+    beyond_question = tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question")))
+    return pl.when(answer_claims.list.len() > 0).then(answer_claims).otherwise(
+        beyond_question).list.unique().list.sort().list.join(" ")
 
 
-def hedged() -> pl.Expr:
-    return pl.col("answer").str.contains(HEDGE_REGEX)
-
-
-def divergent_group() -> tuple[pl.Expr, pl.Expr]:
-    """(distinct answers of the pair's image+question group, whether all are plain labels)."""
-    answers = pl.col("answer_norm").n_unique().over(group_key())
-    plain_labels = (pl.col("short_answer") & ~hedged()).all().over(group_key())
-    return answers, plain_labels
-
-
-def group_key() -> list[pl.Expr]:
-    """Same image (or none) and same normalised question."""
-    return [pl.col("image_sha256").fill_null(""), pl.col("question_norm")]
+def plain_label() -> pl.Expr:
+    """A confident label: unhedged, and claiming at most PLAIN_CLAIM_WORDS content words beyond
+    the question ("Red.", "There are three shapes.", not a description or "Possibly red.")."""
+    beyond_question = tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question")))
+    return ~hedged(pl.col("answer")) & (beyond_question.list.len() <= PLAIN_CLAIM_WORDS) & (
+        beyond_question.list.len() > 0)

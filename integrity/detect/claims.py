@@ -1,0 +1,214 @@
+"""What an answer claims, and which text around it says the same: learned from the source.
+
+A source's own short answers show which words stand in for one another: the answers to one
+question ("What color is the car?": red, blue, white ...) form a paradigm, and each word of it
+has the others as alternatives. ``paradigms`` learns them; a *claim word* of any answer, short or
+prose, is one of its words that has alternatives. Swapping a claim word for its alternatives
+gives the counterfactual answers the pixels are asked to rank (answer_support.py), and the word
+the pixels reject is what leaked (caption_leakage.py) when the row's own text states it.
+
+Which text states a claim word: the word itself (``text.tokens`` equality: plurals and number
+words folded), or a word the source uses for it. ``translation`` learns the latter from
+co-occurrence over the source's image pairs: P(claim word w | text word t, w's paradigm), so
+"crimson" in captions comes to mean "red" when the answers beside crimson captions say red,
+"a pair of" comes to mean "two", and so on, in any wording the source happens to use. A pair's
+own co-occurrence is left out of the estimate it is judged by, and the estimate is the lower
+end of its Wilson interval, so a word seen twice next to an answer does not explain it.
+
+Needs no model. Cost: polars group-bys and joins over (pair, text word, claim word) triples,
+linear in pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from integrity.detect.text import hedged, tokens
+
+# A text word present in more than this share of image pairs carries no information.
+MAX_TEXT_WORD_SHARE = 0.5
+# A paradigm word is used in answers at least this many times as often as in questions.
+ANSWER_WORD_RATIO = 2.0
+# One-sided 95% Wilson bound: how surely the source shows a word to mean another.
+WILSON_Z = 1.645
+
+
+def paradigms(pairs: pl.DataFrame, *, max_alternatives: int = 8,
+              min_count: int = 2) -> pl.DataFrame:
+    """word -> alternatives (list, most often co-answered first) for every word that answers a
+    question of the source alongside other words.
+
+    Only plain one-word claims count (an unhedged image-pair answer with exactly one content word
+    beyond the question's: "Red.", "The shapes are red." for "What color are the shapes?"); a
+    word must answer a question at least ``min_count`` times to join its paradigm, and be an
+    answer word: used in answers at least ANSWER_WORD_RATIO times as often as in questions (a
+    word the source mostly asks with, like "shape" or "count", is a question's topic, and left
+    over when a question states its own answer: "Counting two objects, how many?" "I count two.").
+    """
+    image = pairs.filter(pl.col("image_sha256").is_not_null())
+    in_questions = image.select(word=tokens(pl.col("question")).list.unique()).explode(
+        "word").group_by("word").len("asked")
+    in_answers = image.select(word=tokens(pl.col("answer")).list.unique()).explode(
+        "word").group_by("word").len("answered")
+    answer_words = in_answers.join(in_questions, on="word", how="left").filter(
+        pl.col("answered") >= ANSWER_WORD_RATIO * pl.col("asked").fill_null(0)).select("word")
+    single = (
+        image.filter(~hedged(pl.col("answer")))
+        .select("question_norm",
+                word=tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question"))))
+        .filter(pl.col("word").list.len() == 1)
+        .select("question_norm", pl.col("word").list.first())
+        .join(answer_words, on="word", how="semi")
+        .group_by("question_norm", "word").len()
+        .filter(pl.col("len") >= min_count)
+    )
+    return (
+        single.join(single, on="question_norm", suffix="_alt")
+        .filter(pl.col("word") != pl.col("word_alt"))
+        .group_by("word", "word_alt").agg(weight=pl.min_horizontal("len", "len_alt").sum())
+        .sort(["word", "weight", "word_alt"], descending=[False, True, False])
+        .group_by("word", maintain_order=True)
+        .agg(alternatives=pl.col("word_alt").head(max_alternatives))
+    )
+
+
+def claim_words(answer_tokens: pl.Expr, paradigm: pl.DataFrame) -> pl.Expr:
+    """The answer's words that have alternatives (``paradigm`` from ``paradigms``)."""
+    return answer_tokens.list.set_intersection(paradigm["word"].implode()).list.unique(
+        maintain_order=True)
+
+
+def metadata_text(metadata: pl.Series) -> pl.Series:
+    """Every string of each row's metadata JSON, at any depth and under any key, joined by
+    " . ": a caption is found wherever a dataset put it. Parsed once per distinct value."""
+    distinct = metadata.unique()
+    texts = {value: " . ".join(_strings(orjson.loads(value))) if value else ""
+             for value in distinct.to_list()}
+    return metadata.replace_strict(texts, default="", return_dtype=pl.String)
+
+
+def _strings(node, depth: int = 0) -> list[str]:
+    if depth > 64:  # deeper nesting is not a caption anyone wrote by hand
+        return []
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value, depth + 1)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value, depth + 1)]
+    return []
+
+
+def file_words(images: pl.Expr) -> pl.Expr:
+    """The words of the rows' image file names ("images/two_red_circles_0001.png" -> "two red
+    circles 0001"): folders and extensions left out."""
+    return images.list.eval(
+        pl.element().str.replace(r"^.*[/\\]", "").str.replace(r"\.[A-Za-z0-9]{2,5}$", "")
+        .str.replace_all(r"[_\-.+]+", " ")
+    ).list.join(" . ")
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Co-occurrence of text words and claim words over a source's image pairs."""
+
+    together: pl.DataFrame     # token, word, n_tw: pairs whose text holds token and claim word
+    in_paradigm: pl.DataFrame  # token, word, n_tp: ... token and any word of word's paradigm
+    members: pl.DataFrame      # word, member: the word and its alternatives
+
+
+def learn_translation(claims: pl.DataFrame, texts: pl.DataFrame,
+                      paradigm: pl.DataFrame) -> Translation:
+    """Count, over image pairs, how often each text word appears beside each claim word.
+
+    ``claims``: (pair_row, word) for the claim words of every image pair; ``texts``: (pair_row, token),
+    the distinct words of each pair's text; ``paradigm`` as ``paradigms`` returns. Text words in
+    more than MAX_TEXT_WORD_SHARE of the pairs are dropped (they say nothing).
+    """
+    members = paradigm.select("word", member=pl.concat_list(pl.col("word"),
+                                                            pl.col("alternatives"))).explode(
+        "member")
+    pair_count = max(claims["pair_row"].n_unique(), 1)
+    texts = texts.join(claims.select("pair_row").unique(), on="pair_row", how="semi")
+    informative = texts.group_by("token").len().filter(
+        pl.col("len") <= MAX_TEXT_WORD_SHARE * pair_count).select("token")
+    together = claims.join(texts.join(informative, on="token", how="semi"), on="pair_row").group_by(
+        "token", "word").len("n_tw")
+    in_paradigm = members.join(together.rename({"word": "member"}), on="member").group_by(
+        "token", "word").agg(n_tp=pl.col("n_tw").sum())
+    return Translation(together, in_paradigm, members)
+
+
+def wilson_lower(hits: pl.Expr, trials: pl.Expr, z: float = WILSON_Z) -> pl.Expr:
+    """The lower end of the Wilson score interval of hits / trials (0 without trials): a share
+    seen 2 times in 2 reads 0.43, 20 in 20 reads 0.88, 100 in 600 reads 0.14."""
+    n = trials.cast(pl.Float64)
+    p = hits.cast(pl.Float64) / n
+    z2n = z * z / n
+    low = (p + z2n / 2 - z * (p * (1 - p) / n + z2n / (4 * n)).sqrt()) / (1 + z2n)
+    return pl.when(n > 0).then(low.clip(0.0, 1.0)).otherwise(0.0)
+
+
+def stated(translation: Translation, claims: pl.DataFrame, texts: pl.DataFrame) -> pl.DataFrame:
+    """How strongly each pair's text (``texts``: (pair_row, token), a part of the text the
+    translation was learned on) states each of its claim words (``claims``: (pair_row, word)).
+
+    Returns (pair_row, word, stated): 1.0 when the text holds the word itself, else the largest,
+    over the pair's text words t, lower Wilson bound of P(word | t, the word's paradigm), with
+    the pair's own co-occurrence left out: how surely the source's other pairs show t to mean
+    the word (a word seen twice beside t proves little); 0.0 when no text word bears on it.
+    """
+    t = translation
+    own = claims.join(t.members, on="word").join(
+        claims.rename({"word": "member"}), on=["pair_row", "member"], how="semi").group_by(
+        "pair_row", "word").len("own_k")
+    learned = (
+        claims.join(texts, on="pair_row")
+        .join(t.together, on=["token", "word"])
+        .join(t.in_paradigm, on=["token", "word"])
+        .join(own, on=["pair_row", "word"], how="left")
+        .with_columns(p=wilson_lower(pl.col("n_tw") - 1,
+                                     pl.col("n_tp") - pl.col("own_k").fill_null(1)))
+        .group_by("pair_row", "word").agg(learned=pl.col("p").max())
+    )
+    literal = claims.join(texts.rename({"token": "word"}), on=["pair_row", "word"], how="semi")
+    return (claims.join(learned, on=["pair_row", "word"], how="left")
+            .join(literal.with_columns(literal=pl.lit(True)), on=["pair_row", "word"], how="left")
+            .select("pair_row", "word", stated=pl.when(pl.col("literal")).then(1.0)
+                    .otherwise(pl.col("learned").fill_null(0.0).clip(0.0, 1.0))))
+
+
+@dataclass(frozen=True)
+class Claims:
+    """A source's claims, shared by the detectors that read them (``context.shared``)."""
+
+    paradigm: pl.DataFrame     # word, alternatives
+    words: pl.DataFrame        # pair, word: the claim words of every image pair
+    context_tokens: pl.DataFrame  # pair, token: system turn and turns up to the question
+    text_tokens: pl.DataFrame  # pair, token: context + metadata strings + image file names
+    translation: Translation
+
+
+def source_claims(pairs: pl.DataFrame) -> Claims:
+    """Paradigms, claim words, the pairs' text words and the translation learned over them."""
+    paradigm = paradigms(pairs)
+    frame = pairs.with_row_index("pair_row").filter(pl.col("image_sha256").is_not_null()).select(
+        "pair_row",
+        claims=claim_words(tokens(pl.col("answer")), paradigm),
+        context=tokens(pl.col("prompt_text")),
+        outside=tokens(pl.concat_str(pl.col("caption").fill_null(""), pl.col("image_names"),
+                                     separator=" . ")),
+    ).with_columns(pl.col("pair_row").cast(pl.Int64))
+    words = split_token_lists(frame, "claims", "word")
+    context = split_token_lists(frame, "context")
+    texts = pl.concat([context, split_token_lists(frame, "outside")]).unique()
+    return Claims(paradigm, words, context, texts, learn_translation(words, texts, paradigm))
+
+
+def split_token_lists(frame: pl.DataFrame, column: str, name: str = "token") -> pl.DataFrame:
+    """(pair, <name>) rows from a list column of tokens, distinct per pair."""
+    return frame.select("pair_row", pl.col(column).alias(name)).explode(name).drop_nulls(
+        name).unique()

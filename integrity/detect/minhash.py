@@ -1,0 +1,145 @@
+"""Near-duplicate texts: MinHash signatures, banded LSH candidates, exact Jaccard to verify.
+
+``near_duplicate_texts(rows)`` finds, for each row, the most similar other row of the same
+``bucket`` (rows only compete within a bucket: the same images, or no image) by the Jaccard
+similarity of their shingle sets. A small bucket (the rows of one image) compares every pair;
+in a large one (every text-only row) candidates come from locality-sensitive hashing: PERMUTATIONS
+MinHash values per row in BANDS bands; two rows whose band values all agree in some band are
+candidates (Jaccard 0.5 makes a candidate with probability 0.41 per band pair, 0.7 with 0.92,
+0.85 with 0.997); each candidate's Jaccard is then computed exactly from the shingle sets. Rows
+with identical shingles are collapsed first, so a text repeated ten thousand times costs one.
+Cost: O(shingles x PERMUTATIONS) hashing in numpy plus polars joins over the candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+PERMUTATIONS = 32
+BANDS = 8
+MAX_BUCKET_ROWS = 64  # a band bucket larger than this compares neighbours in row order only
+# A bucket of at most this many distinct texts compares every pair exactly (no LSH): the rows
+# of one image are few, so their copies are never missed.
+EXACT_BUCKET_ROWS = 64
+_MERSENNE = np.uint64((1 << 61) - 1)
+
+
+def _signatures(row: np.ndarray, shingle: np.ndarray, rows: int, *,
+                seed: int = 0) -> np.ndarray:
+    """(rows, PERMUTATIONS) MinHash values: per permutation, the least (a x h + b) over a row's
+    shingle hashes (a universal hash family over 64-bit integers)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 1 << 61, size=PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 1 << 61, size=PERMUTATIONS, dtype=np.uint64)
+    order = np.argsort(row, kind="stable")
+    row, shingle = row[order], shingle[order]
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    signature = np.full((rows, PERMUTATIONS), np.iinfo(np.uint64).max, dtype=np.uint64)
+    for p in range(PERMUTATIONS):
+        values = (a[p] * shingle + b[p]) % _MERSENNE  # wraps mod 2^64 first: still a mixer
+        signature[row[starts], p] = np.minimum.reduceat(values, starts)
+    return signature
+
+
+def _candidates(signature: np.ndarray, bucket: np.ndarray) -> pl.DataFrame:
+    """(left, right) row pairs, left < right, sharing a band of their signature and a bucket."""
+    per_band = PERMUTATIONS // BANDS
+    found = []
+    for band in range(BANDS):
+        values = signature[:, band * per_band:(band + 1) * per_band]
+        key = pl.DataFrame(values, schema=[f"v{i}" for i in range(per_band)]).select(
+            pl.struct(pl.all()).hash(seed=band))["v0"].to_numpy() \
+            if per_band > 1 else values[:, 0]
+        frame = pl.DataFrame({"row": np.arange(len(signature)), "bucket": bucket,
+                              "key": key}).with_columns(
+            size=pl.len().over("bucket", "key"),
+            rank=pl.int_range(pl.len()).over("bucket", "key"))
+        small = frame.filter((pl.col("size") > 1) & (pl.col("size") <= MAX_BUCKET_ROWS))
+        pairs = small.join(small, on=["bucket", "key"], suffix="_r").filter(
+            pl.col("row") < pl.col("row_r")).select(left="row", right="row_r")
+        large = frame.filter(pl.col("size") > MAX_BUCKET_ROWS).sort("bucket", "key", "rank")
+        chained = large.with_columns(previous=pl.col("row").shift(1).over("bucket", "key")) \
+            .drop_nulls("previous").select(left=pl.min_horizontal("previous", "row"),
+                                           right=pl.max_horizontal("previous", "row"))
+        found += [pairs, chained.cast(pl.Int64)]
+    return pl.concat([f.cast(pl.Int64) for f in found]).unique() if found else \
+        pl.DataFrame(schema={"left": pl.Int64, "right": pl.Int64})
+
+
+def near_duplicate_texts(shingles: pl.DataFrame, buckets: pl.Series) -> pl.DataFrame:
+    """For each row: its most similar other row of the same bucket and their Jaccard.
+
+    ``shingles``: (row, shingle) with an integer row index in [0, len(buckets)) and a u64
+    shingle hash; ``buckets``: each row's bucket. Returns (row, text_sim, text_of) for every row
+    with a candidate (text_of: the other row; ties go to the earlier row).
+    """
+    rows = len(buckets)
+    empty = pl.DataFrame(schema={"row": pl.Int64, "text_sim": pl.Float32, "text_of": pl.Int64})
+    shingles = shingles.select(pl.col("row").cast(pl.Int64), pl.col("shingle").cast(pl.UInt64)) \
+        .unique()
+    if shingles.is_empty() or rows < 2:
+        return empty
+    bucket_of = pl.DataFrame({"row": np.arange(rows, dtype=np.int64), "bucket": buckets})
+    # Identical shingle sets in one bucket collapse to their first row.
+    representative = (
+        shingles.group_by("row").agg(pl.col("shingle").sort()).join(bucket_of, on="row")
+        .sort("row").group_by("bucket", "shingle", maintain_order=True)
+        .agg(rep=pl.col("row").first(), members=pl.col("row"))
+    )
+    reps = representative["rep"].to_numpy()
+    local = np.full(rows, -1, dtype=np.int64)
+    local[reps] = np.arange(len(reps))
+    rep_shingles = shingles.join(pl.DataFrame({"row": reps}), on="row", how="semi")
+    signature = _signatures(local[rep_shingles["row"].to_numpy()],
+                            rep_shingles["shingle"].to_numpy(), len(reps))
+    buckets_of_reps = representative["bucket"].to_numpy()
+    small = representative.select("bucket").with_row_index("i").with_columns(
+        size=pl.len().over("bucket")).filter(pl.col("size") <= EXACT_BUCKET_ROWS)
+    every_pair = small.join(small, on="bucket", suffix="_r").filter(
+        pl.col("i") < pl.col("i_r")).select(left=pl.col("i").cast(pl.Int64),
+                                              right=pl.col("i_r").cast(pl.Int64))
+    large = np.flatnonzero(~np.isin(np.arange(len(reps)), small["i"].to_numpy()))
+    banded = _candidates(signature[large], buckets_of_reps[large])
+    banded = pl.DataFrame({"left": large[banded["left"].to_numpy()],
+                           "right": large[banded["right"].to_numpy()]})
+    candidates = pl.concat([every_pair, banded.cast(pl.Int64)]).unique()
+    if candidates.is_empty():
+        return _identical(representative, empty)
+    candidates = pl.DataFrame({"left": reps[candidates["left"].to_numpy()],
+                               "right": reps[candidates["right"].to_numpy()]})
+    sizes = rep_shingles.group_by("row").len("size")
+    overlap = (candidates.join(rep_shingles.rename({"row": "left"}), on="left")
+               .join(rep_shingles.rename({"row": "right"}), on=["right", "shingle"])
+               .group_by("left", "right").len("common"))
+    common = pl.col("common").fill_null(0)
+    scored = (candidates.join(overlap, on=["left", "right"], how="left")
+              .join(sizes.rename({"row": "left", "size": "size_l"}), on="left")
+              .join(sizes.rename({"row": "right", "size": "size_r"}), on="right")
+              .with_columns(sim=common / (pl.col("size_l") + pl.col("size_r") - common)))
+    both_ways = pl.concat([scored.select(row="left", text_of="right", text_sim="sim"),
+                           scored.select(row="right", text_of="left", text_sim="sim")])
+    best = both_ways.sort(["row", "text_sim", "text_of"], descending=[False, True, False]) \
+        .group_by("row", maintain_order=True).first()
+    # Every member of a collapsed set has its representative's best match.
+    members = representative.select(row="rep", member="members").explode("member")
+    spread = members.join(best, on="row").select(
+        row="member", text_sim=pl.col("text_sim").cast(pl.Float32), text_of="text_of")
+    return pl.concat([spread, _identical(representative, empty)]).sort(
+        ["row", "text_sim", "text_of"], descending=[False, True, False]).group_by(
+        "row", maintain_order=True).first()
+
+
+def _identical(representative: pl.DataFrame, empty: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose shingle set another row of their bucket shares: Jaccard 1.0 with the first
+    such row (the first row itself with the second)."""
+    groups = representative.filter(pl.col("members").list.len() > 1).select("members")
+    if groups.is_empty():
+        return empty
+    return groups.with_columns(
+        first=pl.col("members").list.first(), second=pl.col("members").list.get(1)).explode(
+        "members").select(
+        row=pl.col("members"),
+        text_sim=pl.lit(1.0, dtype=pl.Float32),
+        text_of=pl.when(pl.col("members") == pl.col("first")).then("second")
+        .otherwise("first"))
