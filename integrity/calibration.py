@@ -350,7 +350,10 @@ def threshold_curve(labelled: pl.DataFrame, signal: str) -> pl.DataFrame:
         .sort("threshold", descending=strict_first)
         .select("threshold",
                 precision=pl.col("hit").cum_sum() / pl.col("weight").cum_sum(),
-                recall=pl.col("hit").cum_sum() / total_true if total_true else pl.lit(None),
+                # Typed even when no labelled row has the class: curves of every signal are
+                # stacked into one table, and an untyped null column does not stack.
+                recall=pl.col("hit").cum_sum() / total_true if total_true
+                else pl.lit(None, dtype=pl.Float64),
                 labelled=pl.col("labelled").cum_sum())
     )
 

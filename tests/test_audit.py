@@ -24,7 +24,7 @@ def _pairs() -> pl.DataFrame:
         "contra_conflict": [False, False, True, False, False, True, False],
         "contra_answers": [1, 1, 2, 1, 1, 2, 1],
         "dup_exact_size": [1, 1, 1, 2, 2, 1, 1],
-        "dup_is_copy": [False, False, False, False, True, False, False],
+        "dup_exact_first": [True, True, True, True, False, True, True],
     })
 
 

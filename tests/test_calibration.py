@@ -30,6 +30,7 @@ from integrity.ingest import SourceConfig
 from integrity.detect.registry import flaw_classes
 from integrity.policy import Policy
 from integrity.stages import (
+    calibrate_to_store,
     calibration_population,
     calibration_sample,
     ingest_to_store,
@@ -192,8 +193,8 @@ def test_every_flaw_class_is_estimated():
 
 # --- the demo world, its ground truth standing in for reviewers ------------------------------
 
-LOOSE_POLICY = {"signals": {"blind_answerable": {"prior_min": 0.3, "prior_support_min": 2},
-                            "duplicate": {"near_image_sim_min": 0.9}}}
+LOOSE_POLICY = {"signals": {"blind_answerable": {"prior_min": 0.3},
+                            "duplicate": {"near_image_sim_min": 0.9, "text_sim_min": 0.5}}}
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +256,16 @@ def test_on_the_demo_every_interval_contains_the_true_precision_and_recall(demo_
         assert row["low"] <= true_value <= row["high"], key
         judged += 1
     assert judged >= 12  # precision, recall and rate of five classes, give or take
+
+
+def test_labels_with_no_flawed_row_of_a_class_still_calibrate(demo_store):
+    """A labelled sample in which no row has some flaw class (here: every row labelled clean)
+    leaves that class's curves without recall; the calibration still commits (it once died on
+    an untyped null column while stacking the curves)."""
+    store, sources, _ = demo_store
+    sample = calibration_sample(store, sources, Policy(), n=60, seed=1)
+    labels = parse_labels([json.dumps({**row, "label": "clean"}) for row in sample.to_dicts()])
+    judged, manifest, _ = calibrate_to_store(store, labels, Policy())
+    curves = store.read("calibration", manifest.version, "curves")
+    assert curves.schema["recall"] == pl.Float64 and curves["recall"].null_count() == curves.height
+    assert judged["recommended"] and all(cut is None for cut in judged["recommended"].values())

@@ -45,20 +45,20 @@ def _pairs(**columns) -> pl.DataFrame:
 
 def test_flags_roll_up_to_rows_and_respect_thresholds():
     pairs = _pairs(
-        blind_answer_in_question=[False, True, None],
-        blind_prior=[0.95, 0.1, 0.95],
-        blind_prior_support=[3, 50, 50],
+        blind_question_states=[0.2, 1.0, None],
+        blind_prior=[0.3, 0.1, 0.95],
         dup_exact_size=[1, 1, 2],
         dup_near_image_sim=[0.99, None, 0.5],
+        dup_text_sim=[None, 0.2, 0.5],
         leak_score=[0.7, 0.1, 0.2],
     )
     rows = flag_rows(pairs, Policy())
-    assert rows["blind_answerable"].to_list() == [True, True]  # a: in question; b: prior
+    assert rows["blind_answerable"].to_list() == [True, True]  # a: prompt states it; b: prior
     assert rows["duplicate"].to_list() == [True, True]  # a: near image; b: exact
     assert rows["caption_derived"].to_list() == [True, False]
     lenient = Policy.model_validate({"signals": {"blind_answerable": {
-        "answer_in_question": False, "prior_support_min": 100}}})
-    assert flag_rows(pairs, lenient)["blind_answerable"].to_list() == [False, False]
+        "question_states_min": 1.0, "prior_min": 0.99}}})
+    assert flag_rows(pairs, lenient)["blind_answerable"].to_list() == [True, False]
 
 
 def test_caption_flag_is_null_when_no_model_scored():

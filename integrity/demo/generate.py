@@ -456,13 +456,16 @@ class _World:
         return qas  # after UNIQUE_TRIES only when a handful of images carries every row
 
     def clean_image(self) -> tuple[str, dict, list[tuple[str, str]]]:
-        """(ref, truth, QA pairs) of a clean record: an image with facts left to state."""
-        for _ in range(100):
+        """(ref, truth, QA pairs) of a clean record: an image with facts left to state. Only a
+        pool too small for its rows (a handful of images) runs out of them; its records then
+        restate facts, as they always did."""
+        for _ in range(len(self.pool) + 1):
             ref, truth = self.next_image()
             qas = self.fresh_clean_qas(ref, truth)
             if qas:
                 return ref, truth, qas
-        raise DemoConfigError("images is too small: every fact of the pool is stated already")
+        self.stated.clear()
+        return ref, truth, self.fresh_clean_qas(ref, truth)
 
     def free_question(self, qtype: str, ref: str) -> str | None:
         """A random template of ``qtype`` whose key on ``ref`` no flawed record claimed."""

@@ -307,7 +307,7 @@ def _text_record(world: _HardWorld, rid: str) -> dict:
     for _ in range(50):
         kind = rng.random()
         traps = [t for t in (*W.CODE_ANSWERS, *W.LOOKALIKE_QA) if world.traps[t] < TRAP_USES]
-        if kind < 0.05 and traps:
+        if kind < 0.1 and traps:
             trap = rng.choice(traps)
             world.traps[trap] += 1
             x, x2 = rng.sample(W.VARIABLES, 2)
@@ -315,7 +315,7 @@ def _text_record(world: _HardWorld, rid: str) -> dict:
                      "n": rng.randint(2, 9), "m": rng.randint(10, 99),
                      "name": rng.choice(W.NAMES)}
             qas = [(_filled(trap[0], slots), _filled(trap[1], slots))]
-        elif kind < 0.8:
+        elif kind < 0.85:
             a, b = sorted((rng.randint(2, 99), rng.randint(2, 99)), reverse=True)
             op, value = rng.choice((("plus", a + b), ("times", a * b), ("minus", a - b)))
             qas = [(f"What is {a} {op} {b}?", f"{value}.")]
@@ -439,8 +439,11 @@ def generate_hard(out_dir: str | Path, config: DemoConfig, *, split: W.Split) ->
                 if kind == "exact_duplicate":
                     record = {**original, "id": rid}
                 elif kind == "templated_copy":
-                    edits = rng.sample(words.edits, rng.randint(1, 2))
-                    record = _edited(original, edits, rid)
+                    for _ in range(20):  # edits that change nothing would make an exact copy
+                        edits = rng.sample(words.edits, rng.randint(1, 2))
+                        record = _edited(original, edits, rid)
+                        if record["conversations"] != original["conversations"]:
+                            break
                     detail["edits"] = edits
                 else:
                     ref, what = _near_copy(images_dir / Path(original["image"]).name, images_dir,

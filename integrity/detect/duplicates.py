@@ -339,7 +339,7 @@ def _is_copy(s: Duplicate, col) -> pl.Expr:
     """The rows a duplicate action removes: later exact copies, the larger-hash side of a near
     image copy, the later of two near-identical dialogs; never the one original kept."""
     near = (col("dup_near_image_sim") >= s.near_image_sim_min) & (
-        pl.col("image_sha256") > col("dup_near_image_of"))
+        col("image_sha256") > col("dup_near_image_of"))
     text = (col("dup_text_sim") >= s.text_sim_min) & col("dup_text_later")
     return (~col("dup_exact_first") & s.exact) | near.fill_null(False) | text.fill_null(False)
 

@@ -42,7 +42,7 @@ def _signatures(row: np.ndarray, shingle: np.ndarray, rows: int, *,
     return signature
 
 
-def _candidates(signature: np.ndarray, bucket: np.ndarray) -> pl.DataFrame:
+def _candidates(signature: np.ndarray, bucket: pl.Series) -> pl.DataFrame:
     """(left, right) row pairs, left < right, sharing a band of their signature and a bucket."""
     per_band = PERMUTATIONS // BANDS
     found = []
@@ -93,14 +93,14 @@ def near_duplicate_texts(shingles: pl.DataFrame, buckets: pl.Series) -> pl.DataF
     rep_shingles = shingles.join(pl.DataFrame({"row": reps}), on="row", how="semi")
     signature = _signatures(local[rep_shingles["row"].to_numpy()],
                             rep_shingles["shingle"].to_numpy(), len(reps))
-    buckets_of_reps = representative["bucket"].to_numpy()
+    buckets_of_reps = representative["bucket"]
     small = representative.select("bucket").with_row_index("i").with_columns(
         size=pl.len().over("bucket")).filter(pl.col("size") <= EXACT_BUCKET_ROWS)
     every_pair = small.join(small, on="bucket", suffix="_r").filter(
         pl.col("i") < pl.col("i_r")).select(left=pl.col("i").cast(pl.Int64),
                                               right=pl.col("i_r").cast(pl.Int64))
     large = np.flatnonzero(~np.isin(np.arange(len(reps)), small["i"].to_numpy()))
-    banded = _candidates(signature[large], buckets_of_reps[large])
+    banded = _candidates(signature[large], buckets_of_reps.gather(large))
     banded = pl.DataFrame({"left": large[banded["left"].to_numpy()],
                            "right": large[banded["right"].to_numpy()]})
     candidates = pl.concat([every_pair, banded.cast(pl.Int64)]).unique()

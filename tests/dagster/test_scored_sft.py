@@ -49,8 +49,10 @@ def test_scored_sft_versions_link_to_raw_and_checks_pass(world, instance):
     assert manifest.upstream == {"raw_sft": raw.metadata["version"].value}
     rows = store.read(SCORED_SFT, manifest.version)
     assert rows.height == 12 and rows["grounding_cos"].is_not_null().sum() == 8
-    # Every image row answers "Red." to one question: no competing answer, so no support score.
-    assert rows["answer_support_prob"].is_null().all()
+    # Every image row answers "Red." to one question: no alternative to swap in, so the support
+    # score falls back to the grounding margin (every image answer has one).
+    assert rows["answer_support_prob"].is_not_null().sum() == 8
+    assert rows["answer_support_candidates"].is_null().all()
     assert consumed == ["good_llava"]
 
     # Re-running: same versions, and every embedding comes from the cache.

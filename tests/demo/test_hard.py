@@ -123,8 +123,8 @@ def test_text_rows_hold_the_traps(corpora):
     _, records, _ = corpora["tune"]
     answers = " ".join(turn["value"] for r in records if "image" not in r
                        for turn in r["conversations"])
-    assert "[[A]]" in answers or "[A]" in answers
-    assert "out of 10" in answers
+    assert "```" in answers and "$[" in answers  # code and math spans with brackets
+    assert " out of " in answers and "better" in answers
     questions = [turn["value"] for r in records if "image" not in r
                  for turn in r["conversations"][1:] if turn["from"] == "human"]
     assert any(q in W.FOLLOW_UPS for q in questions)

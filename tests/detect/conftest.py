@@ -10,20 +10,20 @@ from integrity.detect.pairs import qa_pairs
 
 
 def make_raw(rows: list[dict]) -> pl.DataFrame:
-    """rows: dicts with id, qa [(question, answer), ...], and optional image (sha), uri,
-    caption, pref_role, pref_group."""
+    """rows: dicts with id, qa [(question, answer), ...], and optional image (sha), uri, name
+    (the image file name), caption (or a whole metadata dict), system, pref_role, pref_group."""
     records = []
     for index, row in enumerate(rows):
         image = row.get("image")
-        turns = []
+        turns = [{"role": "system", "content": row["system"]}] if "system" in row else []
         for position, (question, answer) in enumerate(row["qa"]):
             prefix = "<image>\n" if image and position == 0 else ""
             turns += [{"role": "user", "content": prefix + question},
                       {"role": "assistant", "content": answer}]
-        metadata = {"caption": row["caption"]} if "caption" in row else {}
+        metadata = row.get("metadata", {"caption": row["caption"]} if "caption" in row else {})
         records.append({
             "example_id": row["id"], "source": "t", "origin_format": "llava", "row_index": index,
-            "images": [f"{image}.png"] if image else [],
+            "images": [row.get("name", f"{image}.png")] if image else [],
             "image_uris": [row.get("uri", f"/x/{image}.png")] if image else [],
             "image_sha256": [image] if image else [],
             "turns": turns, "metadata": json.dumps(metadata),

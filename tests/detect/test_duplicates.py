@@ -3,10 +3,16 @@ import io
 import random
 
 import numpy as np
+import polars as pl
 from PIL import Image, ImageChops
 
 from integrity.demo.shapes import draw_shapes
-from integrity.detect.duplicates import nearest_neighbours, score_duplicates, signatures
+from integrity.detect.duplicates import (
+    Duplicate,
+    nearest_neighbours,
+    score_duplicates,
+    signatures,
+)
 from integrity.detect.image_sanity import score_image_sanity
 from integrity.detect.pixels import image_stats
 
@@ -31,30 +37,107 @@ def test_nearest_neighbours_matches_brute_force():
     assert nearest_neighbours(vectors[:1], 3)[0].shape == (1, 0)
 
 
-def test_near_copies_found_and_other_layouts_not(tmp_path, pairs_of):
+def _reencoded(image: Image.Image, *, quality: int, scale: float, crop: int = 0,
+               fmt: str = "JPEG") -> Image.Image:
+    """An ordinary copy: cropped by a few pixels, resized, saved lossy with 4:2:0 chroma."""
+    side = image.width
+    if crop:
+        image = image.crop((crop, crop, side - crop, side - crop)).resize((side, side))
+    image = image.resize((round(side * scale), round(side * scale)), Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, quality=quality, **({"subsampling": 2} if fmt == "JPEG" else {}))
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def test_near_copies_survive_re_encoding_and_unrelated_images_stay_apart(tmp_path, pairs_of):
+    """JPEG with 4:2:0 chroma, resized by 0.9, once scored a median 0.962 against a cut of 0.98
+    fixed inside the detector: 7 of 104 copy groups were found."""
     original = draw_shapes("red", "circle", 2, "left", "large", 128, rng=random.Random(1))
-    other_layout = draw_shapes("red", "circle", 2, "left", "large", 128, rng=random.Random(2))
-    unrelated = draw_shapes("blue", "square", 3, "right", "small", 128, rng=random.Random(3))
+    small_circle = draw_shapes("green", "circle", 1, "left", "small", 128, rng=random.Random(5))
+    small_square = draw_shapes("green", "square", 1, "left", "small", 128, rng=random.Random(5))
     files = {
         "orig": _save(tmp_path / "a.png", original),
-        "jpeg": _save(tmp_path / "b.jpg", original, "JPEG", quality=85),
-        "shift": _save(tmp_path / "c.png", ImageChops.offset(original, 1, 1)),
-        "layout": _save(tmp_path / "d.png", other_layout),
-        "unrelated": _save(tmp_path / "e.png", unrelated),
+        "jpeg": _save(tmp_path / "b.jpg", _reencoded(original, quality=60, scale=1.0), "PNG"),
+        "resized": _save(tmp_path / "c.png", _reencoded(original, quality=70, scale=0.9)),
+        "cropped": _save(tmp_path / "d.png", _reencoded(original, quality=80, scale=0.8, crop=2)),
+        "webp": _save(tmp_path / "e.webp", original, "WEBP", quality=80),
+        "shift": _save(tmp_path / "f.png", ImageChops.offset(original, 1, 1)),
+        "circle": _save(tmp_path / "g.png", small_circle),
+        "square": _save(tmp_path / "h.png", small_square),
+        "layout": _save(tmp_path / "i.png", draw_shapes("red", "circle", 2, "left", "large", 128,
+                                                        rng=random.Random(2))),
     }
     rows = [{"id": name, "image": sha, "uri": uri, "qa": [("What color?", "Red.")]}
             for name, (uri, sha) in files.items()]
     rows.append({"id": "again", "image": files["orig"][1], "uri": files["orig"][0],
-                 "qa": [("What color?", "Red.")]})
+                 "qa": [("What shape?", "Circle.")]})
     pairs = pairs_of(rows)
     uris, shas = zip(*files.values(), strict=True)
-    stats = image_stats(list(uris), list(shas))
-    scores = score_duplicates(pairs, stats)
+    scores = score_duplicates(pairs, image_stats(list(uris), list(shas)))
     sim = dict(zip(pairs["example_id"], scores["dup_near_image_sim"], strict=True))
-    assert min(sim["orig"], sim["jpeg"], sim["shift"]) > 0.98
-    assert max(sim["layout"] or 0, sim["unrelated"] or 0) < 0.9  # None: no candidate at all
+    cut = Duplicate().near_image_sim_min
+    assert min(sim[name] for name in ("orig", "jpeg", "resized", "cropped", "webp", "shift")) \
+        >= cut
+    # A small circle where the other has a small square, and another layout, stay below.
+    assert max(sim["circle"] or 0, sim["square"] or 0, sim["layout"] or 0) < cut
     exact = dict(zip(pairs["example_id"], scores["dup_exact_size"], strict=True))
-    assert exact["orig"] == exact["again"] == 2 and exact["jpeg"] == 1
+    assert exact["orig"] == 1 and exact["again"] == 1  # same image, different dialogs
+    # ... which is reported: one image file used by two rows.
+    rows_of_image = dict(zip(pairs["example_id"], scores["dup_image_rows"], strict=True))
+    assert rows_of_image["orig"] == rows_of_image["again"] == 2 and rows_of_image["jpeg"] == 1
+
+
+def test_templated_copies_of_a_dialog_are_near_duplicates_and_other_questions_are_not(pairs_of):
+    rows = [
+        {"id": "orig", "image": "s1", "qa": [("Which shape appears in the image?", "A circle."),
+                                             ("Where are the shapes?", "On the left.")]},
+        {"id": "copy", "image": "s1", "qa": [("Please answer: which shape appears in the "
+                                              "image?", "a circle"),
+                                             ("Please answer: where are the shapes?",
+                                              "on the left")]},
+        {"id": "other", "image": "s1", "qa": [("What color are the shapes?", "Red.")]},
+        {"id": "elsewhere", "image": "s2", "qa": [("Which shape appears in the image?",
+                                                   "A circle."), ("Where are the shapes?",
+                                                                  "On the left.")]},
+    ]
+    pairs = pairs_of(rows)
+    stats = pl.DataFrame({"image_sha256": ["s1", "s2"],
+                          "image_thumb": np.eye(2, 768, dtype=np.float32)},
+                         schema={"image_sha256": pl.String,
+                                 "image_thumb": pl.Array(pl.Float32, 768)})
+    scores = score_duplicates(pairs, stats).with_columns(pairs.select("example_id")).unique(
+        "example_id", maintain_order=True)
+    by_id = {row["example_id"]: row for row in scores.iter_rows(named=True)}
+    assert by_id["copy"]["dup_text_sim"] >= Duplicate().text_sim_min
+    assert by_id["copy"]["dup_text_of"] == "orig" and by_id["copy"]["dup_text_later"]
+    assert by_id["orig"]["dup_text_later"] is False
+    assert (by_id["other"]["dup_text_sim"] or 0) < Duplicate().text_sim_min
+    assert by_id["elsewhere"]["dup_text_sim"] is None  # another image: never compared
+
+
+def test_short_text_dialogs_are_only_ever_exact_copies(pairs_of):
+    """"What is 34 minus 17? 17." shares most of its words with "What is 51 minus 34? 17."."""
+    pairs = pairs_of([{"id": "a", "qa": [("What is 34 minus 17?", "17.")]},
+                      {"id": "b", "qa": [("What is 51 minus 34?", "17.")]}])
+    stats = pl.DataFrame(schema={"image_sha256": pl.String,
+                                 "image_thumb": pl.Array(pl.Float32, 768)})
+    assert score_duplicates(pairs, stats)["dup_text_sim"].to_list() == [None, None]
+
+
+def test_text_only_near_copies_are_found_by_lsh_in_a_large_bucket():
+    from integrity.detect.minhash import near_duplicate_texts
+
+    rng = random.Random(0)
+    vocabulary = [f"w{i}" for i in range(400)]
+    texts = [rng.sample(vocabulary, 30) for _ in range(200)]
+    texts.append(texts[7][:28] + ["extra1", "extra2"])  # row 200 copies row 7, lightly edited
+    rows = [(row, word) for row, words in enumerate(texts) for word in words]
+    shingles = pl.DataFrame(rows, schema=["row", "word"], orient="row").select(
+        "row", shingle=pl.col("word").hash())
+    found = near_duplicate_texts(shingles, pl.Series([""] * len(texts)))
+    best = {row: (sim, of) for row, sim, of in found.iter_rows()}
+    assert best[200][1] == 7 and best[200][0] > 0.8 and best[7][1] == 200
+    assert all(sim < 0.5 for row, (sim, _) in best.items() if row not in (7, 200))
 
 
 def test_signatures_ignore_brightness():
@@ -67,7 +150,6 @@ def test_eval_overlap(pairs_of):
     pairs = pairs_of([{"id": "a", "image": "s1", "qa": [("What is shown?", "A cat.")]},
                       {"id": "b", "image": "s2", "qa": [("Other?", "No.")]},
                       {"id": "c", "image": "s3", "qa": [("Third?", "Yes.")]}])
-    import polars as pl
     stats = pl.DataFrame({"image_sha256": ["s1", "s2", "s3"],
                           "image_thumb": np.eye(3, 768, dtype=np.float32)},
                          schema={"image_sha256": pl.String,

@@ -1,0 +1,64 @@
+"""Claims learned from the source: paradigms, text anywhere in a row, and what it states."""
+
+import polars as pl
+
+from integrity.detect.claims import (
+    file_words,
+    metadata_text,
+    paradigms,
+    source_claims,
+    stated,
+    wilson_lower,
+)
+
+COLORS = ["red", "blue", "green"]
+
+
+def test_paradigms_are_the_words_that_answer_one_question(pairs_of):
+    rows = [{"id": f"{c}{i}", "image": f"{c}{i}", "qa": [("What color are the shapes?",
+                                                          f"The shapes are {c}.")]}
+            for c in COLORS for i in range(2)]
+    # A question that states its answer leaves filler behind ("count", "shape"): never a claim.
+    rows += [{"id": f"b{i}", "image": f"b{i}",
+              "qa": [("Counting two shapes, how many are there?", answer)]}
+             for i, answer in enumerate(["I count two.", "Two shapes.", "I count two.",
+                                         "Two shapes."])]
+    found = dict(paradigms(pairs_of(rows)).iter_rows())
+    assert set(found) == set(COLORS)
+    assert sorted(found["red"]) == ["blue", "green"]
+
+
+def test_a_caption_is_found_under_any_key_at_any_depth():
+    """The caption once had to sit under one of six known keys; nested or renamed, it was never
+    read, and caption-derived rows were kept."""
+    metadata = pl.Series(['{"annotations": [{"alt": "two crimson discs"}], "n": 3}',
+                          '{"meta": {"source": {"original_caption": "a red box"}}}', "{}", ""])
+    assert metadata_text(metadata).to_list() == ["two crimson discs", "a red box", "", ""]
+    names = pl.DataFrame({"images": [["images/two_red_circles-left.0001.png"], []]})
+    assert names.select(file_words(pl.col("images")))["images"].to_list() == [
+        "two red circles left 0001", ""]
+
+
+def test_the_source_teaches_which_caption_words_state_a_claim(pairs_of):
+    rows = [{"id": f"{c}{i}", "image": f"{c}{i}", "caption": f"two {word} circles",
+             "qa": [("What color are the shapes?", f"{c.capitalize()}.")]}
+            for c, word in (("red", "crimson"), ("blue", "azure"), ("green", "emerald"))
+            for i in range(12)]
+    rows.append({"id": "once", "image": "o", "caption": "a vermilion circle",
+                 "qa": [("What color are the shapes?", "Red.")]})
+    rows.append({"id": "seen-once", "image": "s", "caption": "a vermilion thing",
+                 "qa": [("What color are the shapes?", "Red.")]})
+    pairs = pairs_of(rows)
+    claims = source_claims(pairs)
+    said = stated(claims.translation, claims.words, claims.text_tokens).join(
+        pairs.with_row_index("pair_row").select(pl.col("pair_row").cast(pl.Int64), "example_id"),
+        on="pair_row")
+    by_id = dict(said.select("example_id", "stated").iter_rows())
+    assert by_id["red0"] > 0.7  # crimson beside red eleven other times
+    assert by_id["once"] < 0.5  # vermilion seen beside red once more proves little
+
+
+def test_wilson_lower_bound():
+    frame = pl.DataFrame({"hits": [2, 20, 100, 0], "trials": [2, 20, 600, 0]})
+    low = frame.select(wilson_lower(pl.col("hits"), pl.col("trials")))["hits"].to_list()
+    assert [round(v, 2) for v in low] == [0.42, 0.88, 0.14, 0.0]
