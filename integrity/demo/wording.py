@@ -274,6 +274,25 @@ COPY_EDITS: tuple[str, ...] = (
     "prefix:Short question: ", "suffix: Answer in a word.", "answer_lower", "swap:picture>image",
 )
 
+# The pools split into halves (a dict holds one pool per key); the rest of this module is shared.
+SPLIT_POOLS: tuple[str, ...] = (
+    "COLOR_SYNONYMS", "SHAPE_SYNONYMS", "COUNT_SYNONYMS", "POSITION_SYNONYMS", "SIZE_SYNONYMS",
+    "CAPTION_SHAPES", "CAPTION_KEYS", "QUESTION_WORDINGS", "DESCRIBE_WORDINGS", "ANSWER_SHAPES",
+    "PROSE_SHAPES", "BLIND_IN_QUESTION", "CONSTANT_QUESTIONS", "JUDGE_WORDINGS", "HEDGES",
+    "NEAR_RECIPES", "COPY_EDITS",
+)
+
+
+def halves_digest() -> str:
+    """A digest of every split pool's tune half: it changes when an edit moves an entry across."""
+    digest = hashlib.sha256()
+    for name in SPLIT_POOLS:
+        pools = globals()[name]
+        for key, pool in (pools.items() if isinstance(pools, dict) else [(None, pools)]):
+            digest.update(repr((name, key, half(pool, "tune"))).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
 # --- Clean text rows that look like flaws to a careless detector -----------------------------
 # Templates: {X} and {Y} are upper-case variable names, {x} a lower-case one, {n} < {m} numbers,
 # {name} a person. Code whose brackets and comparisons are not judge verdicts:

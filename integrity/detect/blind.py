@@ -39,8 +39,8 @@ def question_states(pairs: pl.DataFrame, claims) -> pl.Series:
     best = said.join(offered, on=["pair_row", "word"], how="left").with_columns(
         stated=pl.when(pl.col("choice")).then(0.0).otherwise("stated")).group_by("pair_row").agg(
         pl.col("stated").max())
-    literal = (tokens(pl.col("answer")).list.set_difference(tokens(pl.col("prompt_text")))
-               .list.len() == 0) & (tokens(pl.col("answer")).list.len() > 0)
+    literal = (pl.col("answer_tokens").list.set_difference(pl.col("prompt_tokens"))
+               .list.len() == 0) & (pl.col("answer_tokens").list.len() > 0)
     frame = pairs.select("image_sha256", literal=literal).with_row_index("pair_row").with_columns(
         pl.col("pair_row").cast(pl.Int64))
     return frame.join(best, on="pair_row", how="left", maintain_order="left").select(
@@ -85,7 +85,7 @@ def question_clues(question: pl.Expr) -> pl.Expr:
 
 def score_blind(pairs: pl.DataFrame, *, claims) -> pl.DataFrame:
     """Columns blind_question_states, blind_prior (one row per pair)."""
-    words = tokens(pl.col("answer")).list.set_intersection(claims.paradigm["word"].implode()) \
+    words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode()) \
         if not claims.paradigm.is_empty() else pl.lit([], dtype=pl.List(pl.String))
     frame = pairs.select("image_sha256", "question", label=pl.when(
         plain_label() & pl.col("image_sha256").is_not_null()).then(claim_key(words)))

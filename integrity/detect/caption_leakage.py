@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.claims import stated
 from integrity.detect.registry import Detector, Flaw, Threshold, register
-from integrity.detect.text import tokens
 
 
 def score_caption_leakage(pairs: pl.DataFrame, claims, per_claim: pl.DataFrame,
@@ -36,12 +35,11 @@ def score_caption_leakage(pairs: pl.DataFrame, claims, per_claim: pl.DataFrame,
              .with_columns(leak=pl.col("stated") * (1 - pl.col("support")))
              .sort("pair_row", "leak", descending=[False, True])
              .group_by("pair_row", maintain_order=True).first())
-    beyond = tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question")))
-    outside = tokens(pl.concat_str(pl.col("caption").fill_null(""), pl.col("image_names"),
-                                   separator=" . "))
+    beyond = pl.col("answer_tokens").list.set_difference(pl.col("question_tokens"))
+    outside = pl.col("outside_tokens")
     word_share = (beyond.list.set_intersection(outside).list.len()
                   / beyond.list.len()).fill_nan(None)
-    frame = pairs.select("image_sha256", "answer", "question", "caption", "image_names") \
+    frame = pairs.select("image_sha256", "answer_tokens", "question_tokens", "outside_tokens") \
         .with_row_index("pair_row").with_columns(
             pl.col("pair_row").cast(pl.Int64),
             support.select("answer_support_prob").to_series(),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from integrity.detect.text import hedged, tokens
+from integrity.detect.text import hedged
 
 # A text word present in more than this share of image pairs carries no information.
 MAX_TEXT_WORD_SHARE = 0.5
@@ -49,16 +49,16 @@ def paradigms(pairs: pl.DataFrame, *, max_alternatives: int = 8,
     over when a question states its own answer: "Counting two objects, how many?" "I count two.").
     """
     image = pairs.filter(pl.col("image_sha256").is_not_null())
-    in_questions = image.select(word=tokens(pl.col("question")).list.unique()).explode(
+    in_questions = image.select(word=pl.col("question_tokens").list.unique()).explode(
         "word").group_by("word").len("asked")
-    in_answers = image.select(word=tokens(pl.col("answer")).list.unique()).explode(
+    in_answers = image.select(word=pl.col("answer_tokens").list.unique()).explode(
         "word").group_by("word").len("answered")
     answer_words = in_answers.join(in_questions, on="word", how="left").filter(
         pl.col("answered") >= ANSWER_WORD_RATIO * pl.col("asked").fill_null(0)).select("word")
     single = (
         image.filter(~hedged(pl.col("answer")))
         .select("question_norm",
-                word=tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question"))))
+                word=pl.col("answer_tokens").list.set_difference(pl.col("question_tokens")))
         .filter(pl.col("word").list.len() == 1)
         .select("question_norm", pl.col("word").list.first())
         .join(answer_words, on="word", how="semi")
@@ -197,10 +197,9 @@ def source_claims(pairs: pl.DataFrame) -> Claims:
     paradigm = paradigms(pairs)
     frame = pairs.with_row_index("pair_row").filter(pl.col("image_sha256").is_not_null()).select(
         "pair_row",
-        claims=claim_words(tokens(pl.col("answer")), paradigm),
-        context=tokens(pl.col("prompt_text")),
-        outside=tokens(pl.concat_str(pl.col("caption").fill_null(""), pl.col("image_names"),
-                                     separator=" . ")),
+        claims=claim_words(pl.col("answer_tokens"), paradigm),
+        context=pl.col("prompt_tokens"),
+        outside=pl.col("outside_tokens"),
     ).with_columns(pl.col("pair_row").cast(pl.Int64))
     words = split_token_lists(frame, "claims", "word")
     context = split_token_lists(frame, "context")

@@ -16,14 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.pairs import claim_key, context_key, plain_label
 from integrity.detect.registry import Detector, Flaw, register
-from integrity.detect.text import tokens
 
 
 def score_contradiction(pairs: pl.DataFrame, *, claims=None) -> pl.DataFrame:
     """Columns contra_answers, contra_conflict (one row per pair)."""
     words = pl.lit([], dtype=pl.List(pl.String))
     if claims is not None and not claims.paradigm.is_empty():
-        words = tokens(pl.col("answer")).list.set_intersection(claims.paradigm["word"].implode())
+        words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode())
     group = context_key()
     keyed = pairs.with_columns(claim=claim_key(words), plain=plain_label())
     claims_in_group = pl.col("claim").filter(pl.col("plain")).n_unique().over(group)

@@ -8,8 +8,9 @@ Measures, per pair:
   of the frame, and ``dup_near_image_of`` that image's sha256. Two stages: candidates are the
   ``candidates`` nearest images by a 16x16 thumbnail signature (``candidate_neighbours``:
   exact blocked matrix products up to 8192 images, an inverted file of k-means cells above);
-  each candidate pair is then verified at VERIFY_SIDE px (Lanczos, slightly blurred) by the
-  best normalised cross-correlation over shifts of up to VERIFY_RADIUS px (FFT), so copies
+  each candidate pair is then verified a little above the images' own size (Lanczos, slightly
+  blurred; ``verify_geometry``) by the best normalised cross-correlation over shifts of a few
+  source pixels (FFT), so copies
   re-encoded (JPEG 60-95 with 4:2:0 chroma, WebP), resized (0.8-1.0), cropped by a few pixels
   or shifted score about 0.96-1.0, while different pictures of similar things (a small circle
   where the other has a small square) stay below.
@@ -40,15 +41,16 @@ from integrity.detect.clusters import spherical_kmeans
 from integrity.detect.pixels import map_images, read_bytes
 from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
-from integrity.detect.text import tokens
 
 # Spectra held at once while verifying near-copy candidates (each side^2 x 3 complex64).
 MAX_SPECTRA = 1024
-# Verification compares candidate pairs at VERIFY_SIDE px, blurred by VERIFY_BLUR px, over
-# shifts of up to VERIFY_RADIUS px (about 4 px of a 128 px source).
+# Verification compares candidate pairs at 1.5x the images' typical short side, at most
+# VERIFY_SIDE px, blurred by VERIFY_BLUR source px, over shifts of up to VERIFY_SHIFT of the
+# side (6 px at 192 px: 4 px of a 128 px source).
 VERIFY_SIDE = 192
-VERIFY_BLUR = 0.8
-VERIFY_RADIUS = 6
+VERIFY_UPSAMPLE = 1.5
+VERIFY_BLUR = 0.53
+VERIFY_SHIFT = 0.031
 # A text-only dialog needs at least this many distinct words to be called a near copy.
 MIN_TEXT_SHINGLES = 8
 # Candidate search: exact up to this many distinct images, an inverted file above.
@@ -139,19 +141,33 @@ def signatures(thumbs: np.ndarray) -> np.ndarray:
     return centred / np.where(norms == 0, 1, norms)
 
 
-def _spectra(uris: list[str], *, side: int, storage_options: dict) -> np.ndarray:
+def verify_geometry(stats: pl.DataFrame) -> tuple[int, int, float]:
+    """(side, radius, blur) for verifying the images of ``stats``: a side a little finer than
+    their typical short side (so shifts align to a fraction of a source pixel; 32 px sources
+    are not blown up to 192), the shift radius and blur in that side's pixels."""
+    if not {"image_width", "image_height"} <= set(stats.columns) or stats.is_empty():
+        return VERIFY_SIDE, round(VERIFY_SHIFT * VERIFY_SIDE), VERIFY_BLUR * VERIFY_UPSAMPLE
+    short = float(stats.select(pl.min_horizontal("image_width", "image_height")).to_series()
+                  .median())
+    side = int(np.clip(round(short * VERIFY_UPSAMPLE / 8) * 8, 32, VERIFY_SIDE))
+    return side, max(2, round(VERIFY_SHIFT * side)), VERIFY_BLUR * side / max(short, 1.0)
+
+
+def _spectra(uris: list[str], *, side: int, storage_options: dict,
+             blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE) -> np.ndarray:
     """FFTs (n, 3, side, side // 2 + 1) of the images at side x side RGB, each centred and
     scaled to unit norm; channels first, so every 2-D transform runs over contiguous memory.
 
     Images are resampled with Lanczos (a copy saved smaller is restored smoothly, not in
-    blocks) to a side finer than most sources, so the shift search aligns to a fraction of a
-    source pixel, then blurred by VERIFY_BLUR px: what re-encoding changes (JPEG blocks, 4:2:0
-    chroma, resampling) lives below that scale; what makes two pictures different does not.
+    blocks) to a side finer than most sources (``verify_geometry``), so the shift search aligns
+    to a fraction of a source pixel, then blurred by ``blur`` px: what re-encoding changes (JPEG
+    blocks, 4:2:0 chroma, resampling) lives below that scale; what makes two pictures different
+    does not.
     """
     def load(uri: str) -> np.ndarray:
         with Image.open(io.BytesIO(read_bytes(uri, storage_options))) as image:
             resized = image.convert("RGB").resize((side, side), Image.LANCZOS)
-            return np.asarray(resized.filter(ImageFilter.GaussianBlur(VERIFY_BLUR)))
+            return np.asarray(resized.filter(ImageFilter.GaussianBlur(blur)))
 
     pixels = np.ascontiguousarray(
         np.stack(map_images(load, uris)).transpose(0, 3, 1, 2), dtype=np.float32)
@@ -179,7 +195,7 @@ def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray,
 
 
 def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, side: int,
-                 radius: int, storage_options: dict,
+                 radius: int, storage_options: dict, blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
                  max_spectra: int = MAX_SPECTRA) -> np.ndarray:
     """aligned_similarity of every candidate pair (left[i], right[i]) of ``image_uris``.
 
@@ -202,7 +218,7 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, 
         involved = np.unique(chunk)
         slot = {image: position for position, image in enumerate(involved)}
         spectra = _spectra([image_uris[i] for i in involved], side=side,
-                           storage_options=storage_options)
+                           storage_options=storage_options, blur=blur)
         scores[start:end] = aligned_similarity(
             spectra, np.array([slot[i] for i in chunk[:, 0]]),
             np.array([slot[i] for i in chunk[:, 1]]), side=side, radius=radius)
@@ -211,11 +227,11 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, 
 
 
 def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidates: int = 3,
-                          floor: float = 0.8, side: int = VERIFY_SIDE,
-                          radius: int = VERIFY_RADIUS,
+                          floor: float = 0.8,
                           storage_options: dict | None = None) -> pl.DataFrame:
     """image_sha256 -> dup_near_image_sim, dup_near_image_of (the verified closest other image)."""
     shas = stats["image_sha256"].to_list()
+    side, radius, blur = verify_geometry(stats)
     count = len(shas)
     top, top_cos, order = candidate_neighbours(signatures(stats["image_thumb"].to_numpy()),
                                                candidates)
@@ -233,7 +249,7 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
         rank[order] = np.arange(count)
         ranked_uris = [uris[shas[i]] for i in order]
         verified = verify_pairs(rank[left], rank[right], ranked_uris, side=side,
-                                radius=radius, storage_options=storage_options or {})
+                                radius=radius, storage_options=storage_options or {}, blur=blur)
         order = np.lexsort((-verified, left))  # per image, best verified candidate first
         first = np.unique(left[order], return_index=True)[1]
         similarity[left[order][first]] = verified[order][first]
@@ -251,13 +267,14 @@ def dialog_shingles(pairs: pl.DataFrame) -> pl.DataFrame:
     its answers' words marked as answers, hashed; ``row`` is the example's position in order of
     first appearance. Words, not word sequences: a templated copy inserts and swaps words
     ("Please answer: ...", image -> picture) but keeps its answers, which count twice."""
-    examples = pairs.group_by("example_id", maintain_order=True).agg(
-        pl.col("dialog_norm").first(), answers=pl.col("answer").str.join(" . "))
-    words = examples.with_row_index("row").select(
+    words = pairs.group_by("example_id", maintain_order=True).agg(
+        question=pl.col("question_tokens").list.explode(keep_nulls=False, empty_as_null=False),
+        answer=pl.col("answer_tokens").list.explode(keep_nulls=False, empty_as_null=False))
+    return words.with_row_index("row").select(
         pl.col("row").cast(pl.Int64),
-        shingle=pl.concat_list(tokens(pl.col("dialog_norm")),
-                               tokens(pl.col("answers")).list.eval(pl.lit("=") + pl.element())))
-    return words.explode("shingle").drop_nulls("shingle").select(
+        shingle=pl.concat_list("question", "answer",
+                               pl.col("answer").list.eval(pl.lit("=") + pl.element())),
+    ).explode("shingle").drop_nulls("shingle").select(
         "row", shingle=pl.col("shingle").hash(seed=3))
 
 

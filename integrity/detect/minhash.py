@@ -21,7 +21,7 @@ BANDS = 8
 MAX_BUCKET_ROWS = 64  # a band bucket larger than this compares neighbours in row order only
 # A bucket of at most this many distinct texts compares every pair exactly (no LSH): the rows
 # of one image are few, so their copies are never missed.
-EXACT_BUCKET_ROWS = 64
+EXACT_BUCKET_ROWS = 16
 _MERSENNE = np.uint64((1 << 61) - 1)
 
 

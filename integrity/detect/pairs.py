@@ -29,7 +29,9 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     context_norm (normalised system turn and every turn up to this question: what the answer
     answers), prompt_text (the system turn and the user's turns up to this question, as
     written: what the model is told, not what it said); caption (every string of the row's
-    metadata, joined, or null) and image_names (the words of its image file names).
+    metadata, joined, or null) and image_names (the words of its image file names); the content
+    words (``text.tokens``) of the question, the answer, the prompt and the outside text
+    (caption and image names): question_tokens, answer_tokens, prompt_tokens, outside_tokens.
     """
     dialog = raw.select(
         "example_id",
@@ -81,6 +83,12 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         )
         .with_columns(
             answer_words=pl.col("answer_norm").str.count_matches(r"\S+").cast(pl.Int32),
+            # Content words, computed once for every detector that compares texts.
+            question_tokens=tokens(pl.col("question")),
+            answer_tokens=tokens(pl.col("answer")),
+            prompt_tokens=tokens(pl.col("prompt_text")),
+            outside_tokens=tokens(pl.concat_str(pl.col("caption").fill_null(""),
+                                                pl.col("image_names"), separator=" . ")),
         )
         .with_columns(
             short_answer=(pl.col("answer_words") > 0)
@@ -101,7 +109,7 @@ def claim_key(answer_claims: pl.Expr) -> pl.Expr:
     """What an answer says, comparable across wordings: its claim words (sorted) when it has
     some, else its content words beyond the question's ("Two." and "There are two shapes."
     both claim "two")."""
-    beyond_question = tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question")))
+    beyond_question = pl.col("answer_tokens").list.set_difference(pl.col("question_tokens"))
     return pl.when(answer_claims.list.len() > 0).then(answer_claims).otherwise(
         beyond_question).list.unique().list.sort().list.join(" ")
 
@@ -109,6 +117,6 @@ def claim_key(answer_claims: pl.Expr) -> pl.Expr:
 def plain_label() -> pl.Expr:
     """A confident label: unhedged, and claiming at most PLAIN_CLAIM_WORDS content words beyond
     the question ("Red.", "There are three shapes.", not a description or "Possibly red.")."""
-    beyond_question = tokens(pl.col("answer")).list.set_difference(tokens(pl.col("question")))
+    beyond_question = pl.col("answer_tokens").list.set_difference(pl.col("question_tokens"))
     return ~hedged(pl.col("answer")) & (beyond_question.list.len() <= PLAIN_CLAIM_WORDS) & (
         beyond_question.list.len() > 0)

@@ -41,7 +41,7 @@ from integrity.detect.lexicon import (
 )
 from integrity.detect.pairs import claim_key, context_key
 from integrity.detect.registry import Detector, Flaw, register
-from integrity.detect.text import hedged, tokens, without_code
+from integrity.detect.text import hedged, without_code
 
 
 def _alternation(words) -> str:
@@ -128,7 +128,7 @@ def _claim_keys(pairs: pl.DataFrame, claims) -> pl.DataFrame:
     """``pairs`` with ``claim`` (what the answer says, ``pairs.claim_key``) and ``plain``."""
     words = pl.lit([], dtype=pl.List(pl.String))
     if claims is not None and not claims.paradigm.is_empty():
-        words = tokens(pl.col("answer")).list.set_intersection(
+        words = pl.col("answer_tokens").list.set_intersection(
             claims.paradigm["word"].implode())
     return pairs.with_columns(claim=claim_key(words), hedged=hedged(pl.col("answer")))
 
