@@ -259,13 +259,23 @@ def test_on_the_demo_every_interval_contains_the_true_precision_and_recall(demo_
 
 
 def test_labels_with_no_flawed_row_of_a_class_still_calibrate(demo_store):
-    """A labelled sample in which no row has some flaw class (here: every row labelled clean)
-    leaves that class's curves without recall; the calibration still commits (it once died on
-    an untyped null column while stacking the curves)."""
-    store, sources, _ = demo_store
-    sample = calibration_sample(store, sources, Policy(), n=60, seed=1)
-    labels = parse_labels([json.dumps({**row, "label": "clean"}) for row in sample.to_dicts()])
+    """A labelled sample in which no row has some flaw class leaves that class's curves without
+    recall; the calibration still commits (it once died stacking an untyped null recall column
+    beside the other signals' curves: polars SchemaError)."""
+    store, sources, classes = demo_store
+    sample = calibration_sample(store, sources, Policy(), n=200, seed=1)
+
+    def without_caption_derived(example_id: str) -> list[str] | str:
+        label = label_of(example_id, classes)
+        kept = [name for name in label if name != "caption_derived"] if label != CLEAN else []
+        return kept or CLEAN
+
+    labels = parse_labels([json.dumps({**row, "label": without_caption_derived(row["example_id"])})
+                           for row in sample.to_dicts()])
     judged, manifest, _ = calibrate_to_store(store, labels, Policy())
     curves = store.read("calibration", manifest.version, "curves")
-    assert curves.schema["recall"] == pl.Float64 and curves["recall"].null_count() == curves.height
-    assert judged["recommended"] and all(cut is None for cut in judged["recommended"].values())
+    assert curves.schema["recall"] == pl.Float64
+    leak = curves.filter(pl.col("signal") == "leak_score")  # the first curves stacked
+    assert leak.height and leak["recall"].null_count() == leak.height
+    assert curves.filter(pl.col("signal") == "blind_prior")["recall"].is_not_null().any()
+    assert judged["recommended"]["leak_score"] is None
