@@ -73,20 +73,32 @@ def _registry_sections(data, kind: str, sections: dict[str, Callable[[object], o
     return values
 
 
-class Signals(BaseModel):
-    """``signals:``: one section per flaw class of the detector registry, each validated by the
-    detector's own model (``registry.Flaw.policy``); a missing section takes its defaults."""
+class _RegistrySections(BaseModel):
+    """A mapping with one entry per flaw class of the detector registry, validated entry by
+    entry (``_validators``); unknown keys are named, missing ones take their defaults."""
 
     model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def _validators(cls) -> dict[str, Callable[[object], object]]:
+        raise NotImplementedError
 
     @model_validator(mode="wrap")
     @classmethod
     def _from_registry(cls, data, handler):
         if isinstance(data, cls) and set(data.model_extra or {}) == set(flaw_classes()):
             return data
-        sections = {flaw.name: (lambda value, model=flaw.policy: model.model_validate(
+        return handler(_registry_sections(data, cls.__name__, cls._validators()))
+
+
+class Signals(_RegistrySections):
+    """``signals:``: one section per flaw class, each validated by the detector's own model
+    (``registry.Flaw.policy``)."""
+
+    @classmethod
+    def _validators(cls) -> dict[str, Callable[[object], object]]:
+        return {flaw.name: (lambda value, model=flaw.policy: model.model_validate(
             value if value is not None else {})) for flaw in registry.flaws()}
-        return handler(_registry_sections(data, "Signals", sections))
 
     def section(self, flaw_class: str) -> BaseModel:
         return getattr(self, flaw_class)
@@ -95,20 +107,14 @@ class Signals(BaseModel):
 _ACTION = TypeAdapter(Action)
 
 
-class Actions(BaseModel):
-    """``audit.actions:``: drop | review | keep for every flaw class of the registry (default:
-    the flaw's own ``action``)."""
+class Actions(_RegistrySections):
+    """``audit.actions:``: drop | review | keep for every flaw class (default: the flaw's own
+    ``action``)."""
 
-    model_config = ConfigDict(extra="allow")
-
-    @model_validator(mode="wrap")
     @classmethod
-    def _from_registry(cls, data, handler):
-        if isinstance(data, cls) and set(data.model_extra or {}) == set(flaw_classes()):
-            return data
-        sections = {flaw.name: (lambda value, default=flaw.action: _ACTION.validate_python(
+    def _validators(cls) -> dict[str, Callable[[object], object]]:
+        return {flaw.name: (lambda value, default=flaw.action: _ACTION.validate_python(
             default if value is None else value)) for flaw in registry.flaws()}
-        return handler(_registry_sections(data, "Actions", sections))
 
 
 class ScoringPolicy(_Strict):
