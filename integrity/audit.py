@@ -19,7 +19,7 @@ from integrity.detect.registry import flaws as registry_flaws
 
 VERDICTS = ("keep", "review", "drop")
 # Bump when a change here changes verdicts for the same input (Dagster code_version).
-CODE_VERSION = "audit-3"
+CODE_VERSION = "audit-4"
 
 
 def none_kept_check_name(flaw_class: str) -> str:
