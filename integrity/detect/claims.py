@@ -84,10 +84,17 @@ def claim_words(answer_tokens: pl.Expr, paradigm: pl.DataFrame) -> pl.Expr:
 def metadata_text(metadata: pl.Series) -> pl.Series:
     """Every string of each row's metadata JSON, at any depth and under any key, joined by
     " . ": a caption is found wherever a dataset put it. Parsed once per distinct value."""
-    distinct = metadata.unique()
-    texts = {value: " . ".join(_strings(orjson.loads(value))) if value else ""
-             for value in distinct.to_list()}
+    texts = {value: _metadata_strings(value) for value in metadata.unique().to_list()}
     return metadata.replace_strict(texts, default="", return_dtype=pl.String)
+
+
+def _metadata_strings(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return " . ".join(_strings(orjson.loads(value)))
+    except orjson.JSONDecodeError:  # nested past orjson's limit: no caption anyone wrote
+        return ""
 
 
 def _strings(node, depth: int = 0) -> list[str]:

@@ -34,6 +34,8 @@ def test_a_caption_is_found_under_any_key_at_any_depth():
     metadata = pl.Series(['{"annotations": [{"alt": "two crimson discs"}], "n": 3}',
                           '{"meta": {"source": {"original_caption": "a red box"}}}', "{}", ""])
     assert metadata_text(metadata).to_list() == ["two crimson discs", "a red box", "", ""]
+    too_deep = '{"a":' * 2000 + '"x"' + "}" * 2000  # past orjson's nesting limit: no caption
+    assert metadata_text(pl.Series([too_deep])).to_list() == [""]
     names = pl.DataFrame({"images": [["images/two_red_circles-left.0001.png"], []]})
     assert names.select(file_words(pl.col("images")))["images"].to_list() == [
         "two red circles left 0001", ""]
