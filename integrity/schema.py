@@ -4,7 +4,7 @@ raw_sft is one row per SFT example in a single canonical shape, whatever format 
 file had. Columns:
 
 - ``example_id``: stable id. The source's own id when it has one (preference rows append
-  ``#chosen`` / ``#rejected``), otherwise ``<source>:<sha256 of the raw record>[:16]``.
+  ``#chosen`` / ``#rejected``), otherwise ``<source>:<row_index>``: its position, never its content.
 - ``source``: name of the source in the sources file (also the Dagster partition key).
 - ``origin_format``: the reader that produced the row: llava, sharegpt, hf_parquet, preference.
 - ``row_index``: 0-based position of the record in its file (the line for JSONL), to find it again.

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
-import orjson
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -179,7 +178,7 @@ def test_sharegpt_messages_with_system(files):
     assert json.loads(first["metadata"]) == {"rating": 5}
     assert second["modality"] == "text"
     assert roles(second) == ["user", "assistant"]
-    assert re.fullmatch(r"t:[0-9a-f]{16}", second["example_id"])
+    assert second["example_id"] == "t:1"  # no id: its position
 
 
 def check_blob(files, row: dict, position: int, data: bytes, ext: str = "png") -> None:
@@ -241,7 +240,7 @@ def test_hf_parquet_messages_with_embedded_jpeg(files, make_image_bytes):
     row = result.accepted.row(0, named=True)
     assert roles(row) == ["user", "assistant"]
     check_blob(files, row, 0, photo, ext="jpeg")
-    assert re.fullmatch(r"t:[0-9a-f]{16}", row["example_id"])
+    assert row["example_id"] == "t:0"  # no id: its position
 
 
 def test_hf_parquet_openai_content_parts(files, make_image_bytes):
@@ -311,7 +310,7 @@ def test_llamafactory_dpo_json(files):
             "images": ["pets/dog.png"],
             "annotator": "gpt-4v",
         },
-        {  # no id: the pair still shares a stable hash group
+        {  # no id: the pair shares a group named by the record's position
             "conversations": [{"from": "human", "value": "Name a prime."}],
             "chosen": {"from": "gpt", "value": "7"},
             "rejected": {"from": "gpt", "value": "8"},
@@ -329,7 +328,7 @@ def test_llamafactory_dpo_json(files):
     assert chosen["image_sha256"] == rejected["image_sha256"] == [sha(dog)]
     assert json.loads(chosen["metadata"]) == {"annotator": "gpt-4v"}
     group = rows[2]["pref_group"]
-    assert re.fullmatch(r"t:[0-9a-f]{16}", group)
+    assert group == "t:1"
     check_pair(rows, group)
     assert rows[2]["modality"] == "text"
 
@@ -468,22 +467,33 @@ def test_same_file_twice_gives_equal_frames_and_stable_ids(files):
     assert_frame_equal(first.quarantine, second.quarantine)
     assert first.quarantine.schema == QUARANTINE_SCHEMA
     ids = first.accepted["example_id"].to_list()
-    # A row without an id gets <source>:<sha256 of its raw record>[:16].
-    assert ids[:2] == [f"t:{sha(lines[0].encode())[:16]}", f"t:{sha(lines[1].encode())[:16]}"]
+    # A row without an id gets <source>:<its position in the file>.
+    assert ids[:2] == ["t:0", "t:1"]
     assert ids[2] == "multi-0001"
     # The same records under another source name get other ids (ids are unique across sources).
     renamed = files.ingest(path, name="u")
     assert renamed.accepted["example_id"].to_list()[:2] == [i.replace("t:", "u:") for i in ids[:2]]
 
 
-def test_json_array_ids_do_not_depend_on_key_order(files):
-    record = {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}],
-              "note": "n"}
-    reordered = {"note": "n", "conversations": record["conversations"]}
-    one = files.ingest(files.json("a.json", [record])).accepted["example_id"][0]
-    two = files.ingest(files.json("b.json", [reordered])).accepted["example_id"][0]
-    expected = sha(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))[:16]
-    assert one == two == f"t:{expected}"
+def test_repeated_records_without_an_id_stay_apart_and_the_audit_adds_up(files):
+    """Ids from content collapsed repeated records (LLaMA-Factory's dpo_en_demo.json has five
+    such repeats) and the audit died: "3 raw rows but 2 audited + quarantined"."""
+    from integrity.audit import audit_rows
+    from integrity.detect import score_pairs
+    from integrity.policy import Policy, flag_rows
+
+    record = {"conversations": [{"from": "human", "value": "Name a prime."}],
+              "chosen": {"from": "gpt", "value": "7"}, "rejected": {"from": "gpt", "value": "8"}}
+    other = {**record, "conversations": [{"from": "human", "value": "Name an even number."}]}
+    result = files.ingest(files.json("dpo.json", [record, record, record, other]))
+    ids = result.accepted["example_id"].to_list()
+    assert len(ids) == len(set(ids)) == 8
+    assert ids[:2] == ["t:0#chosen", "t:0#rejected"]
+    pairs = score_pairs(result.accepted)
+    audit = audit_rows(pairs, Policy(), rows_in=result.rows_in, quarantined=0)
+    assert sum(audit.counts().values()) == 8  # every row has a verdict
+    repeats = flag_rows(pairs, Policy()).filter(pl.col("duplicate"))["example_id"].to_list()
+    assert sorted(repeats) == sorted(ids[:6])  # found and counted as duplicates
 
 
 @pytest.mark.parametrize(
