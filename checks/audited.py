@@ -13,6 +13,7 @@ from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
+from integrity import gate
 from integrity import policy as rules
 from integrity.audit import none_kept_check_name
 from integrity.detect.registry import Flaw, flaws
@@ -20,17 +21,16 @@ from integrity.calibration import precision_verdict
 from integrity.stages import AUDITED_SFT, current_calibration, latest_audits
 
 
-def _verdicts(context, integrity: IntegrityResource):
+def _judged(context, integrity: IntegrityResource, check: gate.Check) -> AssetCheckResult:
     version = materialized_version(context, audited_sft.key)
-    return version, integrity.store().read(AUDITED_SFT, version, "verdicts")
+    return check_result(check(integrity.store(), version, integrity.policy()), version)
 
 
 @asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
 def audited_sft_grounding(context: AssetCheckExecutionContext,
                           integrity: IntegrityResource) -> AssetCheckResult:
     """Few kept image rows are weakly grounded (grounding margin under the policy's)."""
-    version, verdicts = _verdicts(context, integrity)
-    return check_result(rules.kept_grounding_verdict(verdicts, integrity.policy()), version)
+    return _judged(context, integrity, gate.audited_sft_grounding)
 
 
 def none_kept_check(flaw: Flaw) -> AssetChecksDefinition:
@@ -42,8 +42,7 @@ def none_kept_check(flaw: Flaw) -> AssetChecksDefinition:
                  description=f"No kept row is flagged {flaw.name}: {flaw.description}.")
     def _none_kept(context: AssetCheckExecutionContext,
                    integrity: IntegrityResource) -> AssetCheckResult:
-        version, verdicts = _verdicts(context, integrity)
-        return check_result(rules.none_kept_verdict(verdicts, flaw.name), version)
+        return _judged(context, integrity, gate.none_kept(flaw.name))
 
     return _none_kept
 
@@ -55,13 +54,7 @@ NONE_KEPT_CHECKS = tuple(none_kept_check(flaw) for flaw in flaws() if flaw.block
 def audited_sft_nothing_lost(context: AssetCheckExecutionContext,
                              integrity: IntegrityResource) -> AssetCheckResult:
     """raw rows in = kept + dropped + review + quarantined; every kept row was written."""
-    store = integrity.store()
-    version = materialized_version(context, audited_sft.key)
-    manifest = store.manifest(AUDITED_SFT, version)
-    extra = manifest.extra
-    verdict = rules.nothing_lost_verdict(extra["counts"], extra["rows_in"], extra["quarantined"],
-                                         manifest.tables["data"].rows)
-    return check_result(verdict, version)
+    return _judged(context, integrity, gate.audited_sft_nothing_lost)
 
 
 @asset_check(asset=audited_sft, blocking=False, partitions_def=sources_partitions)

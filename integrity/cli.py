@@ -3,7 +3,8 @@
     integrity ingest SOURCES_FILE [--store DIR] [--source NAME ...]
     integrity summary SOURCES_FILE [--store DIR]
     integrity score SOURCES_FILE [--store DIR] [--source NAME] [--model M] [--pretrained P]
-    integrity audit SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE]
+    integrity audit SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE] [--gate] [--json]
+    integrity check SOURCES_FILE [--store DIR] [--source NAME] [--policy FILE] [--json]
     integrity review export SOURCES_FILE --out DIR [--store DIR]
     integrity review import FILE [--store DIR]
     integrity calibrate sample SOURCES_FILE --n N --out FILE [--store DIR] [--seed S]
@@ -35,6 +36,8 @@ from integrity.review import ReviewError
 from integrity.store import StoreError, VersionStore
 
 DEFAULT_STORE = "data/store"
+# Exit codes: 0 success, 1 a blocking check failed (the gate is closed), 2 a usage or data error.
+GATE_FAILED = 1
 LABELS_COMMAND = "labels"  # `integrity calibrate labels FILE`, also spelt `calibrate FILE`
 USER_ERRORS = (IngestError, SourcesFileError, PolicyError, StoreError, ImageRefused, ReviewError,
                CalibrationError, ValueError)
@@ -88,17 +91,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     encoder = None if args.no_model else make_encoder(
         EncoderConfig(model=args.model, pretrained=pretrained, device=args.device,
                       batch_size=args.batch_size, workers=args.workers), store)
-    for source in (progress := tqdm(sources, desc="scoring", unit="source")):
+    scored = []
+    for source in (progress := tqdm(sources, desc="scoring", unit="source", disable=args.json)):
         progress.set_postfix_str(source.name)
         raw_version = store.latest(RAW_SFT, source.name)
         if raw_version is None:
             raise StoreError(f"{source.name} has no raw_sft version yet: run `integrity ingest`")
         rows, manifest, extra = score_to_store(source, raw_version, store, encoder=encoder,
                                                eval_sets=load_eval_sets(args.sources_file))
+        scored.append({"source": source.name, "version": manifest.version, **extra})
+        if args.json:
+            continue
         hit_rate = extra["cache_hit_rate"]
         tqdm.write(f"{source.name}: {rows.height} rows scored ({extra['rows_per_second']:.0f}/s,"
                    f" cache hit rate {'-' if hit_rate is None else f'{hit_rate:.0%}'}),"
                    f" version {manifest.version}\n{signal_table(extra['signals'])}\n")
+    if args.json:
+        print(json.dumps(scored, indent=2, default=str))
     return 0
 
 
@@ -119,6 +128,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     selected = _selected(args.sources_file, args.source)
     calibration = current_calibration(store, policy)
     every_source = [other.name for other in load_sources(args.sources_file)]
+    audited = []
     for source in selected:
         scored_version = store.latest(SCORED_SFT, source.name)
         if scored_version is None:
@@ -128,10 +138,52 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                             storage_options=source.storage_options,
                                             calibration=calibration, peers=peers)
         all_audits = {**peers, source.name: {"version": manifest.version, **manifest.extra}}
-        print(f"{source.name}: audited {manifest.version}\n"
-              f"{audit_markdown(source.name, manifest.extra, all_audits, policy)}\n"
-              f"report: {files[REPORT_FILE]}\nreview rows: {files[REVIEW_FILE]}\n")
-    return 0
+        audited.append({"source": source.name, "version": manifest.version,
+                        "counts": manifest.extra["counts"], "reasons": manifest.extra["reasons"],
+                        "rows_in": manifest.extra["rows_in"],
+                        "quarantined": manifest.extra["quarantined"], **files})
+        if not args.json:
+            print(f"{source.name}: audited {manifest.version}\n"
+                  f"{audit_markdown(source.name, manifest.extra, all_audits, policy)}\n"
+                  f"report: {files[REPORT_FILE]}\nreview rows: {files[REVIEW_FILE]}\n")
+    if not args.gate:
+        if args.json:
+            print(json.dumps(audited, indent=2))
+        return 0
+    outcomes = _gate(store, [source.name for source in selected], policy)
+    if args.json:
+        print(json.dumps({"audits": audited, "checks": [vars(o) for o in outcomes]}, indent=2))
+    else:
+        _print_gate(outcomes)
+    return GATE_FAILED if any(not o.passed for o in outcomes) else 0
+
+
+def _gate(store: VersionStore, sources: list[str], policy) -> list:
+    from integrity.gate import gate_source
+
+    return [outcome for source in sources for outcome in gate_source(store, source, policy)]
+
+
+def _print_gate(outcomes: list) -> None:
+    failed = [o for o in outcomes if not o.passed]
+    for outcome in outcomes:
+        print(outcome.line())
+    print(f"gate: {len(outcomes) - len(failed)} of {len(outcomes)} blocking checks passed"
+          + (f"; failed: {', '.join(f'{o.source}/{o.check}' for o in failed)}" if failed else ""))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every blocking check of each source's latest audited chain; exit 1 when one fails."""
+    from integrity.policy import DEFAULT_POLICY, load_policy
+
+    store = VersionStore(args.store)
+    policy = load_policy(args.policy or DEFAULT_POLICY)
+    outcomes = _gate(store, [s.name for s in _selected(args.sources_file, args.source)], policy)
+    if args.json:
+        print(json.dumps([vars(o) for o in outcomes], indent=2))
+    else:
+        _print_gate(outcomes)
+    return GATE_FAILED if any(not o.passed for o in outcomes) else 0
 
 
 def cmd_review_export(args: argparse.Namespace) -> int:
@@ -282,12 +334,25 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--workers", type=int, default=1)
     score.add_argument("--no-model", dest="no_model", action="store_true",
                        help="only the detectors that need no model")
+    score.add_argument("--json", action="store_true", help="print JSON")
     score.set_defaults(run=cmd_score)
 
     audit = commands.add_parser("audit", help="verdicts for the latest scored_sft of each source")
     _add_sources(audit)
     audit.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    audit.add_argument("--gate", action="store_true",
+                       help="then run every blocking check (as `integrity check`); exit 1 when "
+                            "one fails")
+    audit.add_argument("--json", action="store_true", help="print JSON")
     audit.set_defaults(run=cmd_audit)
+
+    check = commands.add_parser(
+        "check", help="the gate: every blocking check of each source's latest audit, exit 1 "
+                      "naming the failures (the same rules Dagster enforces)")
+    _add_sources(check)
+    check.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(run=cmd_check)
 
     review = commands.add_parser("review", help="human review of rows an audit sent to review")
     review_commands = review.add_subparsers(dest="review_command", required=True)

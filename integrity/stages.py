@@ -13,15 +13,22 @@ import polars as pl
 
 from integrity import detect, ingest
 from integrity.ingest import IngestResult, SourceConfig
+from integrity.names import (  # noqa: F401  (stages re-exports the names it writes)
+    AUDITED_SFT,
+    CALIBRATION,
+    CALIBRATION_REPORT_FILE,
+    CHECKPOINT_FILE,
+    MIX_LLAVA_FILE,
+    MIX_SHAREGPT_NAME,
+    RAW_SFT,
+    REPORT_FILE,
+    REVIEW_FILE,
+    SCORED_SFT,
+    TRAINING_CHECKPOINT,
+    TRAINING_MIX,
+)
 from integrity.report import signal_summary
 from integrity.store import Manifest, VersionStore
-
-RAW_SFT = "raw_sft"
-SCORED_SFT = "scored_sft"
-AUDITED_SFT = "audited_sft"
-# Files attached beside each audited version (VersionStore.attach).
-REPORT_FILE = "report.html"
-REVIEW_FILE = "review.jsonl"
 
 
 def blob_root(store: VersionStore) -> str:
@@ -226,12 +233,6 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     return result, manifest, files
 
 
-TRAINING_MIX = "training_mix"
-TRAINING_CHECKPOINT = "training_checkpoint"
-# Exports attached beside each training_mix version: what trainers read unchanged.
-MIX_LLAVA_FILE = "mix_llava.json"
-MIX_SHAREGPT_NAME = "integrity_mix"  # <name>.json + dataset_info.json (LLaMA-Factory)
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
@@ -294,8 +295,6 @@ def checkpoint_to_store(mix_version: str, checkpoint_path: str, metrics: dict,
     return manifest, store.attach(TRAINING_CHECKPOINT, manifest.version, CHECKPOINT_FILE, data)
 
 
-CALIBRATION = "calibration"
-CALIBRATION_REPORT_FILE = "calibration.html"
 # Bump when a change here changes a calibration's estimates for the same labels.
 CALIBRATION_CODE_VERSION = "calibration-1"
 

@@ -193,3 +193,47 @@ def test_calibrate_sample_label_and_judge_from_the_command_line(tmp_path, capsys
     bad.write_text(json.dumps({**drawn[0], "label": "blurry"}) + "\n")
     assert main(["calibrate", str(bad), "--store", store]) == 2
     assert "bad.jsonl:1: label 'blurry' is not 'clean'" in capsys.readouterr().err
+
+
+def test_the_gate_exits_1_naming_every_failed_blocking_check(tmp_path, capsys):
+    """`integrity audit` exited 0 on a source that was 100% quarantined or would fail every
+    blocking check: CI without Dagster had no gate."""
+    _demo(tmp_path)
+    sources_file = tmp_path / "sources.yaml"
+    sources = json.loads(sources_file.read_text())
+    (tmp_path / "broken.jsonl").write_text('{"id": "a"}\n{oops\n')
+    sources["sources"].append({"name": "broken", "uri": str(tmp_path / "broken.jsonl")})
+    sources_file.write_text(json.dumps(sources))
+    store, sources_arg = str(tmp_path / "store"), str(sources_file)
+    assert main(["ingest", sources_arg, "--store", store]) == 0
+    capsys.readouterr()
+    assert main(["score", sources_arg, "--store", store, "--no-model", "--json"]) == 0
+    scored = {s["source"]: s for s in json.loads(capsys.readouterr().out)}
+    assert scored["sharegpt"]["rows_scored"] == scored["sharegpt"]["rows_in"] > 0
+    assert main(["check", sources_arg, "--store", store, "--source", "sharegpt"]) == 1
+    assert "never audited" in capsys.readouterr().out
+
+    assert main(["audit", sources_arg, "--store", store, "--source", "sharegpt", "--gate",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["audits"][0]["source"] == "sharegpt"
+    assert {c["check"] for c in result["checks"]} >= {
+        "raw_sft_contract", "raw_sft_quarantine_rate", "scored_sft_coverage",
+        "audited_sft_grounding", "audited_sft_no_preference_pollution",
+        "audited_sft_no_contradiction", "audited_sft_nothing_lost"}
+    assert all(c["passed"] for c in result["checks"])
+
+    assert main(["audit", sources_arg, "--store", store, "--source", "broken", "--gate"]) == 1
+    printed = capsys.readouterr().out
+    assert "FAIL  broken  raw_sft_quarantine_rate" in printed
+    assert "failed: broken/raw_sft_quarantine_rate" in printed
+
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text("audit:\n  actions:\n    contradiction: keep\n")
+    assert main(["audit", sources_arg, "--store", store, "--source", "llava", "--policy",
+                 str(lenient)]) == 0
+    capsys.readouterr()
+    assert main(["check", sources_arg, "--store", store, "--source", "llava", "--policy",
+                 str(lenient), "--json"]) == 1
+    failed = [c["check"] for c in json.loads(capsys.readouterr().out) if not c["passed"]]
+    assert failed == ["audited_sft_no_contradiction"]

@@ -1,0 +1,124 @@
+"""The blocking checks, as plain functions: the gate Dagster enforces, without Dagster.
+
+Each check takes the store, the version it judges and the policy, and returns a ``Verdict``.
+The Dagster asset checks (``checks/``) call these same functions, and ``integrity check`` (or
+``integrity audit --gate``) runs them over each source's latest audited chain (its audited
+version, the scored version it read, the raw version that read) and exits non-zero naming every
+failure, so a CI pipeline without Dagster is gated by the same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from integrity import policy as rules
+from integrity.audit import blocking_check_names, none_kept_check_name
+from integrity.detect.registry import flaws
+from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT
+from integrity.store import VersionStore
+
+Check = Callable[[VersionStore, str, rules.Policy], rules.Verdict]
+
+
+def raw_sft_contract(store: VersionStore, version: str, policy: rules.Policy) -> rules.Verdict:
+    """GX suite: required columns, unique non-null ids, roles alternate, <image> tokens match."""
+    from integrity.expectations import validate_raw_sft
+
+    result = validate_raw_sft(store.read(RAW_SFT, version))
+    failures = "\n".join(f"- {line}" for line in result.failed) or "all expectations met"
+    return rules.Verdict(result.success,
+                         f"{len(result.failed)} of {result.evaluated} expectations failed",
+                         {"failed_expectations": failures})
+
+
+def raw_sft_quarantine_rate(store: VersionStore, version: str,
+                            policy: rules.Policy) -> rules.Verdict:
+    """The share of a source's rows quarantined at ingest stays under the policy's bound."""
+    counts = store.manifest(RAW_SFT, version).extra
+    return rules.quarantine_rate_verdict(counts["rows_in"], counts["quarantined"], policy)
+
+
+def scored_sft_coverage(store: VersionStore, version: str, policy: rules.Policy) -> rules.Verdict:
+    """Every accepted raw_sft row has exactly one scored row, and no signal is NaN."""
+    raw_version = store.manifest(SCORED_SFT, version).upstream[RAW_SFT]
+    raw_ids = store.read(RAW_SFT, raw_version)["example_id"]
+    return rules.coverage_verdict(raw_ids, store.read(SCORED_SFT, version))
+
+
+def scored_sft_distribution(store: VersionStore, version: str,
+                            policy: rules.Policy) -> rules.Verdict:
+    """Model signals are not near-constant (a broken encoder scores everything alike)."""
+    return rules.distribution_verdict(store.read(SCORED_SFT, version), policy)
+
+
+def audited_sft_grounding(store: VersionStore, version: str,
+                          policy: rules.Policy) -> rules.Verdict:
+    """Few kept image rows are weakly grounded (grounding margin under the policy's)."""
+    return rules.kept_grounding_verdict(store.read(AUDITED_SFT, version, "verdicts"), policy)
+
+
+def none_kept(flaw_class: str) -> Check:
+    """No kept row carries ``flaw_class``."""
+    def check(store: VersionStore, version: str, policy: rules.Policy) -> rules.Verdict:
+        return rules.none_kept_verdict(store.read(AUDITED_SFT, version, "verdicts"), flaw_class)
+
+    return check
+
+
+def audited_sft_nothing_lost(store: VersionStore, version: str,
+                             policy: rules.Policy) -> rules.Verdict:
+    """raw rows in = kept + dropped + review + quarantined; every kept row was written."""
+    manifest = store.manifest(AUDITED_SFT, version)
+    extra = manifest.extra
+    return rules.nothing_lost_verdict(extra["counts"], extra["rows_in"], extra["quarantined"],
+                                      manifest.tables["data"].rows)
+
+
+def blocking_checks() -> dict[str, dict[str, Check]]:
+    """asset -> check name -> check, for every blocking check of the audit chain."""
+    audited: dict[str, Check] = {"audited_sft_grounding": audited_sft_grounding}
+    audited |= {none_kept_check_name(f.name): none_kept(f.name) for f in flaws()
+                if f.blocking_none_kept}
+    audited["audited_sft_nothing_lost"] = audited_sft_nothing_lost
+    assert list(audited) == list(blocking_check_names())
+    return {
+        RAW_SFT: {"raw_sft_contract": raw_sft_contract,
+                  "raw_sft_quarantine_rate": raw_sft_quarantine_rate},
+        SCORED_SFT: {"scored_sft_coverage": scored_sft_coverage,
+                     "scored_sft_distribution": scored_sft_distribution},
+        AUDITED_SFT: audited,
+    }
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    source: str
+    asset: str
+    version: str | None
+    check: str
+    passed: bool
+    description: str
+
+    def line(self) -> str:
+        mark = "pass" if self.passed else "FAIL"
+        return f"{mark}  {self.source}  {self.check}: {self.description}"
+
+
+def gate_source(store: VersionStore, source: str, policy: rules.Policy) -> list[CheckOutcome]:
+    """Every blocking check of ``source``'s latest audited chain. A source never audited fails
+    one outcome that says so (a gate never passes what it has not seen)."""
+    audited = store.latest(AUDITED_SFT, source)
+    if audited is None:
+        return [CheckOutcome(source, AUDITED_SFT, None, "audited", False,
+                             "never audited: run `integrity audit` first")]
+    scored = store.manifest(AUDITED_SFT, audited).upstream[SCORED_SFT]
+    versions = {AUDITED_SFT: audited, SCORED_SFT: scored,
+                RAW_SFT: store.manifest(SCORED_SFT, scored).upstream[RAW_SFT]}
+    outcomes = []
+    for asset, checks in blocking_checks().items():
+        for name, check in checks.items():
+            verdict = check(store, versions[asset], policy)
+            outcomes.append(CheckOutcome(source, asset, versions[asset], name, verdict.passed,
+                                         verdict.description))
+    return outcomes

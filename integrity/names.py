@@ -1,0 +1,16 @@
+"""Asset, table and attachment names: one place every module (and Dagster) takes them from."""
+
+RAW_SFT = "raw_sft"
+SCORED_SFT = "scored_sft"
+AUDITED_SFT = "audited_sft"
+TRAINING_MIX = "training_mix"
+TRAINING_CHECKPOINT = "training_checkpoint"
+CALIBRATION = "calibration"
+
+# Files attached beside versions (VersionStore.attach).
+REPORT_FILE = "report.html"
+REVIEW_FILE = "review.jsonl"
+MIX_LLAVA_FILE = "mix_llava.json"
+MIX_SHAREGPT_NAME = "integrity_mix"  # <name>.json + dataset_info.json (LLaMA-Factory)
+CHECKPOINT_FILE = "checkpoint.pt"
+CALIBRATION_REPORT_FILE = "calibration.html"
