@@ -5,13 +5,14 @@ import os
 import shlex
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, Failure
 
 import fsspec
 
 from assets.trainers import DEMO_TRAINER_COMMAND
-from integrity.encoder import EncoderConfig
+from integrity.encoder import EncoderConfig, encoder_config
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
+from integrity.ingest.sources import model_for
 from integrity.landing import landed_sources
 from integrity.policy import Policy, load_policy
 from integrity.store import VersionStore
@@ -66,23 +67,29 @@ class IntegrityResource(ConfigurableResource):
 
 
 class EncoderResource(ConfigurableResource):
-    """The open_clip model detectors use. Defaults to the demo world's reference CLIP.
+    """How the open_clip model runs. Which model scores a source is the sources file's ``model``
+    (per file, or per source); there is no default model.
 
-    Real data: INTEGRITY_MODEL=ViT-B-32 INTEGRITY_PRETRAINED=laion2b_s34b_b79k (or a local
-    checkpoint path); INTEGRITY_DEVICE=cuda on a GPU.
+    INTEGRITY_MODEL with INTEGRITY_PRETRAINED (an open_clip tag or a weights file) override the
+    sources file for every source; INTEGRITY_DEVICE (cuda on a GPU) and INTEGRITY_PRECISION
+    (fp16, bf16, ...) override its device and precision.
     """
 
-    model: str = os.environ.get("INTEGRITY_MODEL") or "shapes-clip"
-    pretrained: str | None = os.environ.get("INTEGRITY_PRETRAINED") or str(
-        REPO / "integrity" / "models" / "shapes-clip.pt"
-    )
-    device: str = os.environ.get("INTEGRITY_DEVICE") or "auto"
+    model: str | None = os.environ.get("INTEGRITY_MODEL") or None
+    pretrained: str | None = os.environ.get("INTEGRITY_PRETRAINED") or None
+    device: str | None = os.environ.get("INTEGRITY_DEVICE") or None
+    precision: str | None = os.environ.get("INTEGRITY_PRECISION") or None
     batch_size: int = 64
     workers: int = 1  # decode workers beside the model threads; more on bigger machines
 
-    def config(self) -> EncoderConfig:
-        return EncoderConfig(model=self.model, pretrained=self.pretrained, device=self.device,
-                             batch_size=self.batch_size, workers=self.workers)
+    def config_for(self, source: SourceConfig, sources_file: str) -> EncoderConfig:
+        """The encoder of ``source``: this resource's model when set, else the sources file's."""
+        try:
+            model = model_for(source, sources_file, name=self.model, pretrained=self.pretrained)
+        except SourcesFileError as error:  # a model without its weights, or none at all
+            raise Failure(str(error)) from error
+        return encoder_config(model, batch_size=self.batch_size, workers=self.workers,
+                              device=self.device, precision=self.precision)
 
 
 class TrainerResource(ConfigurableResource):

@@ -13,7 +13,8 @@ from integrity.stages import SCORED_SFT, make_encoder, score_to_store
 
 
 # The blocking checks (checks/scored.py) a consumer's gate requires to have passed on scored_sft.
-SCORED_SFT_BLOCKING_CHECKS = ("scored_sft_coverage", "scored_sft_distribution")
+SCORED_SFT_BLOCKING_CHECKS = ("scored_sft_coverage", "scored_sft_distribution",
+                              "scored_sft_model_fit")
 
 
 @asset(
@@ -32,9 +33,9 @@ def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
     Refuses (GateClosed) a raw_sft partition whose blocking checks failed or never ran."""
     store = integrity.store()
     raw_version = require_checks_passed(context, raw_sft.key, RAW_SFT_BLOCKING_CHECKS)
-    model = make_encoder(encoder.config(), store)
-    rows, manifest, extra = score_to_store(integrity.source(context.partition_key), raw_version,
-                                           store, encoder=model,
+    source = integrity.source(context.partition_key)
+    model = make_encoder(encoder.config_for(source, integrity.sources_file), store)
+    rows, manifest, extra = score_to_store(source, raw_version, store, encoder=model,
                                            eval_sets=integrity.eval_sets())
     context.log.info(f"{context.partition_key}: scored {rows.height} rows "
                      f"({extra['rows_per_second']:.0f}/s), version {manifest.version}")
@@ -46,6 +47,7 @@ def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
             "version_uri": MetadataValue.path(store.uri(SCORED_SFT, manifest.version)),
             "raw_sft_version": raw_version,
             "model_id": extra["model_id"],
+            "model_fit_auc": extra["model_fit_auc"],
             "pairs_scored": extra["pairs_scored"],
             "rows_per_second": extra["rows_per_second"],
             "cache_hit_rate": extra["cache_hit_rate"],

@@ -30,3 +30,18 @@ def scored_sft_distribution(
     version = materialized_version(context, scored_sft.key)
     return check_result(gate.scored_sft_distribution(integrity.store(), version,
                                                      integrity.policy()), version)
+
+
+@asset_check(asset=scored_sft, blocking=True, partitions_def=sources_partitions)
+def scored_sft_model_fit(
+    context: AssetCheckExecutionContext, integrity: IntegrityResource
+) -> AssetCheckResult:
+    """The model tells matched from shuffled image-answer pairs apart (AUC above the policy's
+    bound); the description names the model when it cannot."""
+    version = materialized_version(context, scored_sft.key)
+    return check_result(gate.scored_sft_model_fit(integrity.store(), version,
+                                                  integrity.policy()), version)
+
+
+# Every check on scored_sft, in the order definitions.py lists them.
+SCORED_SFT_CHECKS = (scored_sft_coverage, scored_sft_distribution, scored_sft_model_fit)

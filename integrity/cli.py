@@ -29,6 +29,7 @@ import polars as pl
 from integrity.calibration import CalibrationError
 from integrity.images import ImageRefused
 from integrity.ingest import IngestError, SourcesFileError, load_eval_sets, load_sources
+from integrity.ingest.sources import PRECISIONS, model_for
 from integrity.policy import PolicyError
 from integrity.report import ingest_summary_text
 from integrity.stages import ingest_to_store, latest_raw_summaries
@@ -77,27 +78,37 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from integrity.encoder import EncoderConfig
+    from integrity.encoder import EncoderError, encoder_config
     from integrity.report import signal_table
     from integrity.stages import RAW_SFT, make_encoder, score_to_store
 
     store = VersionStore(args.store)
     sources = _selected(args.sources_file, args.source)
-    pretrained = args.pretrained
-    if pretrained is None and args.model == "shapes-clip":
-        from integrity.demo.reference import REFERENCE_WEIGHTS
+    encoders: dict[str, object] = {}
 
-        pretrained = str(REFERENCE_WEIGHTS)
-    encoder = None if args.no_model else make_encoder(
-        EncoderConfig(model=args.model, pretrained=pretrained, device=args.device,
-                      batch_size=args.batch_size, workers=args.workers), store)
+    def encoder_of(source):
+        if args.no_model:
+            return None
+        config = encoder_config(model_for(source, args.sources_file, name=args.model,
+                                          pretrained=args.pretrained),
+                                batch_size=args.batch_size, workers=args.workers,
+                                device=args.device, precision=args.precision)
+        key = config.model_dump_json()
+        if key not in encoders:
+            try:
+                encoders[key] = make_encoder(config, store)
+            except EncoderError as error:
+                raise ValueError(str(error)) from error
+        return encoders[key]
+
     scored = []
     for source in (progress := tqdm(sources, desc="scoring", unit="source", disable=args.json)):
         progress.set_postfix_str(source.name)
         raw_version = store.latest(RAW_SFT, source.name)
         if raw_version is None:
             raise StoreError(f"{source.name} has no raw_sft version yet: run `integrity ingest`")
-        rows, manifest, extra = score_to_store(source, raw_version, store, encoder=encoder,
+        rows, manifest, extra = score_to_store(source, raw_version, store,
+                                               encoder=encoder_of(source),
                                                eval_sets=load_eval_sets(args.sources_file))
         scored.append({"source": source.name, "version": manifest.version, **extra})
         if args.json:
@@ -326,10 +337,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score the latest raw_sft version of each source")
     _add_sources(score)
-    score.add_argument("--model", default="shapes-clip", help="open_clip model name")
+    score.add_argument("--model", default=None,
+                       help="open_clip model name (default: the sources file's model)")
     score.add_argument("--pretrained", default=None,
-                       help="open_clip tag or checkpoint path (default: the demo reference CLIP)")
-    score.add_argument("--device", default="auto")
+                       help="open_clip pretrained tag or weights file, with --model")
+    score.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps "
+                                                      "(default: the sources file's)")
+    score.add_argument("--precision", default=None, choices=PRECISIONS,
+                       help="default: the sources file's (fp32)")
     score.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     score.add_argument("--workers", type=int, default=1)
     score.add_argument("--no-model", dest="no_model", action="store_true",

@@ -83,6 +83,10 @@ class EncoderConfig(BaseModel):
     model_id: str | None = Field(
         None, description="Cache identity override; default derived from model and weights."
     )
+    config_file: str | None = Field(
+        None, description="An open_clip model config (JSON) to register before loading, for a "
+        "model open_clip does not know (registered under its file name)."
+    )
 
     @field_validator("device")
     @classmethod
@@ -99,6 +103,19 @@ class EncoderConfig(BaseModel):
                 f"model_id must be letters, digits and . _ @ + = - (not first); got {value!r}"
             )
         return value
+
+
+def encoder_config(model, *, batch_size: int = 64, workers: int = 1,
+                   device: str | None = None, precision: str | None = None) -> EncoderConfig:
+    """The EncoderConfig of a sources file's ``model`` (``ingest.ModelConfig``); ``device`` and
+    ``precision`` override the file's."""
+    from integrity.ingest.sources import RANDOM_WEIGHTS
+
+    return EncoderConfig(
+        model=model.name, config_file=model.config,
+        pretrained=None if model.pretrained == RANDOM_WEIGHTS else model.pretrained,
+        device=device or model.device, precision=precision or model.precision,
+        batch_size=batch_size, workers=workers)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -251,6 +268,10 @@ class Encoder:
         self.cache = cache
         self.device = resolve_device(config.device)
         register_repo_model_configs()
+        if config.config_file:
+            if not os.path.isfile(config.config_file):
+                raise EncoderError(f"model config {config.config_file} does not exist")
+            open_clip.add_model_config(config.config_file)
         amp = config.precision.startswith("amp")
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -260,10 +281,14 @@ class Encoder:
                 device=self.device,
             )
         # UnpicklingError: weights_only refused a checkpoint that wants to run code.
-        except (RuntimeError, FileNotFoundError, ValueError, pickle.UnpicklingError) as error:
+        # AssertionError / KeyError: weights of another architecture ("text pos_embed width
+        # changed!", missing keys).
+        except (RuntimeError, FileNotFoundError, ValueError, pickle.UnpicklingError,
+                AssertionError, KeyError) as error:
             raise EncoderError(
                 f"cannot load open_clip model {config.model!r} with pretrained="
-                f"{config.pretrained!r}: {str(error)[:500]}"
+                f"{config.pretrained!r} (do the weights belong to this model?): "
+                f"{str(error)[:500]}"
             ) from error
         self.model = model.eval()
         self.preprocess = preprocess

@@ -52,10 +52,27 @@ def scored_sft_distribution(store: VersionStore, version: str,
     return rules.distribution_verdict(store.read(SCORED_SFT, version), policy)
 
 
+def scored_sft_model_fit(store: VersionStore, version: str,
+                         policy: rules.Policy) -> rules.Verdict:
+    """The model tells each image's own answer from another image's (AUC of matched vs
+    shuffled pairs): a model that cannot scores noise on this source."""
+    manifest = store.manifest(SCORED_SFT, version)
+    extra = manifest.extra
+    auc, pairs = extra.get("model_fit_auc"), extra.get("model_fit_pairs", 0)
+    if "model_fit_auc" not in extra:  # scored before the fit was recorded
+        auc, pairs = rules.model_fit_auc(store.read(SCORED_SFT, version, "pairs"))
+    return rules.model_fit_verdict(auc, pairs, extra.get("model_id"), manifest.partition or "",
+                                   policy)
+
+
 def audited_sft_grounding(store: VersionStore, version: str,
                           policy: rules.Policy) -> rules.Verdict:
-    """Few kept image rows are weakly grounded (grounding margin under the policy's)."""
-    return rules.kept_grounding_verdict(store.read(AUDITED_SFT, version, "verdicts"), policy)
+    """Few kept image rows are weakly grounded (grounding margin under the policy's); when they
+    are, and the model fits the source poorly, the verdict says the model is the likely cause."""
+    scored = store.manifest(SCORED_SFT, store.manifest(AUDITED_SFT, version).upstream[SCORED_SFT])
+    return rules.kept_grounding_verdict(store.read(AUDITED_SFT, version, "verdicts"), policy,
+                                        model_fit=scored.extra.get("model_fit_auc"),
+                                        model_id=scored.extra.get("model_id"))
 
 
 def none_kept(flaw_class: str) -> Check:
@@ -86,7 +103,8 @@ def blocking_checks() -> dict[str, dict[str, Check]]:
         RAW_SFT: {"raw_sft_contract": raw_sft_contract,
                   "raw_sft_quarantine_rate": raw_sft_quarantine_rate},
         SCORED_SFT: {"scored_sft_coverage": scored_sft_coverage,
-                     "scored_sft_distribution": scored_sft_distribution},
+                     "scored_sft_distribution": scored_sft_distribution,
+                     "scored_sft_model_fit": scored_sft_model_fit},
         AUDITED_SFT: audited,
     }
 

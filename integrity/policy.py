@@ -119,6 +119,9 @@ class Actions(_RegistrySections):
 
 class ScoringPolicy(_Strict):
     min_signal_std: float = Field(0.001, ge=0.0)
+    # The model must tell an image's own answer from another image's more often than this
+    # (AUC of matched vs shuffled image-answer pairs), or scored_sft blocks naming the model.
+    min_model_fit_auc: float = Field(0.75, ge=0.0, le=1.0)
     model_signals: list[str] = Field(
         default_factory=lambda: ["grounding_cos", "grounding_margin"]
     )
@@ -307,7 +310,44 @@ def distribution_verdict(rows: pl.DataFrame, policy: Policy) -> Verdict:
     )
 
 
-def kept_grounding_verdict(verdicts: pl.DataFrame, policy: Policy) -> Verdict:
+def model_fit_auc(pairs: pl.DataFrame) -> tuple[float | None, int]:
+    """(AUC, pairs) of matched vs shuffled image-answer pairs: the share of image pairs whose
+    answer fits its own image better than another image of the source (ties count half).
+    None without model scores."""
+    if not {"grounding_cos", "grounding_shuffled_cos"} <= set(pairs.columns):
+        return None, 0
+    judged = pairs.filter(pl.col("grounding_cos").is_not_null()
+                          & pl.col("grounding_shuffled_cos").is_not_null())
+    if judged.is_empty():
+        return None, 0
+    own, other = pl.col("grounding_cos"), pl.col("grounding_shuffled_cos")
+    auc = judged.select(((own > other).cast(pl.Float64) + 0.5 * (own == other).cast(pl.Float64))
+                        .mean()).item()
+    return float(auc), judged.height
+
+
+def model_fit_verdict(auc: float | None, pairs: int, model_id: str | None, source: str,
+                      policy: Policy) -> Verdict:
+    """Pass when the model tells matched from shuffled image-answer pairs apart on ``source``
+    (AUC at least ``scoring.min_model_fit_auc``). A model that cannot scores noise: every
+    grounding and support figure it gives is meaningless there."""
+    bound = policy.scoring.min_model_fit_auc
+    figures = {"model_fit_auc": auc, "min_model_fit_auc": bound, "pairs": pairs,
+               "model_id": model_id}
+    if auc is None:
+        return Verdict(True, f"no image-answer pairs scored with a model on source {source}",
+                       figures)
+    if auc < bound:
+        return Verdict(False, f"{model_id} cannot tell matched from shuffled image-answer pairs "
+                              f"on source {source}: AUC {auc:.2f} < {bound:.2f}; choose a model "
+                              "that fits this data (the sources file's model:)", figures)
+    return Verdict(True, f"{model_id} tells matched from shuffled pairs apart on source "
+                         f"{source}: AUC {auc:.2f} (bound {bound:.2f}, {pairs} pairs)", figures)
+
+
+def kept_grounding_verdict(verdicts: pl.DataFrame, policy: Policy, *,
+                           model_fit: float | None = None,
+                           model_id: str | None = None) -> Verdict:
     """The share of kept image rows whose grounding margin is below the policy's is bounded."""
     audit = policy.audit
     if "grounding_margin" not in verdicts.columns:
@@ -315,10 +355,15 @@ def kept_grounding_verdict(verdicts: pl.DataFrame, policy: Policy) -> Verdict:
     kept = verdicts.filter((pl.col("verdict") == "keep") & (pl.col("modality") == "image-text"))
     weak = kept.filter(pl.col("grounding_margin") < audit.weak_grounding_margin).height
     share = weak / kept.height if kept.height else 0.0
+    passed = share <= audit.max_weak_grounding_share
+    cause = ""
+    if not passed and model_fit is not None and model_fit < policy.scoring.min_model_fit_auc:
+        cause = (f"; the likely cause is the model: {model_id} fits this source poorly "
+                 f"(AUC {model_fit:.2f} < {policy.scoring.min_model_fit_auc:.2f})")
     return Verdict(
-        passed=share <= audit.max_weak_grounding_share,
+        passed=passed,
         description=f"{weak}/{kept.height} kept image rows weakly grounded ({share:.1%}, "
-                    f"bound {audit.max_weak_grounding_share:.1%})",
+                    f"bound {audit.max_weak_grounding_share:.1%}){cause}",
         figures={"weak_grounding_share": share, "max_weak_grounding_share":
                  audit.max_weak_grounding_share, "weak_grounding_margin":
                  audit.weak_grounding_margin, "kept_image_rows": kept.height},

@@ -75,7 +75,7 @@ def render_audit_report(
     *, source: str, version: str, raw: pl.DataFrame, scored: pl.DataFrame,
     verdicts: pl.DataFrame, policy: Policy, storage_options: dict | None = None,
     examples_per_reason: int = 12, thumbnail_px: int = 128, sections: list[str] = (),
-    signals: str | None = None,
+    signals: str | None = None, model: dict | None = None,
 ) -> str:
     """A self-contained HTML page (images inlined as data: URIs, so it works from S3 too).
 
@@ -98,7 +98,7 @@ def render_audit_report(
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{text(title)}</title><style>{CSS}</style></head><body>",
-        _header(source, version, policy, verdicts),
+        _header(source, version, policy, verdicts, model),
         signals if signals is not None else signal_histograms(scored, verdicts, policy),
         *sections,
         _flagged_sections(raw, scored, verdicts, storage_options or {},
@@ -135,7 +135,17 @@ def _reason_counts(verdicts: pl.DataFrame) -> pl.DataFrame:
     ).sort(["rows", "reasons"], descending=[True, False])
 
 
-def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame) -> str:
+def _model_line(model: dict | None) -> str:
+    """Which model scored the rows, and how well it fits them (matched vs shuffled AUC)."""
+    if not model or not model.get("model_id"):
+        return " · scored without a model"
+    fit = model.get("model_fit_auc")
+    return (f' · model <code class="model">{text(model["model_id"])}</code>'
+            + (f" (fit: matched vs shuffled AUC {fit:.2f})" if fit is not None else ""))
+
+
+def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame,
+            model: dict | None = None) -> str:
     counts = dict(verdicts.group_by("verdict").len().iter_rows())
     verdict_rows = "".join(
         f"<tr><td>{text(verdict)}</td><td>{counts.get(verdict, 0)}</td></tr>"
@@ -150,7 +160,7 @@ def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame) -
     return (
         f"<header><h1>Audit report: {text(source)}</h1>"
         f"<p>version <code>{text(version)}</code> · policy <code>{policy.digest()}</code>"
-        f" · {verdicts.height} audited rows</p>"
+        f" · {verdicts.height} audited rows{_model_line(model)}</p>"
         f'<table class="counts verdicts"><tr><th>verdict</th><th>rows</th></tr>{verdict_rows}'
         "</table>"
         f'<table class="counts reasons"><tr><th>reason</th>{verdict_heads}<th>rows</th></tr>'

@@ -27,6 +27,7 @@ from integrity.names import (  # noqa: F401  (stages re-exports the names it wri
     TRAINING_CHECKPOINT,
     TRAINING_MIX,
 )
+from integrity.policy import model_fit_auc
 from integrity.report import signal_summary
 from integrity.store import Manifest, VersionStore
 
@@ -121,6 +122,7 @@ def score_to_store(
                                 eval_images=eval_images, eval_questions=eval_questions)
     rows = detect.score_rows(pairs)
     seconds = time.perf_counter() - started
+    fit_auc, fit_pairs = model_fit_auc(pairs)
     cache = encoder.cache.stats() if encoder is not None and encoder.cache is not None else {}
     lookups = cache.get("hits", 0) + cache.get("misses", 0)
     extra = {
@@ -130,6 +132,11 @@ def score_to_store(
         "seconds": seconds,
         "rows_per_second": rows.height / seconds if seconds else None,
         "model_id": getattr(encoder, "model_id", None),
+        "model": None if encoder is None else {
+            "name": encoder.config.model, "pretrained": encoder.config.pretrained,
+            "device": str(encoder.device), "precision": encoder.config.precision},
+        "model_fit_auc": fit_auc,
+        "model_fit_pairs": fit_pairs,
         "cache_hit_rate": cache["hits"] / lookups if lookups else None,
         "images_encoded": getattr(encoder, "images_encoded", 0),
         "texts_encoded": getattr(encoder, "texts_encoded", 0),
@@ -225,10 +232,11 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
                 from integrity.report_calibration import calibration_section
 
                 sections.append(calibration_section(*calibration, policy))
+            scored_extra = store.manifest(SCORED_SFT, scored_version).extra
             page = render_audit_report(source=source, version=manifest.version, raw=raw,
                                        scored=scored, verdicts=verdicts, policy=policy,
                                        storage_options=storage_options, sections=sections,
-                                       signals=signals.result())
+                                       signals=signals.result(), model=scored_extra)
             files[REPORT_FILE] = store.attach(AUDITED_SFT, manifest.version, REPORT_FILE, page)
     return result, manifest, files
 

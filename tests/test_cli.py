@@ -237,3 +237,22 @@ def test_the_gate_exits_1_naming_every_failed_blocking_check(tmp_path, capsys):
                  str(lenient), "--json"]) == 1
     failed = [c["check"] for c in json.loads(capsys.readouterr().out) if not c["passed"]]
     assert failed == ["audited_sft_no_contradiction"]
+
+
+def test_scoring_needs_a_named_model_and_never_falls_back_to_the_demo_s(tmp_path, capsys):
+    """Any sources file was scored with the demo's shapes CLIP; ViT-B-32 without weights loaded
+    the demo weights and died on an AssertionError."""
+    _demo(tmp_path)
+    store, sources = str(tmp_path / "store"), str(tmp_path / "sources.yaml")
+    assert main(["ingest", sources, "--store", store, "--source", "llava"]) == 0
+    capsys.readouterr()
+    assert main(["score", sources, "--store", store, "--source", "llava"]) == 2
+    assert "names no model for source 'llava'" in capsys.readouterr().err
+    assert main(["score", sources, "--store", store, "--source", "llava",
+                 "--model", "ViT-B-32"]) == 2
+    assert "a model and its weights go together" in capsys.readouterr().err
+    from integrity.demo.reference import REFERENCE_WEIGHTS
+
+    assert main(["score", sources, "--store", store, "--source", "llava", "--model", "ViT-B-32",
+                 "--pretrained", str(REFERENCE_WEIGHTS)]) == 2
+    assert "do the weights belong to this model?" in capsys.readouterr().err

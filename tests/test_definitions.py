@@ -22,6 +22,7 @@ def test_code_location_loads_with_the_documented_graph():
     assert checks == {
         ("raw_sft", "raw_sft_contract"), ("raw_sft", "raw_sft_quarantine_rate"),
         ("scored_sft", "scored_sft_coverage"), ("scored_sft", "scored_sft_distribution"),
+        ("scored_sft", "scored_sft_model_fit"),
         ("audited_sft", "audited_sft_grounding"),
         ("audited_sft", "audited_sft_no_preference_pollution"),
         ("audited_sft", "audited_sft_no_contradiction"), ("audited_sft", "audited_sft_nothing_lost"),

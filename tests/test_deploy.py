@@ -37,6 +37,7 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from assets.resources import EncoderResource, IntegrityResource
 from definitions import defs
 from integrity.demo.generate import DemoConfig, generate
+from tests.models import DEMO_MODEL_YAML
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -440,7 +441,8 @@ def dagster_home(tmp_path, monkeypatch, postgres):
 def _demo_world(tmp_path: Path, source: str) -> IntegrityResource:
     generate(tmp_path / "demo", DemoConfig(rows=240, seed=3))
     (tmp_path / "sources.yaml").write_text(
-        f"sources:\n  - {{name: {source}, uri: {tmp_path / 'demo' / 'llava.jsonl'}}}\n")
+        DEMO_MODEL_YAML
+        + f"sources:\n  - {{name: {source}, uri: {tmp_path / 'demo' / 'llava.jsonl'}}}\n")
     return IntegrityResource(sources_file=str(tmp_path / "sources.yaml"),
                              store_root=str(tmp_path / "store"))
 

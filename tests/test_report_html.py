@@ -81,6 +81,7 @@ def _audit(source: SourceConfig, raw_version: str, store: VersionStore, policy: 
         "scored": store.read(SCORED_SFT, scored_manifest.version),
         "verdicts": store.read(AUDITED_SFT, audit_manifest.version, "verdicts"),
         "policy": policy,
+        "model": scored_manifest.extra,
     }, {"pairs": store.read(SCORED_SFT, scored_manifest.version, "pairs"),
         "extra": audit_manifest.extra}
 
@@ -142,6 +143,9 @@ def test_header_names_source_version_policy_and_counts(audits, report):
     assert audit["version"] in report and audit["policy"].digest() in report
     for verdict, count in audit["verdicts"].group_by("verdict").len().iter_rows():
         assert f"<tr><td>{verdict}</td><td>{count}</td></tr>" in report
+    # The model that scored the rows is named, with its fit to them.
+    assert '<code class="model">shapes-clip@' in report
+    assert "(fit: matched vs shuffled AUC 0." in report
 
 
 def _assert_first_rows_per_reason(page: ReportPage, verdicts: pl.DataFrame, per_reason: int):

@@ -7,6 +7,10 @@ Measures, per image-text pair (null for text-only pairs):
   length and style; the margin asks "does THIS image fit the answer better than others do?".
 - ``grounding_min_sentence_cos``: for long answers (more than SHORT_ANSWER_WORDS words), the
   weakest sentence's cosine with the image: one invented sentence in a long description.
+- ``grounding_shuffled_cos``: the same answer's cosine with the image of another pair that asks
+  the same question and answers differently (the pair shuffled; null where none does): how
+  often the matched pair wins is the model's fit to the source (``policy.model_fit_verdict``,
+  the blocking scored_sft_model_fit check).
 Needs an Encoder. Cost: one image encode per distinct image and one text encode per distinct
 answer / sentence (both cached by hash), plus n x negatives dot products.
 """
@@ -24,6 +28,26 @@ from integrity.encoder import Encoder, split_sentences
 BLOCK_ROWS = 65_536
 
 
+def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.ndarray, *,
+                      seed: int = 0) -> np.ndarray:
+    """For each image pair (``rows``): the image of another pair asking the same question with a
+    different answer about a different image (the pair shuffled), or -1 where none exists. A
+    model that fits the data prefers each answer's own image to its partner's."""
+    frame = pl.DataFrame({
+        "at": np.arange(len(rows)), "image": image_of_row,
+        "question": pairs["question_norm"].gather(rows),
+        "answer": pairs["answer_norm"].gather(rows),
+    }).with_columns(order=pl.col("at").hash(seed)).sort("question", "order")
+    partner = pl.lit(None, dtype=pl.Int64)
+    for offset in (1, -1, 2, -2, 3, -3):
+        other = pl.col("image").shift(-offset).over("question")
+        differs = (pl.col("answer").shift(-offset).over("question") != pl.col("answer")) & (
+            other != pl.col("image"))
+        partner = pl.when(partner.is_null() & differs).then(other).otherwise(partner)
+    found = frame.select("at", partner=partner).sort("at")["partner"]
+    return found.fill_null(-1).to_numpy().astype(np.int64)
+
+
 def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8,
                     seed: int = 0, image_embeddings=None) -> pl.DataFrame:
     """Columns grounding_cos, grounding_margin, grounding_min_sentence_cos (one row per pair).
@@ -35,7 +59,8 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
     if len(rows) == 0:
         empty = pl.Series([None] * height, dtype=pl.Float32)
         return pl.DataFrame({"grounding_cos": empty, "grounding_margin": empty,
-                             "grounding_min_sentence_cos": empty})
+                             "grounding_min_sentence_cos": empty,
+                             "grounding_shuffled_cos": empty})
     answer_of_row, answers = distinct_texts(pairs["answer"].gather(rows), encoder)
     # Other images of the frame: a random sample per pair, never the pair's own image.
     rng = np.random.default_rng(seed)
@@ -52,6 +77,10 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
             others = (image_of_row[block, None] + offsets[block]) % count
             margin[block] = own[block] - np.einsum("nkd,nd->nk", images[others],
                                                    answer).mean(axis=1)
+    partner = shuffled_partners(pairs, rows, image_of_row, seed=seed)
+    shuffled = np.full(len(rows), np.nan, dtype=np.float32)
+    has = partner >= 0
+    shuffled[has] = np.einsum("nd,nd->n", images[partner[has]], answers[answer_of_row[has]])
 
     long_mask = ~pairs["short_answer"].gather(rows).to_numpy()
     long_rows, long_images = rows[long_mask], image_of_row[long_mask]
@@ -70,6 +99,7 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
         "grounding_cos": pair_column(own, rows, height),
         "grounding_margin": pair_column(margin, rows, height),
         "grounding_min_sentence_cos": pair_column(min_sentence, long_rows, height),
+        "grounding_shuffled_cos": pair_column(shuffled, rows, height),
     })
 
 
@@ -77,7 +107,7 @@ register(Detector(
     name="grounding",
     description="image-answer similarity against mismatched images of the same source",
     columns={"grounding_cos": "lower", "grounding_margin": "lower",
-             "grounding_min_sentence_cos": "lower"},
+             "grounding_min_sentence_cos": "lower", "grounding_shuffled_cos": "higher"},
     score=lambda context: score_grounding(context.pairs, encoder=context.encoder,
                                           image_embeddings=context.image_embeddings()),
     needs_encoder=True,

@@ -8,6 +8,7 @@ from dagster import DagsterInstance
 from PIL import Image
 
 from assets.resources import IntegrityResource
+from tests.models import DEMO_MODEL
 
 
 def _llava_rows(prefix: str, count: int) -> list[dict]:
@@ -41,7 +42,7 @@ def world(tmp_path: Path) -> dict:
     (tmp_path / "dup.jsonl").write_text("".join(json.dumps(row) + "\n" for row in duplicated))
     broken = _llava_rows("b", 6) + [{"id": f"x-{i}"} for i in range(4)]
     (tmp_path / "broken.jsonl").write_text("".join(json.dumps(row) + "\n" for row in broken))
-    sources = {"sources": [
+    sources = {"model": DEMO_MODEL, "sources": [
         {"name": "good_llava", "uri": "llava.jsonl"},
         {"name": "good_sharegpt", "uri": "sharegpt.json", "format": "sharegpt"},
         {"name": "dup_ids", "uri": "dup.jsonl"},

@@ -12,12 +12,12 @@ from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from checks.audited import AUDITED_SFT_CHECKS
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
-from checks.scored import scored_sft_coverage, scored_sft_distribution
+from checks.scored import SCORED_SFT_CHECKS
 from integrity.calibration import parse_labels
 from integrity.stages import AUDITED_SFT, calibrate_to_store, calibration_sample
 
 ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
-          scored_sft_coverage, scored_sft_distribution, *AUDITED_SFT_CHECKS]
+          *SCORED_SFT_CHECKS, *AUDITED_SFT_CHECKS]
 trained: list[str] = []
 
 

@@ -24,10 +24,10 @@ from checks.mix import (
     training_mix_traceable,
 )
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
-from checks.scored import scored_sft_coverage, scored_sft_distribution
+from checks.scored import SCORED_SFT_CHECKS
 from definitions import defs
 
-SCORED_CHECKS = [scored_sft_coverage, scored_sft_distribution]
+SCORED_CHECKS = list(SCORED_SFT_CHECKS)
 AUDIT_CHECKS = list(AUDITED_SFT_CHECKS)
 MIX_CHECKS = [training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
               training_mix_no_eval_overlap]

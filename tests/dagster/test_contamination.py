@@ -16,6 +16,7 @@ from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from definitions import defs
 from integrity.demo.generate import DemoConfig, generate
+from tests.models import DEMO_MODEL_YAML
 
 consumed: list[str] = []
 
@@ -29,7 +30,8 @@ def training_probe(context) -> None:
 def _audit(tmp_path, instance, config: DemoConfig):
     generate(tmp_path / "demo", config)
     (tmp_path / "sources.yaml").write_text(
-        f"sources:\n  - {{name: corpus, uri: {tmp_path / 'demo' / 'llava.jsonl'}}}\n")
+        DEMO_MODEL_YAML
+        + f"sources:\n  - {{name: corpus, uri: {tmp_path / 'demo' / 'llava.jsonl'}}}\n")
     integrity = IntegrityResource(sources_file=str(tmp_path / "sources.yaml"),
                                   store_root=str(tmp_path / "store"))
     instance.add_dynamic_partitions("sources", ["corpus"])

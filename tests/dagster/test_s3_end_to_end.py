@@ -15,6 +15,7 @@ from integrity.demo.generate import DemoConfig, generate
 from integrity.lineage import checkpoint_lineage
 from integrity.stages import AUDITED_SFT, REPORT_FILE, TRAINING_CHECKPOINT
 from integrity.store import VersionStore
+from tests.models import DEMO_MODEL_YAML
 
 KEY, SECRET = "AKIAINTEGRITYE2E0001", f"e2e-secret-{uuid.uuid4().hex}"
 
@@ -44,7 +45,8 @@ def test_the_demo_graph_runs_on_s3_and_never_records_a_credential(s3_env, tmp_pa
             client.upload_file(str(path), bucket,
                                f"sources/{path.relative_to(tmp_path / 'demo')}")
     (tmp_path / "sources.yaml").write_text(
-        f"sources:\n  - {{name: llava, uri: 's3://{bucket}/sources/llava.jsonl'}}\n")
+        DEMO_MODEL_YAML
+        + f"sources:\n  - {{name: llava, uri: 's3://{bucket}/sources/llava.jsonl'}}\n")
     integrity = IntegrityResource(sources_file=str(tmp_path / "sources.yaml"),
                                   store_root=f"s3://{bucket}/store")
     resources = {"integrity": integrity, "encoder": EncoderResource(workers=0),

@@ -10,11 +10,10 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
-from checks.scored import scored_sft_coverage, scored_sft_distribution
+from checks.scored import SCORED_SFT_CHECKS, scored_sft_coverage, scored_sft_distribution
 from integrity.stages import SCORED_SFT
 
-ASSETS = [raw_sft, scored_sft, raw_sft_contract, raw_sft_quarantine_rate, scored_sft_coverage,
-          scored_sft_distribution]
+ASSETS = [raw_sft, scored_sft, raw_sft_contract, raw_sft_quarantine_rate, *SCORED_SFT_CHECKS]
 ENCODER = EncoderResource(workers=0, batch_size=16)
 consumed: list[str] = []
 
@@ -38,7 +37,7 @@ def test_scored_sft_versions_link_to_raw_and_checks_pass(world, instance):
     assert result.success, [e.message for e in result.get_step_failure_events()]
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
         "raw_sft_contract": True, "raw_sft_quarantine_rate": True,
-        "scored_sft_coverage": True, "scored_sft_distribution": True}
+        "scored_sft_coverage": True, "scored_sft_distribution": True, "scored_sft_model_fit": True}
     [raw] = result.asset_materializations_for_node("raw_sft")
     [scored] = result.asset_materializations_for_node("scored_sft")
     assert scored.metadata["raw_sft_version"].value == raw.metadata["version"].value

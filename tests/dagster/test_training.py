@@ -9,6 +9,7 @@ from assets.gate import GateClosed
 from definitions import defs
 from integrity.demo.generate import DemoConfig, generate
 from integrity.stages import AUDITED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
+from tests.models import DEMO_MODEL_YAML
 
 TINY_TRAINER = TrainerResource(config={"max_steps": 4, "batch_size": 32, "probe_images": 12})
 AUDIT = ["raw_sft", "scored_sft", "audited_sft"]
@@ -28,7 +29,8 @@ def corpus(tmp_path, instance):
     def build(**config) -> IntegrityResource:
         generate(tmp_path / "demo", DemoConfig(rows=240, seed=3, **config))
         (tmp_path / "sources.yaml").write_text(
-            f"sources:\n  - {{name: llava, uri: {tmp_path / 'demo' / 'llava.jsonl'}}}\n"
+            DEMO_MODEL_YAML
+            + f"sources:\n  - {{name: llava, uri: {tmp_path / 'demo' / 'llava.jsonl'}}}\n"
             f"  - {{name: sharegpt, uri: {tmp_path / 'demo' / 'sharegpt.json'}, "
             "format: sharegpt}\n")
         integrity = IntegrityResource(sources_file=str(tmp_path / "sources.yaml"),

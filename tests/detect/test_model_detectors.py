@@ -176,3 +176,25 @@ def test_llava_prose_written_from_a_metadata_caption_is_flagged_only_where_pixel
     assert [verdicts[f"detail{i}"] for i in range(6)] == ["drop"] * 3 + ["keep"] * 3
     weakest = pl.DataFrame(pairs).filter(pl.col("example_id") == "detail0")
     assert weakest["answer_support_claim"].item() == "blue"
+
+
+def test_the_model_fit_guard_fails_a_model_that_cannot_tell_matched_from_shuffled(images,
+                                                                                 encoder):
+    """The demo's shapes CLIP scored any sources file silently; on data it does not fit, the
+    grounding check blocked a correct source with no hint that the model was the cause."""
+    from integrity.policy import model_fit_auc, model_fit_verdict
+
+    rows = _labels(images) + [_row(images, c, f"{c.capitalize()}.", layout=1,
+                                   question="Which color are the shapes?", row_id=f"{c}-again")
+                              for c in COLORS]
+    fitted = score_pairs(make_raw(rows), encoder=encoder)
+    auc, pairs = model_fit_auc(fitted)
+    assert pairs == len(rows) and auc > 0.9
+    assert model_fit_verdict(auc, pairs, encoder.model_id, "demo", Policy()).passed
+
+    random_model = Encoder(EncoderConfig(model="shapes-clip", pretrained=None, workers=0))
+    auc, pairs = model_fit_auc(score_pairs(make_raw(rows), encoder=random_model))
+    verdict = model_fit_verdict(auc, pairs, random_model.model_id, "demo", Policy())
+    assert not verdict.passed and auc < 0.75
+    assert verdict.description.startswith(f"{random_model.model_id} cannot tell matched from "
+                                          "shuffled image-answer pairs on source demo: AUC 0.")

@@ -17,6 +17,7 @@ import polars as pl
 
 from integrity.demo.generate import DemoConfig, generate
 from integrity.store import STAGING_DIR, VersionStore
+from tests.models import DEMO_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS, ROWS_PER_PART = 400_000, 2_000
@@ -70,7 +71,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 def test_two_sources_audited_at_once_share_one_store(tmp_path: Path):
     generate(tmp_path / "demo", DemoConfig(rows=240, seed=5))
-    sources = {"sources": [
+    sources = {"model": DEMO_MODEL, "sources": [
         {"name": "one", "uri": "demo/llava.jsonl", "image_root": "demo"},
         {"name": "two", "uri": "demo/sharegpt.json", "format": "sharegpt", "image_root": "demo"},
     ]}

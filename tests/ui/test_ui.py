@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.browser import headless_chromium, require_browser
+from tests.models import DEMO_MODEL_YAML
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,7 +60,8 @@ def _world(root: Path) -> dict[str, str]:
 
     generate(root / "demo", DemoConfig(rows=200, seed=3))
     sources = root / "sources.yaml"
-    sources.write_text(f"sources:\n  - {{name: {SOURCE}, uri: {root / 'demo' / 'llava.jsonl'}}}\n")
+    sources.write_text(DEMO_MODEL_YAML
+                       + f"sources:\n  - {{name: {SOURCE}, uri: {root / 'demo' / 'llava.jsonl'}}}\n")
     policy = yaml.safe_load((REPO / "policies" / "default.yaml").read_text())
     policy["checkpoint"]["min_visual_reliance"] = IMPOSSIBLE_RELIANCE
     (root / "policy.yaml").write_text(yaml.safe_dump(policy))
