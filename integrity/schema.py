@@ -69,6 +69,7 @@ class QuarantineReason(StrEnum):
     CORRUPT_IMAGE = "corrupt_image"
     IMAGE_TOO_LARGE = "image_too_large"
     UNSUPPORTED_IMAGE = "unsupported_image"
+    UNSUPPORTED_CONTENT = "unsupported_content"  # video or audio parts: not auditable here
 
 
 QUARANTINE_SCHEMA = pl.Schema(

@@ -99,8 +99,14 @@ def eval_overlap_keys(eval_sets: list[SourceConfig],
 
     images, questions = set(), set()
     for eval_set in eval_sets:
-        rows = ingest.ingest_source(eval_set, blob_root=blob_root(store)).accepted
-        pairs = qa_pairs(rows)
+        result = ingest.ingest_source(eval_set, blob_root=blob_root(store))
+        if result.accepted.height == 0:  # an overlap of 0 against nothing would be a lie
+            reasons = ", ".join(f"{reason}: {count}"
+                                for reason, count in result.quarantine_by_reason().items())
+            raise ingest.IngestError(
+                f"eval set {eval_set.name} ({eval_set.uri}) yields no row to compare against: "
+                f"{result.records_in} records, quarantined {reasons or 'none'}")
+        pairs = qa_pairs(result.accepted)
         images |= set(pairs["image_sha256"].drop_nulls())
         questions |= set(pairs["question_norm"])
     return images, questions

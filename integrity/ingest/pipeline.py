@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from integrity.images import ImageResolver
 from integrity.ingest.formats import MAPPERS, MappedRow, RecordError, detect_format
-from integrity.ingest.records import Record, container_of, read_records
+from integrity.ingest.records import Record, json_fallback, container_of, read_records, shard_uris
 from integrity.ingest.sources import SourceConfig
 from integrity.ingest.validate import first_violation
 from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, QuarantineReason
@@ -34,6 +34,7 @@ class IngestResult:
     rows_in: int
     accepted: pl.DataFrame
     quarantine: pl.DataFrame
+    files: int = 1
 
     def __post_init__(self) -> None:
         out = self.accepted.height + self.quarantine.height
@@ -55,6 +56,7 @@ class IngestResult:
         return {
             "source": self.source,
             "origin_format": self.origin_format,
+            "files": self.files,
             "records_in": self.records_in,
             "rows_in": self.rows_in,
             "accepted": self.accepted.height,
@@ -69,8 +71,10 @@ class IngestResult:
 
 
 def _fallback_id(source: str, record: Record) -> str:
-    """The id of a record that has none: its position, never its content (two equal records
-    are two rows; the duplicate detector finds and counts the repeat)."""
+    """The id of a record that has none: its position (file and row), never its content (two
+    equal records are two rows; the duplicate detector finds and counts the repeat)."""
+    if record.shard is not None:
+        return f"{source}:{record.shard}:{record.shard_index}"
     return f"{source}:{record.index}"
 
 
@@ -95,7 +99,8 @@ class _Batch:
     def add(self, record: Record, row: MappedRow) -> None:
         if row.example_id is None:
             group = _fallback_id(self.source, record)
-            row.example_id = group if row.pref_role is None else f"{group}#{row.pref_role}"
+            suffix = row.variant or row.pref_role
+            row.example_id = group if suffix is None else f"{group}#{suffix}"
             row.pref_group = group if row.pref_role is not None else None
         refs, keys = [], []
         for position, image in enumerate(row.images):
@@ -112,7 +117,7 @@ class _Batch:
         buffer["images"].append(refs)
         buffer["image_keys"].append(keys)
         buffer["turns"].append(row.turns)
-        buffer["metadata"].append(orjson.dumps(row.metadata, default=str,
+        buffer["metadata"].append(orjson.dumps(row.metadata, default=json_fallback,
                                                option=orjson.OPT_SORT_KEYS).decode())
         buffer["pref_role"].append(row.pref_role)
         buffer["pref_group"].append(row.pref_group)
@@ -223,7 +228,8 @@ def ingest_source(
         storage_options=source.storage_options,
         workers=workers,
     )
-    container = container_of(source.uri)
+    shards = shard_uris(source.uri, source.storage_options)
+    container = container_of(shards[0])
     origin_format = None if source.format == "auto" else source.format
     accepted, quarantined = [], []
     records_in = rows_in = 0
@@ -255,6 +261,7 @@ def ingest_source(
         origin_format=origin_format or "unknown",
         records_in=records_in,
         rows_in=rows_in,
+        files=len(shards),
         accepted=pl.concat(accepted) if accepted else pl.DataFrame(schema=RAW_SFT_SCHEMA),
         # Records rejected before the format was known still belong to this source's format.
         quarantine=(pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA))

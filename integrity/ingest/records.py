@@ -1,14 +1,19 @@
-"""Containers: turn a .json, .jsonl or .parquet file (local or s3://) into numbered records.
+"""Containers: turn .json, .jsonl or .parquet files (local or s3://) into numbered records.
 
-A record is one dict as the file holds it, or the parse error of its line. Malformed lines of a
-JSONL file become records with an error (they are quarantined, not lost); a file that cannot be
-parsed at all raises IngestError naming the file and, where known, the line.
+A source's uri is one file, a glob (``data/train-*.parquet``) or a folder of shards; shards are
+read in name order as one source. A record is one dict as the file holds it, or the parse error
+of its line. Malformed lines of a JSONL file become records with an error (they are quarantined,
+not lost); a file that cannot be parsed at all raises IngestError naming the file and, where
+known, the line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+import posixpath
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -22,13 +27,18 @@ class IngestError(Exception):
 
 @dataclass(slots=True)
 class Record:
-    """One record of a file: its position, its raw text where the file had one, its value."""
+    """One record of a file: its position, its raw text where the file had one, its value.
+
+    ``index`` is the record's position in the source (unique across shards); ``shard`` names its
+    file and ``shard_index`` its position there when the source has more than one file."""
 
     index: int
     value: Any = None
     error: str | None = None
     text: str | None = None
     line: bytes | None = None  # the line as the file holds it (JSONL), decoded on demand
+    shard: str | None = None
+    shard_index: int | None = None
 
     def raw(self) -> str:
         """The record's raw text (re-serialised for JSON arrays and parquet rows)."""
@@ -36,16 +46,20 @@ class Record:
             if self.line is not None:
                 self.text = self.line.decode("utf-8", errors="replace")
             else:
-                self.text = orjson.dumps(self.value, default=_describe,
+                self.text = orjson.dumps(self.value, default=json_fallback,
                                          option=orjson.OPT_SORT_KEYS).decode()
         return self.text
 
 
-def _describe(value: Any) -> str:
+def json_fallback(value: Any) -> str:
     """orjson fallback for what JSON cannot hold (image bytes in parquet rows)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     return str(value)
+
+
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".pq")
+_GLOB = re.compile(r"[*?\[]")
 
 
 def container_of(uri: str) -> str:
@@ -63,11 +77,49 @@ def _open(uri: str, storage_options: dict):
         raise IngestError(f"{uri}: cannot read: {error}") from error
 
 
+def shard_uris(uri: str, storage_options: dict | None = None) -> list[str]:
+    """The files of a source: ``uri`` itself, or the data files a glob or folder names, sorted."""
+    if not _GLOB.search(uri) and not uri.endswith("/") and "://" not in uri \
+            and not Path(uri).is_dir():
+        return [uri]  # one local file: the common case needs no listing
+    fs, path = fsspec.core.url_to_fs(uri, **((storage_options or {}) if "://" in uri else {}))
+    if _GLOB.search(path):
+        paths = fs.glob(path)
+    elif fs.isdir(path):
+        paths = fs.find(path)
+    else:
+        return [uri]
+    protocol = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+    shards = sorted(p for p in paths if p.lower().endswith(DATA_SUFFIXES) and not fs.isdir(p))
+    if not shards:
+        raise IngestError(f"{uri}: no .json, .jsonl or .parquet file matches")
+    return [protocol + p if protocol and not p.startswith(protocol) else p for p in shards]
+
+
 def read_records(
     uri: str, *, storage_options: dict | None = None, batch_size: int = 20_000
 ) -> Iterator[list[Record]]:
-    """Yield the records of ``uri`` in batches, in file order."""
-    storage_options = storage_options or {}
+    """Yield the records of ``uri`` (a file, glob or folder) in batches, in file order."""
+    shards = shard_uris(uri, storage_options)
+    if len(shards) == 1:
+        yield from _file_records(shards[0], storage_options or {}, batch_size)
+        return
+    # Shards are named relative to their common folder: unique, and stable when it moves.
+    common = posixpath.commonpath([shard.split("://", 1)[-1] for shard in shards])
+    offset = 0
+    for shard in shards:
+        name = posixpath.relpath(shard.split("://", 1)[-1], common)
+        last = -1
+        for batch in _file_records(shard, storage_options or {}, batch_size):
+            for record in batch:
+                record.shard, record.shard_index = name, record.index
+                last = record.index
+                record.index += offset
+            yield batch
+        offset += last + 1
+
+
+def _file_records(uri: str, storage_options: dict, batch_size: int) -> Iterator[list[Record]]:
     if container_of(uri) == "parquet":
         yield from _parquet_records(uri, storage_options, batch_size)
         return

@@ -10,7 +10,8 @@ model:                         # the open_clip model that scores every source (n
 sources:
   - name: llava_mix            # also the Dagster partition key
     uri: data/llava_v1_5_mix665k.json   # local path (relative to this file) or s3://bucket/key
-    format: auto               # auto | llava | sharegpt | hf_parquet | preference
+    format: auto               # auto | llava | sharegpt | hf_parquet | data_juicer |
+                               # preference | mmmu
     image_root: data/images    # where relative image refs point; default: the data file's folder
     model: {...}               # optional: another model for this source (same keys)
 eval_sets:                     # optional held-out eval data (same keys): overlap is flagged
@@ -28,8 +29,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-FORMATS = ("auto", "llava", "sharegpt", "hf_parquet", "preference")
-Format = Literal["auto", "llava", "sharegpt", "hf_parquet", "preference"]
+FORMATS = ("auto", "llava", "sharegpt", "hf_parquet", "data_juicer", "preference", "mmmu")
+Format = Literal["auto", "llava", "sharegpt", "hf_parquet", "data_juicer", "preference", "mmmu"]
 
 
 class SourcesFileError(ValueError):
@@ -63,7 +64,8 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = Field(description="Unique name; the Dagster partition key.")
-    uri: str = Field(description="Local path or s3:// URI of a .json, .jsonl or .parquet file.")
+    uri: str = Field(description="Local path or s3:// URI of a .json, .jsonl or .parquet file, "
+                                 "or a glob or folder of such shards (read as one source).")
     format: Format = "auto"
     image_root: str | None = None
     storage_options: dict = Field(default_factory=dict)
@@ -82,6 +84,8 @@ class SourceConfig(BaseModel):
         """image_root, or the data file's own folder when none is given (LLaVA's layout)."""
         if self.image_root:
             return self.image_root
+        if "://" not in self.uri and Path(self.uri).is_dir():
+            return self.uri  # a folder of shards
         return self.uri.rsplit("/", 1)[0] if "://" in self.uri else str(Path(self.uri).parent)
 
 

@@ -262,7 +262,7 @@ def test_hf_parquet_openai_content_parts(files, make_image_bytes):
     assert [turn["content"] for turn in row["turns"]] == ["<image>\nWhat color?", "Red."]
     check_blob(files, row, 0, photo, ext="png")
     [reason] = result.quarantine["reason"].to_list()
-    assert reason == "missing_field"
+    assert reason == "unsupported_content"
 
 
 def test_hf_parquet_single_image_struct_bytes_or_path(files, make_image_bytes):
