@@ -15,11 +15,11 @@ from assets.gate import GateClosed, require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from integrity import mix
+from integrity.gate import TRAINING_MIX_CHECKS
 from integrity.stages import AUDITED_SFT, MIX_LLAVA_FILE, TRAINING_MIX, mix_to_store
 
 # What training_checkpoint requires to have passed on the mix it trains on (checks/mix.py).
-TRAINING_MIX_BLOCKING_CHECKS = ("training_mix_modality_band", "training_mix_curriculum",
-                                "training_mix_traceable", "training_mix_no_eval_overlap")
+TRAINING_MIX_BLOCKING_CHECKS = tuple(TRAINING_MIX_CHECKS)
 
 
 @asset(
@@ -52,10 +52,17 @@ def training_mix(context: AssetExecutionContext, integrity: IntegrityResource) -
     gate = {f"{AUDITED_SFT}/{source}": {"version": version,
                                         "checks_passed": list(AUDITED_SFT_BLOCKING_CHECKS)}
             for source, version in audited.items()}
-    frame, manifest, files = mix_to_store(audited, store, policy, gate=gate)
-    summary = manifest.extra["summary"]
+    frame, manifest, files = mix_to_store(audited, store, policy, gate=gate,
+                                          eval_sets=integrity.eval_sets())
+    summary, failed = manifest.extra["summary"], manifest.extra["failed_checks"]
     context.log.info(f"mix {manifest.version}: {summary['rows']} rows, image share "
                      f"{summary['image_share']:.1%}, from {audited}")
+    if failed:  # the checks below fail too and block training; the store never serves it
+        context.log.warning(f"mix {manifest.version} failed {', '.join(failed)}: not published "
+                            "as the latest mix, no exports written")
+    exports = {"llava_export": MetadataValue.path(files[MIX_LLAVA_FILE]),
+               "llamafactory_dataset_info": MetadataValue.path(files["dataset_info.json"]),
+               "exports": MetadataValue.json(manifest.extra["exports"])} if files else {}
     return MaterializeResult(
         data_version=DataVersion(manifest.version),
         metadata={
@@ -70,8 +77,9 @@ def training_mix(context: AssetExecutionContext, integrity: IntegrityResource) -
             "audited_versions": MetadataValue.json(audited),
             "per_stage": MetadataValue.json(summary["per_stage"]),
             "per_source": MetadataValue.json(summary["per_source"]),
-            "llava_export": MetadataValue.path(files[MIX_LLAVA_FILE]),
-            "llamafactory_dataset_info": MetadataValue.path(files["dataset_info.json"]),
+            "published": not failed,
+            "failed_checks": ", ".join(failed) or "none",
+            **exports,
             "summary": MetadataValue.md("```json\n" + json.dumps(summary, indent=2) + "\n```"),
         },
     )

@@ -10,7 +10,9 @@ failure, so a CI pipeline without Dagster is gated by the same rules.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import polars as pl
 
 from integrity import policy as rules
 from integrity.audit import blocking_check_names, none_kept_check_name
@@ -107,6 +109,56 @@ def blocking_checks() -> dict[str, dict[str, Check]]:
                      "scored_sft_model_fit": scored_sft_model_fit},
         AUDITED_SFT: audited,
     }
+
+
+@dataclass(frozen=True)
+class MixUnderReview:
+    """A training mix and what its checks compare it with."""
+
+    frame: pl.DataFrame
+    audited: dict[str, str]  # upstream key (audited_sft/<source>) -> audited version
+    store: VersionStore
+    policy: rules.Policy
+    eval_sets: list = field(default_factory=list)  # SourceConfig of the declared eval sets
+
+
+def training_mix_modality_band(mix: MixUnderReview) -> rules.Verdict:
+    """The image-text share of the mix lies inside the policy's band (modality imbalance)."""
+    from integrity import mix as mixing
+
+    return mixing.modality_band_verdict(mix.frame, mix.policy.mix)
+
+
+def training_mix_curriculum(mix: MixUnderReview) -> rules.Verdict:
+    """Rows follow the curriculum's stages in order, each in the stage that takes it."""
+    from integrity import mix as mixing
+
+    return mixing.curriculum_order_verdict(mix.frame, mix.policy.mix)
+
+
+def training_mix_traceable(mix: MixUnderReview) -> rules.Verdict:
+    """Every mix row is a kept row of the audited version the mix names for its source."""
+    from integrity import mix as mixing
+
+    kept = {version: set(mix.store.read(AUDITED_SFT, version)["example_id"])
+            for version in mix.audited.values()}
+    return mixing.traceable_verdict(mix.frame, kept)
+
+
+def training_mix_no_eval_overlap(mix: MixUnderReview) -> rules.Verdict:
+    """No mix row shares an image or a question with a declared eval set."""
+    from integrity import mix as mixing
+    from integrity.stages import eval_overlap_keys
+
+    images, questions = eval_overlap_keys(mix.eval_sets, mix.store)
+    return mixing.eval_overlap_verdict(mix.frame, images, questions)
+
+
+# The training_mix checks, each blocking: a mix that fails one never becomes the latest mix and
+# its exports are not written (integrity.stages.mix_to_store); Dagster runs the same functions.
+TRAINING_MIX_CHECKS: dict[str, Callable[[MixUnderReview], rules.Verdict]] = {
+    check.__name__: check for check in (training_mix_modality_band, training_mix_curriculum,
+                                        training_mix_traceable, training_mix_no_eval_overlap)}
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,11 @@ first image stage whose bound is >= 0.5 (or has none). Text rows have difficulty
 Randomness: one ``numpy.random.default_rng(seed)`` drawn in a canonical row order (source,
 example_id, replica), never Python's ``hash()``: the same inputs and policy give the same frame.
 
-Exports write what trainers read unchanged: LLaVA json (``export_llava``), LLaMA-Factory
-ShareGPT json with its ``dataset_info.json`` (``export_sharegpt``) and parquet
-(``export_parquet``). The ``<image>`` tokens stay where the source put them.
+Exports write what the trainers' own loaders accept: LLaVA json (``export_llava``: human/gpt
+turns, system text folded into the first human turn, one image per row unless the policy asks
+for LLaVA-NeXT's image lists), LLaMA-Factory ShareGPT json with its ``dataset_info.json``
+(``export_sharegpt``) and parquet (``export_parquet``). The ``<image>`` tokens stay where the
+source put them.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from integrity.schema import MODALITIES, RAW_SFT_SCHEMA
 from integrity.detect.pairs import qa_pairs
 
 # Bump when a change here changes the mix for the same inputs and policy (Dagster code_version).
-CODE_VERSION = "mix-1"
+CODE_VERSION = "mix-2"
 
 IMAGE_TEXT = "image-text"
 # Scored signals that make up difficulty: higher = the row's answer is better grounded = easier.
@@ -63,7 +65,7 @@ MIX_SCHEMA = pl.Schema({
     "position": pl.Int64,
 })
 
-LLAVA_ROLES = {"user": "human", "assistant": "gpt", "system": "system"}
+LLAVA_ROLES = {"user": "human", "assistant": "gpt"}
 
 
 class MixError(ValueError):
@@ -246,36 +248,82 @@ def _in_order(mix: pl.DataFrame) -> pl.DataFrame:
     return mix.sort("position") if "position" in mix.columns else mix
 
 
-def export_llava(mix: pl.DataFrame, path: str | Path) -> Path:
-    """LLaVA json: a JSON array of {"id", "image"?, "conversations": [{"from", "value"}]}.
+@dataclass(frozen=True)
+class Export:
+    """One export: its files (the data first), the rows written, the rows left out by reason."""
 
-    ``id`` is the example_id (up-sampled copies repeat it). ``image`` is image_uris[0] as stored
-    (an absolute path, which LLaVA's ``os.path.join(image_folder, image)`` keeps) for one-image
-    rows, the list of image_uris for rows with several images (the LLaVA-OneVision /
-    LLaVA-NeXT-Interleave convention; LLaVA-1.5 itself takes one image), and absent for text
-    rows. Roles: user -> human, assistant -> gpt, system -> system (LLaVA-1.5's preprocess skips
-    a leading turn that is not human). Returns the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conversations = pl.col("turns").list.eval(pl.struct(
+    files: tuple[Path, ...]
+    rows: int
+    left_out: dict[str, int]
+
+    @property
+    def path(self) -> Path:
+        return self.files[0]
+
+    def facts(self) -> dict:
+        return {"rows": self.rows, "left_out": self.left_out}
+
+
+LLAVA_MULTI_IMAGE = "multi_image"  # the reason a row with several images leaves llava.json
+
+
+def llava_conversations() -> pl.Expr:
+    """Turns as LLaVA's ``conversations``: only ``human`` and ``gpt``. Its ``preprocess_v1``
+    looks every turn's role up in {human, gpt} (a ``system`` turn raises KeyError), so system
+    text is folded into the first human turn, ahead of the question."""
+    role = pl.element().struct.field("role")
+    system = pl.col("turns").list.eval(
+        pl.element().filter(role == "system").struct.field("content")).list.join("\n")
+    dialog = pl.col("turns").list.eval(pl.element().filter(role != "system"))
+    first = dialog.list.first().struct
+    folded = pl.struct(
+        role=first.field("role"),
+        content=pl.when(system.str.len_chars() > 0)
+        .then(pl.concat_str(system, pl.lit("\n\n"), first.field("content")))
+        .otherwise(first.field("content")))
+    turns = pl.concat_list(folded, dialog.list.slice(1))
+    return turns.list.eval(pl.struct(
         **{"from": pl.element().struct.field("role").replace_strict(LLAVA_ROLES)},
         value=pl.element().struct.field("content"),
     ))
+
+
+def export_llava(mix: pl.DataFrame, path: str | Path, *,
+                 multi_image: str = "leave_out") -> Export:
+    """LLaVA json: a JSON array of {"id", "image"?, "conversations": [{"from", "value"}]} that
+    LLaVA's own ``LazySupervisedDataset`` and ``preprocess_v1`` load.
+
+    ``id`` is the example_id (up-sampled copies repeat it). ``image`` is image_uris[0] as stored
+    (an absolute path, which LLaVA's ``os.path.join(image_folder, image)`` keeps) and absent for
+    text rows. Roles are human / gpt only, system text folded into the first human turn.
+    LLaVA-1.5 opens one image per row (a list makes ``os.path.join`` raise TypeError): rows with
+    several images are left out and counted (``multi_image="leave_out"``), or written with the
+    image list LLaVA-NeXT / OneVision read (``multi_image="list"``).
+    """
+    if multi_image not in ("leave_out", "list"):
+        raise MixError(f"multi_image must be leave_out or list, not {multi_image!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     images = pl.col("image_uris")
+    rows = _in_order(mix)
+    left_out = {}
+    if multi_image == "leave_out":
+        several = rows.filter(images.list.len() > 1).height
+        rows = rows.filter(images.list.len() <= 1)
+        left_out = {LLAVA_MULTI_IMAGE: several} if several else {}
 
     def item(**image: pl.Expr) -> pl.Expr:
         return pl.struct(id="example_id", **image, conversations="conversations")
 
     # One JSON object per row, encoded by polars; "image" is left out, a string, or a list.
-    items = _in_order(mix).with_columns(conversations=conversations).select(
+    items = rows.with_columns(conversations=llava_conversations()).select(
         pl.when(images.list.len() == 0).then(item().struct.json_encode())
         .when(images.list.len() == 1).then(item(image=images.list.first()).struct.json_encode())
         .otherwise(item(image=images).struct.json_encode())
         .str.join(",\n")
     ).item()
     path.write_text(f"[{items or ''}]\n", encoding="utf-8")
-    return path
+    return Export((path,), rows.height, left_out)
 
 
 def sharegpt_dataset_info(file_name: str) -> dict:
@@ -289,13 +337,13 @@ def sharegpt_dataset_info(file_name: str) -> dict:
     }
 
 
-def export_sharegpt(mix: pl.DataFrame, directory: str | Path, name: str) -> tuple[Path, Path]:
+def export_sharegpt(mix: pl.DataFrame, directory: str | Path, name: str) -> Export:
     """LLaMA-Factory ShareGPT json ``<directory>/<name>.json`` and its ``dataset_info.json``.
 
     Each item is {"messages": [{"role", "content"}], "images": image_uris} (an empty list for
     text rows, which LLaMA-Factory reads as no images). The entry ``name`` is added to an
     existing dataset_info.json (replacing one of that name) so mixes can share a dataset_dir.
-    Returns (data path, dataset_info path).
+    Every row is written (LLaMA-Factory takes any number of images per row).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -305,7 +353,7 @@ def export_sharegpt(mix: pl.DataFrame, directory: str | Path, name: str) -> tupl
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     info[name] = sharegpt_dataset_info(data.name)
     info_path.write_text(json.dumps(info, indent=2) + "\n")
-    return data, info_path
+    return Export((data, info_path), mix.height, {})
 
 
 def export_parquet(mix: pl.DataFrame, path: str | Path) -> Path:

@@ -162,6 +162,9 @@ class MixPolicy(_Strict):
     image_share_tolerance: float = Field(0.05, ge=0.0, le=0.5)  # the band is target +/- this
     source_weights: dict[str, float] = Field(default_factory=dict)  # relative; default 1.0
     seed: int = 0
+    # Rows with several images in the LLaVA export: leave_out (LLaVA-1.5 reads one image per
+    # row) or list (the image list LLaVA-NeXT / OneVision read).
+    llava_multi_image: Literal["leave_out", "list"] = "leave_out"
     curriculum: list[CurriculumStage] = Field(default_factory=_default_stages, min_length=1)
 
 

@@ -322,13 +322,15 @@ class VersionStore:
         params: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         rows_per_part: int = 1_000_000,
+        publish: bool = True,
     ) -> Manifest:
         """Write ``tables`` as one version of ``asset`` and return its manifest.
 
         The version is :func:`content_version` of the tables and identity; ``extra`` and
         ``created_at`` are recorded but not hashed. If the version exists already nothing is
-        written and its manifest is returned. Either way the latest pointer of ``partition``
-        is set to this version.
+        written and its manifest is returned. Either way, with ``publish``, the latest pointer
+        of ``partition`` is set to this version; without, the version is kept (readable by its
+        name) but consumers of ``latest`` never see it (see :meth:`publish`).
         """
         _check_name("asset", asset)
         if not tables:
@@ -378,10 +380,16 @@ class VersionStore:
                 path = self._version_path(asset, version)
                 self._write_parts(path, tables, manifest, rows_per_part)
                 _write_manifest(self.fs, path, manifest)
+        if publish:
+            self.publish(asset, version, partition)
+        return manifest
 
+    def publish(self, asset: str, version: str, partition: str | None = None) -> None:
+        """Make ``version`` the latest of ``partition``: what consumers of ``latest`` read."""
+        if not self.exists(asset, version):
+            raise StoreError(f"Unknown version {version!r} of asset {asset!r} in {self.root}.")
         self.fs.makedirs(self._latest_path(asset, partition).rsplit("/", 1)[0], exist_ok=True)
         _write_text(self.fs, self._latest_path(asset, partition), json.dumps({"version": version}))
-        return manifest
 
     def _write_parts(
         self, base: str, tables: dict[str, pl.DataFrame], manifest: Manifest, rows_per_part: int

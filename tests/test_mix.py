@@ -1,14 +1,12 @@
 """integrity/mix.py: balanced, ordered training mixes, their exports and the training_mix checks.
 
 Inputs are built by hand (kept raw_sft rows + scored rows per source, mostly text like real
-SFT corpora); exports are read back by small readers that do what LLaVA's
-LazySupervisedDataset and LLaMA-Factory's sharegpt converter do.
+SFT corpora); exports are loaded by replays of the trainers' own loading rules (tests/loaders.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from integrity.mix import (
 from integrity.policy import CurriculumStage, MixPolicy
 from integrity.schema import IMAGE_TOKEN, RAW_SFT_SCHEMA
 from integrity.detect.pairs import qa_pairs
+from tests import loaders
 
 
 def make_source(name: str, *, images: int, texts: int, image_dir: Path | None = None,
@@ -314,58 +313,6 @@ def test_eval_overlap_verdict_keys_like_the_duplicates_detector(sources):
 # -- exports, read back as the trainers read them ---------------------------------------------
 
 
-def read_llava(path: Path, image_folder: Path) -> list[dict]:
-    """What LLaVA's LazySupervisedDataset does with each item: join the image path(s) with
-    image_folder and open them, drop a leading turn that is not human (its preprocess does),
-    and expect human/gpt alternation with the <image> token(s) in the first human turn."""
-    items = json.loads(path.read_text())
-    read = []
-    for item in items:
-        conversations = item["conversations"]
-        if conversations[0]["from"] != "human":
-            conversations = conversations[1:]
-        assert [turn["from"] for turn in conversations] == ["human", "gpt"] * (
-            len(conversations) // 2)
-        paths = []
-        if "image" in item:
-            files = item["image"] if isinstance(item["image"], list) else [item["image"]]
-            paths = [os.path.join(image_folder, name) for name in files]
-            for file in paths:
-                Image.open(file).convert("RGB")
-            assert conversations[0]["value"].count(IMAGE_TOKEN) == len(paths)
-        else:
-            assert all(IMAGE_TOKEN not in turn["value"] for turn in conversations)
-        read.append({"id": item["id"], "images": paths, "conversations": item["conversations"]})
-    return read
-
-
-def read_llamafactory(dataset_dir: Path, name: str) -> list[dict]:
-    """What LLaMA-Factory does: look the dataset up in dataset_info.json, map its columns and
-    tags, take a leading system message, require user/assistant alternation of an even number
-    of messages, and as many <image> tokens as images."""
-    attr = json.loads((dataset_dir / "dataset_info.json").read_text())[name]
-    assert attr["formatting"] == "sharegpt"
-    columns, tags = attr["columns"], attr["tags"]
-    role, content = tags["role_tag"], tags["content_tag"]
-    back = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant",
-            tags["system_tag"]: "system"}
-    read = []
-    for example in json.loads((dataset_dir / attr["file_name"]).read_text()):
-        messages = example[columns["messages"]]
-        system = []
-        if messages and messages[0][role] == tags["system_tag"]:
-            system, messages = messages[:1], messages[1:]
-        accept = (tags["user_tag"], tags["assistant_tag"])
-        assert all(message[role] == accept[index % 2] for index, message in enumerate(messages))
-        assert len(messages) % 2 == 0
-        images = example[columns["images"]] or []
-        tokens = sum(message[content].count(IMAGE_TOKEN) for message in system + messages)
-        assert tokens == len(images)
-        read.append({"turns": [{"role": back[message[role]], "content": message[content]}
-                               for message in system + messages], "images": images})
-    return read
-
-
 @pytest.fixture
 def mix_with_images(tmp_path) -> pl.DataFrame:
     images = tmp_path / "images"
@@ -374,35 +321,72 @@ def mix_with_images(tmp_path) -> pl.DataFrame:
                      MixPolicy(image_share=0.5, source_weights={"beta": 1.5}))
 
 
-def test_llava_export_reads_back_like_lazy_supervised_dataset(mix_with_images, tmp_path):
+def test_llava_export_loads_in_llavas_own_loader(mix_with_images, tmp_path):
+    """LLaVA-1.5's loader raised KeyError: 'system' on a system turn and TypeError on a list of
+    images (35 of 240 rows of the demo): system text is folded into the first human turn and
+    rows with several images are left out, counted."""
     mix = mix_with_images
-    path = export_llava(mix, tmp_path / "out" / "llava.json")
-    read = read_llava(path, image_folder=tmp_path / "elsewhere")
-    assert [item["id"] for item in read] == mix["example_id"].to_list()
-    assert [item["images"] for item in read] == mix["image_uris"].to_list()
-    roles = {"human": "user", "gpt": "assistant", "system": "system"}
-    assert [[{"role": roles[turn["from"]], "content": turn["value"]}
-             for turn in item["conversations"]] for item in read] == mix["turns"].to_list()
-    raw = json.loads(path.read_text())
-    multi = [item for item in raw if isinstance(item.get("image"), list)]
-    assert multi and all(len(item["image"]) == 2 for item in multi)
-    assert all(isinstance(item["image"], str) for item in raw
-               if "image" in item and item not in multi)
-    assert any(item["conversations"][0]["from"] == "system" for item in raw)
+    export = export_llava(mix, tmp_path / "out" / "llava.json")
+    items = json.loads(export.path.read_text())
+    loaded = loaders.llava_v1_5(items, image_folder=tmp_path / "elsewhere")
+    single = mix.filter(pl.col("image_uris").list.len() <= 1)
+    several = mix.height - single.height
+    assert several > 0 and export.left_out == {"multi_image": several}
+    assert export.rows == len(loaded) == single.height
+    assert [item["id"] for item in loaded] == single["example_id"].to_list()
+    assert [item["images"] for item in loaded] == single["image_uris"].to_list()
+    assert all(turn["from"] in ("human", "gpt") for item in items
+               for turn in item["conversations"])
+    with_system = [(item, turns) for item, turns in zip(items, single["turns"], strict=True)
+                   if turns[0]["role"] == "system"]
+    assert with_system
+    for item, turns in with_system:  # the system text leads the first human turn
+        first = item["conversations"][0]["value"]
+        assert first == turns[0]["content"] + "\n\n" + turns[1]["content"]
+        assert [turn["value"] for turn in item["conversations"][1:]] == \
+            [turn["content"] for turn in turns[2:]]
 
 
-def test_sharegpt_export_reads_back_like_llamafactory(mix_with_images, tmp_path):
+def test_llava_export_as_image_lists_loads_in_llava_onevision(mix_with_images, tmp_path):
+    export = export_llava(mix_with_images, tmp_path / "llava.json", multi_image="list")
+    items = json.loads(export.path.read_text())
+    loaded = loaders.llava_onevision(items, image_folder=tmp_path / "elsewhere")
+    assert export.rows == len(loaded) == mix_with_images.height and export.left_out == {}
+    assert [item["images"] for item in loaded] == mix_with_images["image_uris"].to_list()
+    assert any(isinstance(item.get("image"), list) for item in items)
+
+
+def test_the_replayed_llava_loader_refuses_what_llava_refuses(tmp_path):
+    """The replay is only worth what it rejects: the old export's rows break it as they broke
+    LLaVA."""
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    system_row = {"id": "s", "conversations": [
+        {"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
+        {"from": "gpt", "value": "Hello"}]}
+    two_images = {"id": "m", "image": [str(image), str(image)], "conversations": [
+        {"from": "human", "value": "<image>\n<image>\nSame?"}, {"from": "gpt", "value": "Yes"}]}
+    with pytest.raises(KeyError, match="system"):
+        loaders.llava_v1_5([system_row], tmp_path)
+    with pytest.raises(TypeError):
+        loaders.llava_v1_5([two_images], tmp_path)
+    with pytest.raises(AssertionError):  # a token with no image to fill it
+        loaders.llava_v1_5([{k: v for k, v in two_images.items() if k != "image"}], tmp_path)
+
+
+def test_sharegpt_export_loads_in_llamafactorys_converter(mix_with_images, tmp_path):
     mix = mix_with_images
     dataset_dir = tmp_path / "data"
     dataset_dir.mkdir()
     (dataset_dir / "dataset_info.json").write_text(json.dumps({"other": {"file_name": "o.json"}}))
-    data, info = export_sharegpt(mix, dataset_dir, "sft_mix")
+    export = export_sharegpt(mix, dataset_dir, "sft_mix")
+    data, info = export.files
     assert data == dataset_dir / "sft_mix.json" and info == dataset_dir / "dataset_info.json"
+    assert export.rows == mix.height and export.left_out == {}
     assert set(json.loads(info.read_text())) == {"other", "sft_mix"}
-    read = read_llamafactory(dataset_dir, "sft_mix")
+    read = loaders.llamafactory_sharegpt(dataset_dir, "sft_mix")
     assert [item["turns"] for item in read] == mix["turns"].to_list()
     assert [item["images"] for item in read] == mix["image_uris"].to_list()
-    assert all(Path(image).is_file() for item in read for image in item["images"])
 
 
 def test_parquet_export_round_trips(mix_with_images, tmp_path):

@@ -264,6 +264,19 @@ def test_attachments_lie_beside_a_committed_version(tmp_path: Path) -> None:
         store.attach("raw_sft", man.version, "../escape", "x")
 
 
+def test_an_unpublished_version_is_kept_but_never_latest(tmp_path: Path) -> None:
+    """A mix that failed its checks is written unpublished: readable by name, never latest."""
+    store = VersionStore(str(tmp_path / "store"))
+    good = store.write("mix", {"data": _data(3)}, code_version="c1")
+    failed = store.write("mix", {"data": _data(4)}, code_version="c1", publish=False)
+    assert store.latest("mix") == good.version
+    assert store.read("mix", failed.version).height == 4
+    store.publish("mix", failed.version)
+    assert store.latest("mix") == failed.version
+    with pytest.raises(StoreError, match="Unknown version"):
+        store.publish("mix", "0" * 16)
+
+
 def test_partition_names_are_safe_file_names(tmp_path: Path) -> None:
     store = VersionStore(str(tmp_path))
     man = store.write("raw_sft", {"data": _data()}, partition="hf/llava 665k", code_version="1")

@@ -63,6 +63,8 @@ def test_mix_and_checkpoint_record_what_they_consumed(corpus, instance):
     assert mix.metadata["audited_versions"].value == audited
     mix_manifest = store.manifest(TRAINING_MIX, mix.metadata["version"].value)
     assert mix_manifest.upstream == {f"audited_sft/{s}": v for s, v in audited.items()}
+    assert store.latest(TRAINING_MIX) == mix_manifest.version  # passed: published
+    assert mix_manifest.extra["failed_checks"] == []
     assert 0.45 <= mix_manifest.extra["summary"]["image_share"] <= 0.55
     # The trainer ran in its own process and reported through Pipes.
     manifest = store.manifest(TRAINING_CHECKPOINT, checkpoint.metadata["version"].value)
@@ -79,8 +81,17 @@ def test_a_mix_outside_the_modality_band_blocks_the_checkpoint(corpus, instance)
     result = _train(integrity, instance)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["training_mix_modality_band"] is False
-    assert result.asset_materializations_for_node("training_mix")
+    [mix] = result.asset_materializations_for_node("training_mix")
     assert result.is_node_untouched("training_checkpoint")
+    # The failed mix is kept to inspect, but it is not the store's latest and has no exports.
+    store = integrity.store()
+    assert store.latest(TRAINING_MIX) is None
+    assert mix.metadata["published"].value is False
+    assert "llava_export" not in mix.metadata
+    manifest = store.manifest(TRAINING_MIX, mix.metadata["version"].value)
+    assert manifest.extra["failed_checks"] == ["training_mix_modality_band"]
+    assert not store.fs.exists(store.attachment_uri(TRAINING_MIX, manifest.version,
+                                                    "mix_llava.json"))
     # A later run of the checkpoint alone is refused by the in-code gate.
     with pytest.raises(GateClosed, match="training_mix_modality_band failed"):
         _train(integrity, instance, names=["training_checkpoint"], raise_on_error=True)
