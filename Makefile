@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := data/demo
-SOURCES := sources/demo.yaml
+SOURCES := $(DEMO)/sources.yaml
 DEMO_ROWS ?= 2000
 DEMO_SEED ?= 7
 
@@ -13,21 +13,21 @@ export HF_HUB_OFFLINE := 1
 
 .PHONY: setup demo ui test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
 
-$(DEMO)/llava.jsonl: | $(BIN)/.installed
+$(SOURCES): | $(BIN)/.installed
 	$(BIN)/integrity demo generate --out $(DEMO) --rows $(DEMO_ROWS) --seed $(DEMO_SEED) > /dev/null
 
 # Registers one partition per source, ingests, scores and audits each through the Dagster CLI (checks
 # included: a failed blocking check fails the command), prints what landed, then mixes every
 # source, trains the demo model on the mix and prints the checkpoint's lineage.
-demo: setup $(DEMO)/llava.jsonl
+demo: setup $(SOURCES)
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	set -e; for source in $$($(BIN)/python -m assets.partitions); do \
 	  echo "== raw_sft, scored_sft, audited_sft [$$source]"; \

@@ -14,7 +14,7 @@ from integrity.encoder import EncoderConfig, encoder_config
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import model_for
 from integrity.landing import landed_sources
-from integrity.policy import Policy, load_policy
+from integrity.policy import DEFAULT_POLICY, Policy, load_policy
 from integrity.store import VersionStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,12 +28,13 @@ class IntegrityResource(ConfigurableResource):
     """Paths of the sources file, the version store (local or s3://) and the policy file.
 
     Defaults come from INTEGRITY_SOURCES, INTEGRITY_STORE and INTEGRITY_POLICY, else the
-    repo's demo sources, ``data/store`` and ``policies/default.yaml``.
+    demo's sources file (``data/demo/sources.yaml``, written by ``integrity demo generate``),
+    ``data/store`` and the packaged default policy.
     """
 
-    sources_file: str = _default("INTEGRITY_SOURCES", "sources/demo.yaml")
+    sources_file: str = _default("INTEGRITY_SOURCES", "data/demo/sources.yaml")
     store_root: str = _default("INTEGRITY_STORE", "data/store")
-    policy_file: str = _default("INTEGRITY_POLICY", "policies/default.yaml")
+    policy_file: str = os.environ.get("INTEGRITY_POLICY") or str(DEFAULT_POLICY)
     # The landing zone (folder or s3:// prefix) where shards arrive; empty: none.
     landing_root: str = os.environ.get("INTEGRITY_LANDING", "")
 

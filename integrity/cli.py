@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="verdicts for the latest scored_sft of each source")
     _add_sources(audit)
-    audit.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    audit.add_argument("--policy", help="policy file (default: the packaged integrity/policies/default.yaml)")
     audit.add_argument("--gate", action="store_true",
                        help="then run every blocking check (as `integrity check`); exit 1 when "
                             "one fails")
@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="the gate: every blocking check of each source's latest audit, exit 1 "
                       "naming the failures (the same rules Dagster enforces)")
     _add_sources(check)
-    check.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    check.add_argument("--policy", help="policy file (default: the packaged integrity/policies/default.yaml)")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(run=cmd_check)
 
@@ -390,13 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, required=True, help="rows to draw")
     sample.add_argument("--out", required=True, help="JSONL file to write")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    sample.add_argument("--policy", help="policy file (default: the packaged integrity/policies/default.yaml)")
     sample.set_defaults(run=cmd_calibrate_sample)
     estimate = calibrate_commands.add_parser(
         LABELS_COMMAND, help="precision/recall with intervals from the labelled sample")
     estimate.add_argument("labels_file", help="the sample file with label filled in")
     estimate.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
-    estimate.add_argument("--policy", help="policy file (default: policies/default.yaml)")
+    estimate.add_argument("--policy", help="policy file (default: the packaged integrity/policies/default.yaml)")
     estimate.set_defaults(run=cmd_calibrate)
 
     lineage = commands.add_parser("lineage", help="what a checkpoint consumed, what a version fed")

@@ -21,7 +21,7 @@ import integrity.detect  # noqa: F401  (registers every detector)
 from integrity.detect import registry
 from integrity.detect.registry import Action, Columns, flaw_classes
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"  # package data
 
 
 class PolicyError(ValueError):

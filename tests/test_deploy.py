@@ -167,10 +167,11 @@ def test_every_variable_the_deploy_files_read_is_documented():
 
 
 def test_the_image_installs_every_integration_the_instance_files_name():
-    """The image installs pyproject's pins: each integration named here must be one of them."""
+    """The image installs pyproject's dependencies with the deploy extra: each integration named
+    here must be one of them."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = {re.split(r"[=<>\[ ]", dep)[0].lower()
-              for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-                  "dependencies"]}
+              for dep in project["dependencies"] + project["optional-dependencies"]["deploy"]}
     needed = {"dagster-postgres"}  # `storage: postgres:` resolves to dagster_postgres
     for name in INSTANCE_FILES:
         config = _load(DEPLOY / name)
@@ -206,9 +207,11 @@ def test_the_dockerfile_serves_definitions_py_from_the_pinned_project():
     assert [source for source in copied if not (REPO / source).exists()] == []
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"]["find"]["include"]
-    for package in [pattern.rstrip("*") for pattern in packages] + ["definitions.py", "policies"]:
+    code_location = ["definitions.py", "workspace.yaml", "assets", "checks"]
+    for package in [pattern.rstrip("*") for pattern in packages] + code_location:
         assert any(source.rstrip("/") == package for source in copied), package
-    assert any("pip install -r" in args for op, args in instructions if op == "RUN")
+    assert any("pip install -c constraints.txt -r" in args and "'deploy'" in args
+               for op, args in instructions if op == "RUN")
 
 
 def test_the_grpc_workspace_names_the_compose_code_server():

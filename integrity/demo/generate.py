@@ -48,6 +48,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image, ImageChops
 
 from integrity.demo.shapes import (
@@ -72,6 +73,7 @@ SHAREGPT_FILE = "sharegpt.json"
 PREFERENCE_FILE = "preference_dpo.json"
 GROUND_TRUTH_FILE = "ground_truth.jsonl"
 SUMMARY_FILE = "summary.json"
+SOURCES_FILE = "sources.yaml"  # the sources file of the demo: its three files and its model
 
 LLAVA_FLAWS: tuple[str, ...] = (
     "caption_derived",
@@ -970,4 +972,24 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
         "ground_truth_records": len(all_gt),
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / SOURCES_FILE).write_text(demo_sources_file(), encoding="utf-8")
     return summary
+
+
+def demo_sources_file() -> str:
+    """The demo's sources file, written beside its data (paths are relative to it): the three
+    files in their formats, and the demo's reference CLIP from the package's data."""
+    from integrity.demo.model import MODEL_NAME, REFERENCE_CONFIG, REFERENCE_WEIGHTS
+
+    document = {
+        "model": {"name": MODEL_NAME, "pretrained": str(REFERENCE_WEIGHTS),
+                  "config": str(REFERENCE_CONFIG)},
+        "sources": [{"name": "shapes_llava", "uri": LLAVA_FILE, "format": "llava"},
+                    {"name": "shapes_sharegpt", "uri": SHAREGPT_FILE, "format": "sharegpt"},
+                    {"name": "shapes_preference", "uri": PREFERENCE_FILE,
+                     "format": "preference"}],
+    }
+    return ("# The demo world's sources, written by `integrity demo generate` (paths relative to\n"
+            "# this file). The model is the demo's own reference CLIP; real data names a real one,\n"
+            "# e.g. {name: ViT-L-14, pretrained: openai}.\n"
+            + yaml.safe_dump(document, sort_keys=False))

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from integrity.demo.model import MODEL_NAME, MODELS_DIR, REFERENCE_CONFIG, REFERENCE_WEIGHTS  # noqa: F401
 from integrity.demo.shapes import (
     COLORS,
     COUNT_WORDS,
@@ -51,10 +52,6 @@ from integrity.demo.shapes import (
     short_answer,
 )
 
-MODEL_NAME = "shapes-clip"
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-REFERENCE_CONFIG = MODELS_DIR / f"{MODEL_NAME}.json"
-REFERENCE_WEIGHTS = MODELS_DIR / f"{MODEL_NAME}.pt"
 
 MIN_TRAIN_SEED = 10_000  # the demo corpus draws from small seeds; training stays clear of them
 DEFAULT_TRAIN_SEED = 12345

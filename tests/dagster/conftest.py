@@ -8,6 +8,7 @@ from dagster import DagsterInstance
 from PIL import Image
 
 from assets.resources import IntegrityResource
+from integrity.policy import DEFAULT_POLICY
 from tests.models import DEMO_MODEL
 
 
@@ -52,7 +53,7 @@ def world(tmp_path: Path) -> dict:
     resource = IntegrityResource(
         sources_file=str(tmp_path / "sources.yaml"),
         store_root=str(tmp_path / "store"),
-        policy_file=str(Path(__file__).resolve().parents[2] / "policies" / "default.yaml"),
+        policy_file=str(DEFAULT_POLICY),
     )
     return {"root": tmp_path, "resource": resource}
 

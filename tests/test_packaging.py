@@ -1,0 +1,80 @@
+"""The project as a library: the wheel carries what the CLI needs (the default policy, the demo
+model) and nothing generic, declares ranges, and works installed in a fresh virtualenv, run
+outside the clone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(out), str(REPO)], check=True, cwd=REPO)
+    [built] = out.glob("sft_integrity-*.whl")
+    return built
+
+
+def test_the_wheel_carries_its_data_and_no_generic_packages(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.startswith("sft_integrity")}
+    assert tops == {"integrity"}  # no top-level `assets` or `checks` in site-packages
+    for data in ("integrity/policies/default.yaml", "integrity/models/shapes-clip.pt",
+                 "integrity/models/shapes-clip.json"):
+        assert data in names
+    [metadata] = [name for name in names if name.endswith(".dist-info/METADATA")]
+    requires = [line.split(":", 1)[1].strip() for line in
+                zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    core = [requirement for requirement in requires if "extra ==" not in requirement]
+    assert not [requirement for requirement in requires if "==" in requirement.split(";")[0]]
+    declared = {re.split(r"[<>=!~ \[;]", requirement)[0].lower().replace("_", "-")
+                for requirement in core}
+    assert {"scipy", "numpy", "pyyaml", "pydantic-core", "torch", "open-clip-torch"} <= declared
+
+
+def test_installed_in_a_fresh_venv_the_cli_audits_a_generated_demo(wheel, tmp_path):
+    """``pip install .`` then ``integrity`` from another folder: the default policy and the demo's
+    model come from the package. The new venv reaches the dependencies already installed here
+    (no network in tests) through a .pth file; the project itself only from the wheel."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                    "--no-index", "-q", str(wheel)], check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
+
+    def integrity(*args: str) -> str:
+        done = subprocess.run([venv / "bin" / "integrity", *args], cwd=work, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    where = subprocess.run([python, "-c", "import integrity; print(integrity.__file__)"],
+                           cwd=work, env=env, check=True, capture_output=True, text=True).stdout
+    assert where.startswith(str(venv))
+    integrity("demo", "generate", "--out", "demo", "--rows", "120", "--seed", "3")
+    assert (work / "demo" / "sources.yaml").is_file()
+    integrity("ingest", "demo/sources.yaml", "--source", "shapes_llava")
+    integrity("score", "demo/sources.yaml", "--source", "shapes_llava", "--json")
+    [audit] = json.loads(integrity("audit", "demo/sources.yaml", "--source", "shapes_llava",
+                                   "--json"))
+    assert sum(audit["counts"].values()) + audit["quarantined"] == audit["rows_in"] > 0
+    assert (work / audit["report.html"]).is_file()
