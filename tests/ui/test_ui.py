@@ -57,12 +57,13 @@ def _world(root: Path) -> dict[str, str]:
     from assets.partitions import register_sources
     from dagster import DagsterInstance
     from integrity.demo.generate import DemoConfig, generate
+    from integrity.policy import DEFAULT_POLICY
 
     generate(root / "demo", DemoConfig(rows=200, seed=3))
     sources = root / "sources.yaml"
     sources.write_text(DEMO_MODEL_YAML
                        + f"sources:\n  - {{name: {SOURCE}, uri: {root / 'demo' / 'llava.jsonl'}}}\n")
-    policy = yaml.safe_load((REPO / "policies" / "default.yaml").read_text())
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
     policy["checkpoint"]["min_visual_reliance"] = IMPOSSIBLE_RELIANCE
     (root / "policy.yaml").write_text(yaml.safe_dump(policy))
     home = root / "dagster_home"
