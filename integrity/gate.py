@@ -62,7 +62,8 @@ def scored_sft_model_fit(store: VersionStore, version: str,
     extra = manifest.extra
     auc, pairs = extra.get("model_fit_auc"), extra.get("model_fit_pairs", 0)
     if "model_fit_auc" not in extra:  # scored before the fit was recorded
-        auc, pairs = rules.model_fit_auc(store.read(SCORED_SFT, version, "pairs"))
+        auc, pairs = rules.model_fit_auc(store.read(SCORED_SFT, version, "pairs"),
+                                         store.read(RAW_SFT, manifest.upstream[RAW_SFT]))
     return rules.model_fit_verdict(auc, pairs, extra.get("model_id"), manifest.partition or "",
                                    policy)
 

@@ -313,12 +313,19 @@ def distribution_verdict(rows: pl.DataFrame, policy: Policy) -> Verdict:
     )
 
 
-def model_fit_auc(pairs: pl.DataFrame) -> tuple[float | None, int]:
+def model_fit_auc(pairs: pl.DataFrame,
+                  raw: pl.DataFrame | None = None) -> tuple[float | None, int]:
     """(AUC, pairs) of matched vs shuffled image-answer pairs: the share of image pairs whose
     answer fits its own image better than another image of the source (ties count half).
-    None without model scores."""
+    None without model scores. With the source's ``raw`` rows, answers nobody claims are right
+    (a preference pair's rejected or unranked side) are left out: they are wrong on purpose, and
+    would count the data's design against the model."""
     if not {"grounding_cos", "grounding_shuffled_cos"} <= set(pairs.columns):
         return None, 0
+    if raw is not None and "pref_role" in raw.columns:
+        unclaimed = raw.filter(pl.col("pref_role").is_not_null()
+                               & (pl.col("pref_role") != "chosen"))["example_id"]
+        pairs = pairs.filter(~pl.col("example_id").is_in(unclaimed.implode()))
     judged = pairs.filter(pl.col("grounding_cos").is_not_null()
                           & pl.col("grounding_shuffled_cos").is_not_null())
     if judged.is_empty():

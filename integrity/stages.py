@@ -128,7 +128,7 @@ def score_to_store(
                                 eval_images=eval_images, eval_questions=eval_questions)
     rows = detect.score_rows(pairs)
     seconds = time.perf_counter() - started
-    fit_auc, fit_pairs = model_fit_auc(pairs)
+    fit_auc, fit_pairs = model_fit_auc(pairs, raw)
     cache = encoder.cache.stats() if encoder is not None and encoder.cache is not None else {}
     lookups = cache.get("hits", 0) + cache.get("misses", 0)
     extra = {

@@ -21,7 +21,7 @@ from integrity.detect.pairs import qa_pairs
 from integrity.detect.registry import column_worse, detectors
 
 # Bump when a detector changes its output for the same input (Dagster code_version).
-CODE_VERSION = "scoring-4"
+CODE_VERSION = "scoring-5"
 
 # The detectors, in the order they run and their flaw classes are listed in (a detector after
 # those whose columns it reads). Each module registers itself on import.

@@ -124,3 +124,27 @@ def test_a_later_run_consumes_raw_whose_checks_passed(world, instance):
     assert checked.success
     later = _scored_alone(world, instance, "good_llava")
     assert later.success and len(later.asset_materializations_for_node("scored_sft")) == 1
+
+
+def test_the_encoder_resource_never_falls_back_to_the_demo_weights(tmp_path):
+    """INTEGRITY_MODEL=ViT-B-32 alone loaded the demo's weights into ViT-B-32 and died with
+    "text pos_embed width changed!": a model without its weights is now a plain Failure, and
+    device and precision reach the encoder."""
+    import pytest
+    from dagster import Failure
+
+    from integrity.ingest import load_sources
+    from tests.models import DEMO_MODEL_YAML
+
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(DEMO_MODEL_YAML + "sources:\n  - {name: s, uri: s.jsonl}\n")
+    [source] = load_sources(sources)
+    with pytest.raises(Failure, match="a model and its weights go together"):
+        EncoderResource(model="ViT-B-32").config_for(source, str(sources))
+    config = EncoderResource(device="cpu", precision="bf16").config_for(source, str(sources))
+    assert (config.model, config.device, config.precision) == ("shapes-clip", "cpu", "bf16")
+    assert config.pretrained == str(source.model.pretrained)
+    no_model = tmp_path / "no_model.yaml"
+    no_model.write_text("sources:\n  - {name: s, uri: s.jsonl}\n")
+    with pytest.raises(Failure, match="names no model for source 's'"):
+        EncoderResource().config_for(load_sources(no_model)[0], str(no_model))

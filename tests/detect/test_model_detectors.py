@@ -198,3 +198,27 @@ def test_the_model_fit_guard_fails_a_model_that_cannot_tell_matched_from_shuffle
     assert not verdict.passed and auc < 0.75
     assert verdict.description.startswith(f"{random_model.model_id} cannot tell matched from "
                                           "shuffled image-answer pairs on source demo: AUC 0.")
+
+
+def test_the_model_fit_leaves_out_answers_nobody_claims_are_right(images, encoder):
+    """A preference source's rejected answers are wrong on purpose: the demo's own dpo file
+    failed the fit (AUC 0.61) until they were left out (chosen alone: 0.93)."""
+    from integrity.policy import model_fit_auc
+
+    wrong = {color: COLORS[(index + 1) % len(COLORS)] for index, color in enumerate(COLORS)}
+    rows = []
+    for color in COLORS:
+        for layout in (0, 1):
+            group = f"{color}{layout}"
+            rows.append({**_row(images, color, f"{color.capitalize()}.", layout=layout,
+                                row_id=f"{group}#chosen"), "pref_role": "chosen",
+                         "pref_group": group})
+            rows.append({**_row(images, color, f"{wrong[color].capitalize()}.", layout=layout,
+                                row_id=f"{group}#rejected"), "pref_role": "rejected",
+                         "pref_group": group})
+    raw = make_raw(rows)
+    pairs = score_pairs(raw, encoder=encoder)
+    everything, _ = model_fit_auc(pairs)
+    claimed, judged = model_fit_auc(pairs, raw)
+    assert judged == len(rows) // 2
+    assert claimed > 0.9 and everything < claimed - 0.2
