@@ -11,7 +11,7 @@ from integrity.ingest.sources import (
 )
 
 # Bump when a change to ingest changes its output for the same input (Dagster code_version).
-CODE_VERSION = "ingest-2"
+CODE_VERSION = "ingest-3"
 
 __all__ = [
     "CODE_VERSION",
