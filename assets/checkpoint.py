@@ -38,8 +38,12 @@ def training_checkpoint(context: AssetExecutionContext, integrity: IntegrityReso
     manifest naming the mix; metadata carries the whole lineage down to the raw versions."""
     store = integrity.store()
     mix_version = require_checks_passed(context, training_mix.key, TRAINING_MIX_BLOCKING_CHECKS)
-    mix_path = store.attachment_uri(TRAINING_MIX, mix_version, MIX_LLAVA_FILE)
     with tempfile.TemporaryDirectory() as folder:
+        # The trainer reads the export's bytes as verified against the sha256 recorded when the
+        # mix was published: an export edited on disk since is an error, never trained on.
+        mix_path = str(Path(folder) / MIX_LLAVA_FILE)
+        Path(mix_path).write_bytes(store.read_attachment(TRAINING_MIX, mix_version,
+                                                         MIX_LLAVA_FILE))
         out_path = str(Path(folder) / "checkpoint.pt")
         reported = PipesSubprocessClient().run(
             context=context, command=list(trainer.command),

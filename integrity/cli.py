@@ -262,6 +262,21 @@ def cmd_demo_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    store = VersionStore(args.store)
+    assets = args.asset or store.assets()
+    problems, checked = [], 0
+    for asset in assets:
+        for version in store.versions(asset):
+            problems += store.verify(asset, version)
+            checked += 1
+    for problem in problems:
+        print(f"FAIL  {problem}")
+    print(f"verify: {checked} versions of {len(assets)} assets in {store.root}: "
+          + (f"{len(problems)} problems" if problems else "every file matches its checksum"))
+    return GATE_FAILED if problems else 0
+
+
 def cmd_lineage_checkpoint(args: argparse.Namespace) -> int:
     from integrity.lineage import checkpoint_lineage, format_lineage
     from integrity.stages import TRAINING_CHECKPOINT
@@ -398,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
     estimate.add_argument("--policy", help="policy file (default: the packaged integrity/policies/default.yaml)")
     estimate.set_defaults(run=cmd_calibrate)
+
+    verify = commands.add_parser(
+        "verify", help="check every stored file against the sha256 recorded when it was written "
+                       "(and each version against its content hash); exit 1 naming each problem")
+    verify.add_argument("--store", default=DEFAULT_STORE, help="store root (folder or s3://)")
+    verify.add_argument("--asset", action="append", help="only this asset (repeatable)")
+    verify.set_defaults(run=cmd_verify)
 
     lineage = commands.add_parser("lineage", help="what a checkpoint consumed, what a version fed")
     lineage_commands = lineage.add_subparsers(dest="lineage_command", required=True)

@@ -10,11 +10,18 @@ Layout::
 A version is visible if and only if its ``manifest.json`` exists, so a killed run never leaves
 a half-written version behind. The version is a hash of the data and of everything that
 produced it (see :func:`content_version`), so writing the same thing twice is a no-op.
+
+The manifest records the sha256 of every part file, and every read checks it (hashing the bytes
+it reads anyway): data changed on disk after the commit is a StoreError naming the version and
+the file, never silently consumed. Attachments (reports, exports) are recorded the same way in
+``attachments/SHA256SUMS.json``. :meth:`VersionStore.verify` checks a whole version, its content
+hash included.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import uuid
@@ -34,6 +41,7 @@ MANIFEST = "manifest.json"
 LATEST_DIR = "_latest"
 STAGING_DIR = ".staging"
 ATTACHMENTS_DIR = "attachments"  # files derived from a version, beside its tables
+ATTACHMENT_SUMS = "SHA256SUMS.json"  # attachment name -> sha256, written with each attachment
 UNPARTITIONED = "_unpartitioned"
 VERSION_CHARS = 16
 # Rows per Arrow batch when hashing: bounds the memory of the normalising copy.
@@ -45,11 +53,13 @@ class StoreError(Exception):
 
 
 class TableInfo(BaseModel):
-    """One table of a version: row count, schema and the part files holding it."""
+    """One table of a version: row count, schema, the part files holding it and their sha256
+    (empty for versions written before checksums were recorded)."""
 
     rows: int
     columns: dict[str, str]
     parts: list[str]
+    sha256: list[str] = []
 
 
 class Manifest(BaseModel):
@@ -140,10 +150,30 @@ def _check_name(kind: str, name: str) -> None:
         )
 
 
-def _write_parquet(fs: AbstractFileSystem, path: str, df: pl.DataFrame) -> None:
-    """Write ``df`` as one parquet file at ``path`` on ``fs``."""
+class _HashingWriter:
+    """A file wrapper that hashes every byte written through it."""
+
+    def __init__(self, file) -> None:
+        self.file, self.digest = file, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+
+def _write_parquet(fs: AbstractFileSystem, path: str, df: pl.DataFrame) -> str:
+    """Write ``df`` as one parquet file at ``path`` on ``fs``; return the file's sha256."""
     with fs.open(path, "wb") as f:
-        df.write_parquet(f)
+        writer = _HashingWriter(f)
+        df.write_parquet(writer)
+    return writer.digest.hexdigest()
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write_text(fs: AbstractFileSystem, path: str, text: str | bytes) -> None:
@@ -240,8 +270,9 @@ class VersionStore:
         path = f"{self._version_path(asset, version)}/{MANIFEST}"
         return Manifest.model_validate(self._read_json(path))
 
-    def _part_paths(self, asset: str, version: str, table: str) -> list[str]:
-        """Return the fs paths of a committed table's parts; StoreError for an unknown table."""
+    def _parts(self, asset: str, version: str, table: str) -> list[tuple[str, str | None]]:
+        """(fs path, recorded sha256 or None) of a committed table's parts; StoreError for an
+        unknown table."""
         man = self.manifest(asset, version)
         if table not in man.tables:
             raise StoreError(
@@ -249,18 +280,43 @@ class VersionStore:
                 f"(it has {sorted(man.tables)})."
             )
         base = self._version_path(asset, version)
-        return [f"{base}/{part}" for part in man.tables[table].parts]
+        info = man.tables[table]
+        sums = info.sha256 or [None] * len(info.parts)
+        return [(f"{base}/{part}", digest) for part, digest in zip(info.parts, sums, strict=True)]
+
+    def _part_paths(self, asset: str, version: str, table: str) -> list[str]:
+        return [path for path, _ in self._parts(asset, version, table)]
+
+    def _read_verified(self, asset: str, version: str, path: str, expected: str | None) -> bytes:
+        """The bytes of one stored file, checked against the sha256 recorded at commit."""
+        name = path[len(self._version_path(asset, version)):].lstrip("/")
+        try:
+            with self.fs.open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise StoreError(f"{asset} version {version}: {name} is missing "
+                             "(the stored version was changed after it was written)") from None
+        if expected is not None and sha256_of(data) != expected:
+            raise StoreError(
+                f"{asset} version {version}: {name} does not match the sha256 "
+                "recorded when it was written (the stored data was changed after the commit; "
+                "`integrity verify` checks the whole store)")
+        return data
+
 
     def read(self, asset: str, version: str, table: str = "data") -> pl.DataFrame:
-        """Return one table of a committed version as a DataFrame, rows in written order."""
-        frames = []
-        for path in self._part_paths(asset, version, table):
-            with self.fs.open(path, "rb") as f:
-                frames.append(pl.read_parquet(f))
+        """Return one table of a committed version as a DataFrame, rows in written order; each
+        part's bytes are checked against the sha256 the manifest recorded."""
+        frames = [pl.read_parquet(io.BytesIO(self._read_verified(asset, version, path, digest)))
+                  for path, digest in self._parts(asset, version, table)]
         return pl.concat(frames, how="vertical")
 
     def scan(self, asset: str, version: str, table: str = "data") -> pl.LazyFrame:
-        """Return one table of a committed version as a LazyFrame over its parquet parts."""
+        """Return one table of a committed version as a LazyFrame over its parquet parts (each
+        part checked against its recorded sha256 first, one streamed pass)."""
+        for path, digest in self._parts(asset, version, table):
+            if digest is not None and self._file_sha256(path) != digest:
+                self._read_verified(asset, version, path, digest)  # raises, naming the file
         paths = self._part_paths(asset, version, table)
         if self._local:
             return pl.scan_parquet(paths)
@@ -270,6 +326,13 @@ class VersionStore:
         else:
             options = self.storage_options
         return pl.scan_parquet(uris, storage_options=options or None)
+
+    def assets(self) -> list[str]:
+        """The assets with at least one committed version (caches beside them are not)."""
+        self.fs.invalidate_cache(self._path)
+        names = [entry.rstrip("/").rsplit("/", 1)[-1]
+                 for entry in self.fs.ls(self._path, detail=False) if self.fs.isdir(entry)]
+        return sorted(name for name in names if name[:1] not in "._" and self.versions(name))
 
     def versions(self, asset: str) -> list[str]:
         """Return the committed versions of ``asset``, oldest first (by created_at)."""
@@ -286,6 +349,44 @@ class VersionStore:
             found.append((self._read_json(manifest_path)["created_at"], name))
         return [name for _, name in sorted(found)]
 
+    def _file_sha256(self, path: str) -> str | None:
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return None
+        return digest.hexdigest()
+
+    def verify(self, asset: str, version: str) -> list[str]:
+        """Every problem of one committed version (empty when it is intact): a part or an
+        attachment whose bytes changed or went missing, a table whose rows no longer hash to the
+        version's content hash."""
+        man = self.manifest(asset, version)
+        problems, tables = [], {}
+        for table, info in man.tables.items():
+            if not info.sha256:
+                problems.append(f"{asset}/{version}: table {table} was written without "
+                                "checksums (before they were recorded): cannot be verified")
+                continue
+            try:
+                tables[table] = self.read(asset, version, table)
+            except StoreError as error:
+                problems.append(str(error))
+        if len(tables) == len(man.tables):
+            recomputed = content_version(asset, tables, partition=man.partition,
+                                         upstream=man.upstream, code_version=man.code_version,
+                                         params=man.params)
+            if recomputed != version:
+                problems.append(f"{asset}/{version}: its tables hash to {recomputed}, not to the "
+                                "version's name (the manifest or the data was edited)")
+        for name, digest in self._attachment_sums(asset, version).items():
+            path = f"{self._version_path(asset, version)}/{ATTACHMENTS_DIR}/{name}"
+            if self._file_sha256(path) != digest:
+                problems.append(f"{asset}/{version}: attachment {name} changed or is missing")
+        return problems
+
     def latest(self, asset: str, partition: str | None = None) -> str | None:
         """Return the version last written for ``partition`` of ``asset``, or None if none."""
         path = self._latest_path(asset, partition)
@@ -299,14 +400,30 @@ class VersionStore:
     def attach(self, asset: str, version: str, name: str, content: str | bytes) -> str:
         """Write a file derived from a committed version (a report, an export) next to it, at
         ``<version>/attachments/<name>``; returns its URI. Not part of the version's hash:
-        write only what the version's own data determines."""
+        write only what the version's own data determines. Its sha256 is recorded in
+        ``attachments/SHA256SUMS.json`` (see :meth:`read_attachment`)."""
         _check_name("attachment", name)
+        if name == ATTACHMENT_SUMS:
+            raise StoreError(f"Invalid attachment name {name!r}: reserved.")
         if not self.exists(asset, version):
             raise StoreError(f"Unknown version {version!r} of asset {asset!r} in {self.root}.")
         folder = f"{self._version_path(asset, version)}/{ATTACHMENTS_DIR}"
         self.fs.makedirs(folder, exist_ok=True)
-        _write_text(self.fs, f"{folder}/{name}", content)
+        data = content.encode() if isinstance(content, str) else content
+        _write_text(self.fs, f"{folder}/{name}", data)
+        sums = self._attachment_sums(asset, version) | {name: sha256_of(data)}
+        _write_text(self.fs, f"{folder}/{ATTACHMENT_SUMS}", json.dumps(sums, indent=2, sort_keys=True))
         return self.attachment_uri(asset, version, name)
+
+    def _attachment_sums(self, asset: str, version: str) -> dict[str, str]:
+        path = f"{self._version_path(asset, version)}/{ATTACHMENTS_DIR}/{ATTACHMENT_SUMS}"
+        return self._read_json(path) if self._is_file(path) else {}
+
+    def read_attachment(self, asset: str, version: str, name: str) -> bytes:
+        """An attachment's bytes, checked against the sha256 recorded when it was attached."""
+        path = f"{self._version_path(asset, version)}/{ATTACHMENTS_DIR}/{name}"
+        return self._read_verified(asset, version, path,
+                                   self._attachment_sums(asset, version).get(name))
 
     def attachment_uri(self, asset: str, version: str, name: str) -> str:
         return f"{self.uri(asset, version)}/{ATTACHMENTS_DIR}/{name}"
@@ -397,10 +514,10 @@ class VersionStore:
         """Write every table's parts under ``base``; an empty table gets one part (its schema)."""
         for name, df in tables.items():
             self.fs.makedirs(f"{base}/{name}", exist_ok=True)
-            for i, part in enumerate(manifest.tables[name].parts):
-                _write_parquet(
-                    self.fs, f"{base}/{part}", df.slice(i * rows_per_part, rows_per_part)
-                )
+            manifest.tables[name].sha256 = [
+                _write_parquet(self.fs, f"{base}/{part}",
+                               df.slice(i * rows_per_part, rows_per_part))
+                for i, part in enumerate(manifest.tables[name].parts)]
 
     def _commit_local(
         self, tables: dict[str, pl.DataFrame], manifest: Manifest, rows_per_part: int
