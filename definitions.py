@@ -26,13 +26,13 @@ from checks.mix import (
     training_mix_no_eval_overlap,
     training_mix_traceable,
 )
-from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
+from checks.raw import raw_sft_contract, raw_sft_has_rows, raw_sft_quarantine_rate
 from checks.scored import SCORED_SFT_CHECKS
 
 defs = Definitions(
     assets=[raw_sft, scored_sft, audited_sft, training_mix, training_checkpoint],
     asset_checks=[
-        raw_sft_contract, raw_sft_quarantine_rate,
+        raw_sft_contract, raw_sft_quarantine_rate, raw_sft_has_rows,
         *SCORED_SFT_CHECKS,
         *AUDITED_SFT_CHECKS,
         training_mix_modality_band, training_mix_curriculum, training_mix_traceable,

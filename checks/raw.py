@@ -2,7 +2,13 @@
 
 The rules live in ``integrity.gate`` (the CLI gate runs the same functions)."""
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
 
 from assets.partitions import sources_partitions
 from assets.raw import raw_sft
@@ -31,3 +37,13 @@ def raw_sft_quarantine_rate(
     version = materialized_version(context, raw_sft.key)
     return check_result(gate.raw_sft_quarantine_rate(integrity.store(), version,
                                                      integrity.policy()), version)
+
+
+@asset_check(asset=raw_sft, blocking=False, partitions_def=sources_partitions)
+def raw_sft_has_rows(
+    context: AssetCheckExecutionContext, integrity: IntegrityResource
+) -> AssetCheckResult:
+    """WARN: the source gave records at all (an empty or blank file is usually a mistake)."""
+    version = materialized_version(context, raw_sft.key)
+    return check_result(gate.raw_sft_has_rows(integrity.store(), version, integrity.policy()),
+                        version, AssetCheckSeverity.WARN)

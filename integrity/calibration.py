@@ -37,6 +37,7 @@ import polars as pl
 
 from integrity.detect.registry import flaw_classes, thresholds
 from integrity.policy import Verdict
+from integrity.errors import UserError
 
 CLEAN = "clean"
 UNFLAGGED = "unflagged"
@@ -46,7 +47,7 @@ UNFLAGGED_SHARE = 0.5
 MIN_CURVE_SUPPORT = 5
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """A sample or labels file that cannot be used; the message names the line and the key."""
 
 

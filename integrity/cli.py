@@ -26,23 +26,17 @@ from pathlib import Path
 
 import polars as pl
 
-from integrity.calibration import CalibrationError
-from integrity.images import ImageRefused
-from integrity.ingest import IngestError, SourcesFileError, load_eval_sets, load_sources
+from integrity.errors import user_message
+from integrity.ingest import SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import PRECISIONS, model_for
-from integrity.policy import PolicyError
 from integrity.report import ingest_summary_text
 from integrity.stages import ingest_to_store, latest_raw_summaries
-from integrity.review import ReviewError
 from integrity.store import StoreError, VersionStore
 
 DEFAULT_STORE = "data/store"
 # Exit codes: 0 success, 1 a blocking check failed (the gate is closed), 2 a usage or data error.
 GATE_FAILED = 1
 LABELS_COMMAND = "labels"  # `integrity calibrate labels FILE`, also spelt `calibrate FILE`
-USER_ERRORS = (IngestError, SourcesFileError, PolicyError, StoreError, ImageRefused, ReviewError,
-               CalibrationError, ValueError)
-
 
 def _selected(sources_file: str, names: list[str] | None):
     sources = load_sources(sources_file)
@@ -59,6 +53,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     summaries = []
     for source in _selected(args.sources_file, args.source):
         result, manifest = ingest_to_store(source, store)
+        if result.records_in == 0:
+            print(f"integrity: warning: source {source.name} holds no records ({source.uri} is "
+                  "empty or blank)", file=sys.stderr)
         summaries.append({**result.summary(), "version": manifest.version,
                           "uri": store.uri("raw_sft", manifest.version)})
     print(json.dumps(summaries, indent=2) if args.json else ingest_summary_text(summaries))
@@ -78,7 +75,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from integrity.encoder import EncoderError, encoder_config
+    from integrity.encoder import encoder_config
     from integrity.report import signal_table
     from integrity.stages import RAW_SFT, make_encoder, score_to_store
 
@@ -95,10 +92,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                                 device=args.device, precision=args.precision)
         key = config.model_dump_json()
         if key not in encoders:
-            try:
-                encoders[key] = make_encoder(config, store)
-            except EncoderError as error:
-                raise ValueError(str(error)) from error
+            encoders[key] = make_encoder(config, store)  # EncoderError: a user error
         return encoders[key]
 
     scored = []
@@ -301,7 +295,7 @@ def cmd_lineage_taint(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_generate(args: argparse.Namespace) -> int:
-    from integrity.demo.generate import DemoConfig, generate
+    from integrity.demo.generate import DemoConfig, DemoConfigError, generate
 
     options = {field.name: getattr(args, field.name) for field in fields(DemoConfig)
                if getattr(args, field.name, None) is not None}
@@ -310,7 +304,7 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
 
         summary = generate_hard(Path(args.out), DemoConfig(**options), split=args.split)
     elif args.split:
-        raise ValueError("--split is for the hard demo: add --hard")
+        raise DemoConfigError("--split is for the hard demo: add --hard")
     else:
         summary = generate(Path(args.out), DemoConfig(**options))
     print(json.dumps(summary, indent=2))
@@ -480,8 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except USER_ERRORS as error:
-        print(f"integrity: error: {error}", file=sys.stderr)
+    except Exception as error:
+        # What the user can fix is one line and exit 2; anything else is a bug: traceback, 1.
+        message = user_message(error)
+        if message is None:
+            raise
+        print(f"integrity: error: {message}", file=sys.stderr)
         return 2
 
 

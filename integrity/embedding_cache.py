@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+from integrity.errors import UserError
 
 KINDS = ("image", "text")
 _PART_PREFIX = "part-"
@@ -37,7 +38,7 @@ _PART_SUFFIX = ".parquet"
 _NORM_TOLERANCE = 1e-2
 
 
-class EmbeddingCacheError(Exception):
+class EmbeddingCacheError(UserError):
     """The cache holds or was given something unusable (mixed dimensions, a bad name, ...)."""
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import os
 import pickle  # only for its error type: weights load with weights_only=True
 import re
@@ -30,7 +29,6 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Literal, get_args
 
-import fsspec
 import numpy as np
 import open_clip
 import torch
@@ -40,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import DataLoader, Dataset
 
 from integrity.embedding_cache import EmbeddingCache
-from integrity.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from integrity.images import load_rgb
+from integrity.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 Precision = Literal["fp32", "fp16", "bf16", "pure_fp16", "pure_bf16", "amp", "amp_bf16"]
@@ -54,7 +53,7 @@ _MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'”’)\]])\s+|(?<=[。！？])\s*|\n+")
 
 
-class EncoderError(Exception):
+class EncoderError(UserError):
     """A model that cannot be loaded, a device that is not there, or images that cannot be read."""
 
 
@@ -109,13 +108,20 @@ def encoder_config(model, *, batch_size: int = 64, workers: int = 1,
                    device: str | None = None, precision: str | None = None) -> EncoderConfig:
     """The EncoderConfig of a sources file's ``model`` (``ingest.ModelConfig``); ``device`` and
     ``precision`` override the file's."""
+    from pydantic import ValidationError
+
     from integrity.ingest.sources import RANDOM_WEIGHTS
 
-    return EncoderConfig(
-        model=model.name, config_file=model.config,
-        pretrained=None if model.pretrained == RANDOM_WEIGHTS else model.pretrained,
-        device=device or model.device, precision=precision or model.precision,
-        batch_size=batch_size, workers=workers)
+    try:
+        return EncoderConfig(
+            model=model.name, config_file=model.config,
+            pretrained=None if model.pretrained == RANDOM_WEIGHTS else model.pretrained,
+            device=device or model.device, precision=precision or model.precision,
+            batch_size=batch_size, workers=workers)
+    except ValidationError as error:  # a device, precision or batch size the user gave
+        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}"
+                             for item in error.errors())
+        raise EncoderError(f"model {model.name}: {problems}") from error
 
 
 def split_sentences(text: str) -> list[str]:
@@ -184,28 +190,6 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _read_bytes(uri: str, storage_options: dict) -> bytes:
-    if "://" not in uri or uri.startswith("file://"):
-        path = uri.removeprefix("file://")
-        if os.path.getsize(path) > MAX_IMAGE_BYTES:
-            raise ValueError(f"larger than {MAX_IMAGE_BYTES} bytes")
-        with open(path, "rb") as handle:
-            return handle.read()
-    # fsspec keeps one filesystem per options and process, so this is cheap after the first.
-    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-    return fs.cat_file(path)
-
-
-def _decode_rgb(data: bytes, draft_size: tuple[int, int]) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"{image.width}x{image.height} exceeds {MAX_IMAGE_PIXELS} pixels")
-        # JPEG only: decode at a power-of-two reduction that stays >= the model's input size,
-        # skipping most DCT work on large photos; preprocessing resizes further anyway.
-        image.draft("RGB", draft_size)
-        return image.convert("RGB")
-
-
 class _ImageFiles(Dataset):
     """(row, pixels, error) for each uri: read, check, decode and preprocess, never raising."""
 
@@ -228,11 +212,9 @@ class _ImageFiles(Dataset):
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            data = _read_bytes(self.uris[row], self.storage_options)
             # The hash is the cache key: a file changed since ingest must not poison the cache.
-            if hashlib.sha256(data).hexdigest() != self.sha256[row]:
-                raise ValueError(f"content changed since ingest (sha256 is not {self.sha256[row]})")
-            image = _decode_rgb(data, self.draft_size)
+            image = load_rgb(self.uris[row], sha256=self.sha256[row],
+                             storage_options=self.storage_options, draft=self.draft_size)
             return row, self.preprocess(image), None
         except Exception as error:  # reported with its uri by encode_images, after the others
             return row, None, f"{type(error).__name__}: {error}"

@@ -41,6 +41,13 @@ def raw_sft_quarantine_rate(store: VersionStore, version: str,
     return rules.quarantine_rate_verdict(counts["rows_in"], counts["quarantined"], policy)
 
 
+def raw_sft_has_rows(store: VersionStore, version: str, policy: rules.Policy) -> rules.Verdict:
+    """The source gave records at all (WARN: an empty file is usually a mistake)."""
+    manifest = store.manifest(RAW_SFT, version)
+    return rules.has_rows_verdict(manifest.partition or "", manifest.extra.get("records_in", 0),
+                                  manifest.extra.get("accepted", 0))
+
+
 def scored_sft_coverage(store: VersionStore, version: str, policy: rules.Policy) -> rules.Verdict:
     """Every accepted raw_sft row has exactly one scored row, and no signal is NaN."""
     raw_version = store.manifest(SCORED_SFT, version).upstream[RAW_SFT]

@@ -5,6 +5,12 @@ An image ref is what a dataset row names: a path relative to the source's image 
 bytes (HF parquet). Every image is read once per ingest, hashed (sha256 of the bytes) and decoded
 under a pixel budget, so a missing, corrupt or hostile file quarantines its row instead of failing
 the run, and a ref that escapes the image root is refused before anything is opened.
+
+This module is the only one that opens an image (a test holds every other module to it). Later
+stages read through ``read_image_bytes`` / ``opened_image`` / ``load_rgb`` with the sha256 ingest
+recorded: regular files only (a FIFO would block forever), a byte budget, the bytes must still
+hash to what ingest checked (an image swapped since is refused, never scored), then the same
+format allow-list, pixel budget and first frame as ingest.
 """
 
 from __future__ import annotations
@@ -14,14 +20,18 @@ import io
 import os
 import posixpath
 import re
+import stat
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import fsspec
 from PIL import Image
 
 from integrity.schema import QuarantineReason
+from integrity.errors import UserError
 
 # Above this many pixels an image is refused: a small file that decodes to gigabytes is an attack.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -34,7 +44,7 @@ _UNSUPPORTED_MESSAGE = re.compile(r"unknown (pixel mode|data organization)|unsup
 _DRAFT_SIZE = (64, 64)
 
 
-class ImageRefused(Exception):
+class ImageRefused(UserError):
     """An image that cannot be used, with the quarantine reason that names why."""
 
     def __init__(self, reason: QuarantineReason, detail: str):
@@ -65,12 +75,12 @@ def image_threads(remote: bool) -> int:
     return min(32, 4 * cores) if remote else cores
 
 
-def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
-    """Decode ``data`` under a pixel budget; return the image format (``PNG``, ``JPEG``, ...).
-
-    Raises ImageRefused(CORRUPT_IMAGE) for bytes that are not a whole image and
-    ImageRefused(IMAGE_TOO_LARGE) when the header announces more than ``max_pixels``.
-    """
+@contextmanager
+def decoded(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator[Image.Image]:
+    """The image in ``data``, opened under the rules every reader follows: an allow-listed
+    format, at most ``max_pixels`` (checked from the header, before any decoding), the first
+    frame. ImageRefused (CORRUPT_IMAGE, IMAGE_TOO_LARGE, UNSUPPORTED_IMAGE) otherwise, also
+    for a decoding error raised inside the ``with`` block."""
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             if image.width * image.height > max_pixels:
@@ -78,9 +88,9 @@ def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
                     QuarantineReason.IMAGE_TOO_LARGE,
                     f"{image.width}x{image.height} exceeds {max_pixels} pixels",
                 )
-            image.draft("RGB", _DRAFT_SIZE)
-            image.load()
-            return image.format or "unknown"
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame only
+            yield image
     except Image.DecompressionBombError as error:
         raise ImageRefused(QuarantineReason.IMAGE_TOO_LARGE, str(error)) from error
     except ImageRefused:
@@ -92,6 +102,89 @@ def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
         raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, "not a recognised image format") from error
     except Exception as error:  # PIL raises many types for bad bytes; all mean "not an image"
         raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, f"cannot decode: {error}") from error
+
+
+def check_decodable(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
+    """Decode ``data`` under a pixel budget; return the image format (``PNG``, ``JPEG``, ...).
+
+    Raises ImageRefused(CORRUPT_IMAGE) for bytes that are not a whole image and
+    ImageRefused(IMAGE_TOO_LARGE) when the header announces more than ``max_pixels``.
+    """
+    with decoded(data, max_pixels=max_pixels) as image:
+        image.draft("RGB", _DRAFT_SIZE)
+        image.load()
+        return image.format or "unknown"
+
+
+def decode_rgb(data: bytes, *, draft: tuple[int, int] | None = None,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """``data`` decoded as RGB under the rules of ``decoded``; ``draft``: JPEGs decode at the
+    smallest power-of-two reduction that stays at least this size (most DCT work skipped)."""
+    with decoded(data, max_pixels=max_pixels) as image:
+        if draft is not None:
+            image.draft("RGB", draft)
+        return image.convert("RGB")
+
+
+def _read_local(path: str, max_bytes: int) -> bytes:
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageRefused(QuarantineReason.NOT_A_FILE,
+                               f"{path} is not a regular file (a FIFO, device or socket)")
+        if info.st_size > max_bytes:
+            raise ImageRefused(QuarantineReason.IMAGE_TOO_LARGE,
+                               f"{path} is {info.st_size} bytes > {max_bytes}")
+        return handle.read(max_bytes + 1)
+
+
+def read_image_bytes(uri: str, *, sha256: str | None = None, storage_options: dict | None = None,
+                     max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of the image at ``uri`` (a local path or any fsspec URI): a regular file of at
+    most ``max_bytes``; with ``sha256`` (what ingest recorded), bytes that still hash to it.
+    ImageRefused naming the file otherwise."""
+    try:
+        if not _is_url(uri) or uri.startswith("file://"):
+            data = _read_local(uri.removeprefix("file://"), max_bytes)
+        else:
+            fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+            size = fs.size(path)
+            if size is not None and size > max_bytes:
+                raise ImageRefused(QuarantineReason.IMAGE_TOO_LARGE,
+                                   f"{uri} is {size} bytes > {max_bytes}")
+            with fs.open(path, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+    except ImageRefused:
+        raise
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} not found") from error
+    except OSError as error:
+        raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} unreadable: {error}") from error
+    if len(data) > max_bytes:
+        raise ImageRefused(QuarantineReason.IMAGE_TOO_LARGE, f"{uri} exceeds {max_bytes} bytes")
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ImageRefused(QuarantineReason.IMAGE_CHANGED,
+                           f"{uri} changed since it was ingested (its sha256 is no longer "
+                           f"{sha256[:12]}...): re-ingest the source")
+    return data
+
+
+@contextmanager
+def opened_image(uri: str, *, sha256: str | None = None, storage_options: dict | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator[Image.Image]:
+    """``read_image_bytes`` then ``decoded``: the image at ``uri``, open, under every rule."""
+    data = read_image_bytes(uri, sha256=sha256, storage_options=storage_options)
+    with decoded(data, max_pixels=max_pixels) as image:
+        yield image
+
+
+def load_rgb(uri: str, *, sha256: str | None = None, storage_options: dict | None = None,
+             draft: tuple[int, int] | None = None) -> Image.Image:
+    """The image at ``uri`` as RGB, read and decoded under every rule (see ``opened_image``)."""
+    return decode_rgb(read_image_bytes(uri, sha256=sha256, storage_options=storage_options),
+                      draft=draft)
 
 
 def _unsupported_layout(data: bytes) -> str | None:
@@ -176,21 +269,8 @@ class ImageResolver:
         return path
 
     def _read(self, uri: str) -> bytes:
-        try:
-            fs, path = fsspec.core.url_to_fs(uri, **(self.storage_options if _is_url(uri) else {}))
-            size = fs.size(path)
-            if size is not None and size > self.max_bytes:
-                raise ImageRefused(
-                    QuarantineReason.IMAGE_TOO_LARGE, f"{uri} is {size} bytes > {self.max_bytes}"
-                )
-            with fs.open(path, "rb") as handle:
-                return handle.read()
-        except ImageRefused:
-            raise
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
-            raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} not found") from error
-        except OSError as error:
-            raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} unreadable: {error}") from error
+        return read_image_bytes(uri, storage_options=self.storage_options if _is_url(uri)
+                                else None, max_bytes=self.max_bytes)
 
     def check_ref(self, ref: str) -> ImageCheck:
         """Resolve, read, hash and decode one ref; never raises for bad images."""

@@ -45,6 +45,7 @@ import polars as pl
 from integrity.policy import CurriculumStage, MixPolicy, Verdict
 from integrity.schema import MODALITIES, RAW_SFT_SCHEMA
 from integrity.detect.pairs import qa_pairs
+from integrity.errors import UserError
 
 # Bump when a change here changes the mix for the same inputs and policy (Dagster code_version).
 CODE_VERSION = "mix-2"
@@ -68,7 +69,7 @@ MIX_SCHEMA = pl.Schema({
 LLAVA_ROLES = {"user": "human", "assistant": "gpt"}
 
 
-class MixError(ValueError):
+class MixError(UserError, ValueError):
     """The inputs or the policy cannot make a mix; the message says which input or key."""
 
 

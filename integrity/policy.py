@@ -20,11 +20,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 import integrity.detect  # noqa: F401  (registers every detector)
 from integrity.detect import registry
 from integrity.detect.registry import Action, Columns, flaw_classes
+from integrity.errors import UserError
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"  # package data
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
     """The policy file is missing or invalid; the message names the file and the bad key."""
 
 
@@ -225,6 +226,16 @@ class Verdict:
     passed: bool
     description: str
     figures: dict = field(default_factory=dict)
+
+
+def has_rows_verdict(source: str, records_in: int, accepted: int) -> Verdict:
+    """Pass when the source gave at least one record (an empty or blank file is a mistake far
+    more often than an empty dataset)."""
+    if records_in == 0:
+        return Verdict(False, f"source {source} holds no records (an empty or blank file)",
+                       {"records_in": 0, "accepted": 0})
+    return Verdict(True, f"{records_in} records, {accepted} rows accepted",
+                   {"records_in": records_in, "accepted": accepted})
 
 
 def quarantine_rate_verdict(rows_in: int, quarantined: int, policy: Policy) -> Verdict:

@@ -80,9 +80,9 @@ def _most_removed_cards(raw: pl.DataFrame, sliced: pl.DataFrame, verdicts: pl.Da
                .filter(pl.int_range(pl.len()).over("kind", "key") < EXAMPLES_PER_SLICE))
     first = qa_pairs(raw.filter(pl.col("example_id").is_in(removed["example_id"].implode()))
                      ).filter(pl.col("pair") == 0).select("example_id", "question", "image_uri",
-                                                          "modality")
+                                                          "image_sha256", "modality")
     examples = removed.join(first, on="example_id", how="left")
-    thumbs = thumbnails(sorted(examples["image_uri"].drop_nulls().unique()), storage_options, px)
+    thumbs = thumbnails(examples, storage_options, px)
     blocks = []
     for row in top.iter_rows(named=True):
         shown = examples.filter((pl.col("kind") == row["kind"]) & (pl.col("key") == row["key"]))

@@ -15,14 +15,12 @@ import html
 import io
 from concurrent.futures import ThreadPoolExecutor
 
-import fsspec
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
-from PIL import Image
 
-from integrity.images import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from integrity.detect.registry import histogram_signals, thresholds
+from integrity.images import load_rgb
 from integrity.policy import Policy
 from integrity.detect.pairs import qa_pairs
 
@@ -246,33 +244,32 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _thumbnail(uri: str, storage_options: dict, px: int) -> str:
-    """data: URI of a JPEG of the image at ``uri``, its longest side at most ``px``."""
-    with fsspec.open(uri, "rb", **storage_options) as file:
-        data = file.read(MAX_IMAGE_BYTES + 1)
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ValueError(f"over {MAX_IMAGE_BYTES} bytes")
-    with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"{image.width}x{image.height} is over {MAX_IMAGE_PIXELS} pixels")
-        image.draft("RGB", (px, px))  # JPEG: decode at reduced scale
-        small = image.convert("RGB")
+def _thumbnail(uri: str, sha256: str | None, storage_options: dict, px: int) -> str:
+    """data: URI of a JPEG of the image at ``uri`` (checked against the sha256 ingest
+    recorded), its longest side at most ``px``."""
+    small = load_rgb(uri, sha256=sha256, storage_options=storage_options, draft=(px, px))
     small.thumbnail((px, px))
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=THUMBNAIL_QUALITY)
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def thumbnails(uris: list[str], storage_options: dict, px: int) -> dict[str, str | Exception]:
-    """uri -> thumbnail data URI, or the error that kept it from being read."""
-    def read(uri: str) -> str | Exception:
+def thumbnails(images: pl.DataFrame, storage_options: dict,
+               px: int) -> dict[str, str | Exception]:
+    """uri -> thumbnail data URI, or the error that kept it from being read, for the distinct
+    ``image_uri`` (with its ``image_sha256``) of ``images``."""
+    distinct = images.select("image_uri", "image_sha256").drop_nulls("image_uri").unique(
+        "image_uri").sort("image_uri")
+
+    def read(image: tuple[str, str | None]) -> str | Exception:
         try:
-            return _thumbnail(uri, storage_options, px)
+            return _thumbnail(image[0], image[1], storage_options, px)
         except Exception as error:  # untrusted files and remote stores fail in many ways
             return error
 
+    items = list(distinct.iter_rows())
     with ThreadPoolExecutor(THUMBNAIL_WORKERS) as pool:
-        return dict(zip(uris, pool.map(read, uris), strict=True))
+        return dict(zip(distinct["image_uri"], pool.map(read, items), strict=True))
 
 
 def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.DataFrame,
@@ -288,14 +285,13 @@ def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.Data
     ids = shown["example_id"].unique()
     first_pairs = qa_pairs(raw.filter(pl.col("example_id").is_in(ids.implode()))).filter(
         pl.col("pair") == 0).select("example_id", "question", "answer", "caption", "image_uri",
-                                    "modality")
+                                    "image_sha256", "modality")
     taken = {*_NOT_SCORES, *shown.columns, *first_pairs.columns}  # a score never shadows them
     score_columns = [name for name in scored.columns if name not in taken]
     cards = (shown.join(first_pairs, on="example_id", how="left", maintain_order="left")
              .join(scored.select("example_id", *score_columns), on="example_id", how="left",
                    maintain_order="left"))
-    uris = cards.filter(pl.col("modality") == "image-text")["image_uri"].drop_nulls().unique()
-    thumbs = thumbnails(sorted(uris), storage_options, px)
+    thumbs = thumbnails(cards.filter(pl.col("modality") == "image-text"), storage_options, px)
     sections = []
     for reason, total in totals.iter_rows():
         rows = cards.filter(pl.col("reason") == reason)

@@ -16,11 +16,12 @@ import polars as pl
 
 from integrity.stages import AUDITED_SFT, RAW_SFT
 from integrity.store import VersionStore
+from integrity.errors import UserError
 
 REVIEW_VERDICTS = ("keep", "drop")
 
 
-class ReviewError(ValueError):
+class ReviewError(UserError, ValueError):
     """A review file that cannot be applied; the message names the line and the problem."""
 
 
@@ -66,6 +67,9 @@ def import_reviews(store: VersionStore, file: Path) -> dict[str, int]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ReviewError(f"{file}:{number}: not JSON ({error.msg})") from error
+        if not isinstance(record, dict):
+            raise ReviewError(f"{file}:{number}: not a JSON object with source, example_id and "
+                              f"verdict (got {type(record).__name__})")
         verdict, source = record.get("verdict"), record.get("source")
         if verdict not in REVIEW_VERDICTS:
             raise ReviewError(f"{file}:{number}: verdict must be keep or drop, got {verdict!r}")

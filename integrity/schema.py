@@ -70,6 +70,10 @@ class QuarantineReason(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     UNSUPPORTED_IMAGE = "unsupported_image"
     UNSUPPORTED_CONTENT = "unsupported_content"  # video or audio parts: not auditable here
+    NOT_A_FILE = "not_a_regular_file"  # a FIFO, device or socket where an image should be
+    DUPLICATE_KEY = "duplicate_key"  # an object repeats a key: which value was meant?
+    TOO_DEEP = "too_deeply_nested"  # nested past what JSON serialisers handle (254 levels)
+    IMAGE_CHANGED = "image_changed"  # after ingest: the bytes no longer hash to what it checked
 
 
 QUARANTINE_SCHEMA = pl.Schema(

@@ -36,6 +36,7 @@ import pyarrow.ipc as ipc
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
+from integrity.errors import UserError
 
 MANIFEST = "manifest.json"
 LATEST_DIR = "_latest"
@@ -48,7 +49,7 @@ VERSION_CHARS = 16
 _HASH_BATCH_ROWS = 65_536
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A user-facing store error (unknown version, bad name, ...), one clear sentence."""
 
 

@@ -21,6 +21,7 @@ def test_code_location_loads_with_the_documented_graph():
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
         ("raw_sft", "raw_sft_contract"), ("raw_sft", "raw_sft_quarantine_rate"),
+        ("raw_sft", "raw_sft_has_rows"),
         ("scored_sft", "scored_sft_coverage"), ("scored_sft", "scored_sft_distribution"),
         ("scored_sft", "scored_sft_model_fit"),
         ("audited_sft", "audited_sft_grounding"),
@@ -33,7 +34,7 @@ def test_code_location_loads_with_the_documented_graph():
     }
     warn_only = {key.name for key in graph.asset_check_keys
                  if not graph.get_check_spec(key).blocking}
-    assert warn_only == {"audited_sft_over_audit", "audited_sft_diversity",
+    assert warn_only == {"raw_sft_has_rows", "audited_sft_over_audit", "audited_sft_diversity",
                          "audited_sft_calibrated_precision"}
     assert [sensor.name for sensor in defs.sensors] == [
         "sources_sensor", "landing_sensor", "audit_automation"]

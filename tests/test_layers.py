@@ -70,3 +70,34 @@ def test_importing_the_core_loads_no_dagster():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def image_opens(source: str, filename: str = "<string>") -> list[int]:
+    """Lines that open an image with Pillow: ``Image.open(...)`` or ``PIL.Image.open(...)``,
+    or ``open`` imported from PIL.Image."""
+    lines = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "open" and isinstance(node.func.value, ast.Name | ast.Attribute)
+                and (getattr(node.func.value, "id", None) == "Image"
+                     or getattr(node.func.value, "attr", None) == "Image")):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "PIL.Image" \
+                and any(alias.name == "open" for alias in node.names):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_image_detector_sees_every_form():
+    source = ("from PIL import Image\nImage.open(x)\nimport PIL.Image\nPIL.Image.open(y)\n"
+              "from PIL.Image import open as pil_open\nopen('file.txt')\nfs.open(z)\n")
+    assert image_opens(source) == [2, 4, 5]
+
+
+def test_only_the_images_module_opens_an_image():
+    """One safe image reader (integrity/images.py: regular files, byte and pixel budgets, format
+    allow-list, first frame, the ingest sha256): every other module reads through it."""
+    offenders = {str(path.relative_to(REPO)): image_opens(path.read_text(), str(path))
+                 for root in (CORE, REPO / "assets", REPO / "checks") for path in root.rglob("*.py")
+                 if path != CORE / "images.py"}
+    assert {path: lines for path, lines in offenders.items() if lines} == {}

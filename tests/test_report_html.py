@@ -5,6 +5,7 @@ model) and audited in a temporary store once per module; the page is parsed for 
 and opened in headless Chromium to prove every image actually renders.
 """
 
+import hashlib
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -225,6 +226,7 @@ def test_a_missing_image_shows_a_placeholder(audits, report, tmp_path):
 def test_untrusted_text_is_escaped(tmp_path):
     image = tmp_path / "red.png"
     Image.new("RGB", (40, 30), (220, 30, 30)).save(image)
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
     raw = pl.DataFrame({
         "example_id": ['x"><script>alert(1)</script>', "t-1"],
         "source": ["hostile", "hostile"],
@@ -232,7 +234,7 @@ def test_untrusted_text_is_escaped(tmp_path):
         "row_index": [0, 1],
         "images": [["red.png"], []],
         "image_uris": [[str(image)], []],
-        "image_sha256": [["0" * 64], []],
+        "image_sha256": [[digest], []],
         "turns": [[{"role": "user", "content": "<image>\n<script>alert('q')</script>?"},
                    {"role": "assistant", "content": "<img src=x onerror=alert(2)>"}],
                   [{"role": "user", "content": "a & b < c?"},

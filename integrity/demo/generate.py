@@ -65,6 +65,8 @@ from integrity.demo.shapes import (
     draw_shapes,
     short_answer,
 )
+from integrity.images import load_rgb
+from integrity.errors import UserError
 
 IMAGE_TOKEN = "<image>"
 
@@ -193,7 +195,7 @@ _VALUES: dict[str, tuple] = {
 }
 
 
-class DemoConfigError(ValueError):
+class DemoConfigError(UserError, ValueError):
     """A DemoConfig field is out of range; the message names the field."""
 
 
@@ -705,8 +707,7 @@ def _write_near_copy(source: Path, dest: Path, perturbation: str, rng: random.Ra
     ``brighten``: every channel raised by a few levels (the white background stays white). The
     pixels stay within a few levels or pixels of the original's, so its truth and answers hold.
     """
-    with Image.open(source) as img:
-        img = img.convert("RGB")
+    img = load_rgb(str(source))
     buf = io.BytesIO()
     if perturbation == "jpeg":
         img.save(buf, format="JPEG", quality=NEAR_JPEG_QUALITY, subsampling=0)

@@ -48,6 +48,7 @@ from integrity.demo.generate import (
     plan_counts,
 )
 from integrity.demo.shapes import COLORS, COUNT_WORDS, COUNTS, POSITION_PHRASES, POSITIONS, SHAPES
+from integrity.images import load_rgb
 
 HARD_FLAWS: tuple[str, ...] = (
     "caption_derived", "blind_answer_in_question", "blind_constant_prior",
@@ -358,8 +359,7 @@ def _edited(record: dict, edits: list[str], rid: str) -> dict:
 def _near_copy(source: Path, dest_dir: Path, k: int, recipe: tuple) -> tuple[str, str]:
     """Write a re-encoded copy of ``source`` by ``recipe``; return (ref, what was done)."""
     fmt, quality, scale, crop = recipe
-    with Image.open(source) as img:
-        img = img.convert("RGB")
+    img = load_rgb(str(source))
     side = img.width
     if crop:
         img = img.crop((crop, crop, side - crop, side - crop)).resize((side, side),

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from integrity.demo.generate import DemoConfigError
 from integrity.demo.model import MODEL_NAME, MODELS_DIR, REFERENCE_CONFIG, REFERENCE_WEIGHTS  # noqa: F401
 from integrity.demo.shapes import (
     COLORS,
@@ -309,11 +310,13 @@ def train_reference(
     from open_clip.loss import ClipLoss
 
     if seed < MIN_TRAIN_SEED:
-        raise ValueError(f"seed must be >= {MIN_TRAIN_SEED} (the demo corpus uses small seeds)")
+        raise DemoConfigError(f"seed must be >= {MIN_TRAIN_SEED} (the demo corpus uses small "
+                              "seeds)")
     if not 2 <= batch_size <= len(_TRUTHS):
-        raise ValueError(f"batch_size must be in [2, {len(_TRUTHS)}] (distinct truths per batch)")
+        raise DemoConfigError(f"batch_size must be in [2, {len(_TRUTHS)}] (distinct truths per "
+                              "batch)")
     if minutes <= 0:
-        raise ValueError(f"minutes must be > 0, got {minutes}")
+        raise DemoConfigError(f"minutes must be > 0, got {minutes}")
     out = Path(out)
     register_model_configs()
     old_threads = torch.get_num_threads()

@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import io
 import json
 import logging
 import math
@@ -77,8 +76,8 @@ from torch import nn
 from integrity.demo.generate import IMAGE_TOKEN, QUESTION_ATTRIBUTES, QUESTION_TEMPLATES
 from integrity.demo.reference import MODEL_NAME, REFERENCE_WEIGHTS, register_model_configs
 from integrity.demo.shapes import BACKGROUND, all_truths, draw_shapes, short_answer
-from integrity.images import MAX_IMAGE_BYTES, ImageRefused, check_decodable
-from integrity.schema import QuarantineReason
+from integrity.images import ImageRefused, load_rgb
+from integrity.errors import UserError
 
 CHECKPOINT_FORMAT = "sft-integrity/demo-vqa/1"
 # top: the last residual stage and the attention pool of a ModifiedResNet tower (the layers
@@ -95,7 +94,7 @@ _TRAILING_PUNCT = re.compile(r"[\s.!?,;:]+$")
 logger = logging.getLogger(__name__)
 
 
-class TrainerError(Exception):
+class TrainerError(UserError):
     """A mix or checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
@@ -231,21 +230,9 @@ def _fit(image: Image.Image, size: int) -> np.ndarray:
 
 
 def _read_image(uri: str, size: int) -> np.ndarray:
-    """Read and decode one image under the project's byte and pixel budgets; ImageRefused if not."""
-    try:
-        with fsspec.open(uri, "rb") as handle:
-            data = handle.read(MAX_IMAGE_BYTES + 1)
-    except OSError as error:
-        raise ImageRefused(QuarantineReason.MISSING_IMAGE, f"{uri} unreadable: {error}") from error
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRefused(QuarantineReason.IMAGE_TOO_LARGE,
-                           f"{uri} exceeds {MAX_IMAGE_BYTES} bytes")
-    check_decodable(data)
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return _fit(image, size)
-    except Exception as error:  # PIL raises many types for bad bytes; all mean "not an image"
-        raise ImageRefused(QuarantineReason.CORRUPT_IMAGE, f"{uri}: {error}") from error
+    """Read and decode one image under the project's rules (integrity.images); ImageRefused if
+    not."""
+    return _fit(load_rgb(uri), size)
 
 
 def _read_images(uris: Sequence[str], size: int) -> tuple[list[np.ndarray], dict[str, int]]:

@@ -29,7 +29,6 @@ and a decode + FFT per image with a close candidate (about twice, in chunks of M
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import polars as pl
@@ -38,7 +37,8 @@ from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.clusters import spherical_kmeans
-from integrity.detect.pixels import map_images, read_bytes
+from integrity.detect.pixels import map_images
+from integrity.images import load_rgb
 from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
@@ -153,7 +153,7 @@ def verify_geometry(stats: pl.DataFrame) -> tuple[int, int, float]:
     return side, max(2, round(VERIFY_SHIFT * side)), VERIFY_BLUR * side / max(short, 1.0)
 
 
-def _spectra(uris: list[str], *, side: int, storage_options: dict,
+def _spectra(images: list[tuple[str, str]], *, side: int, storage_options: dict,
              blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE) -> np.ndarray:
     """FFTs (n, 3, side, side // 2 + 1) of the images at side x side RGB, each centred and
     scaled to unit norm; channels first, so every 2-D transform runs over contiguous memory.
@@ -164,13 +164,14 @@ def _spectra(uris: list[str], *, side: int, storage_options: dict,
     blocks, 4:2:0 chroma, resampling) lives below that scale; what makes two pictures different
     does not.
     """
-    def load(uri: str) -> np.ndarray:
-        with Image.open(io.BytesIO(read_bytes(uri, storage_options))) as image:
-            resized = image.convert("RGB").resize((side, side), Image.LANCZOS)
-            return np.asarray(resized.filter(ImageFilter.GaussianBlur(blur)))
+    def load(image: tuple[str, str]) -> np.ndarray:
+        sha256, uri = image
+        rgb = load_rgb(uri, sha256=sha256, storage_options=storage_options)
+        resized = rgb.resize((side, side), Image.LANCZOS)
+        return np.asarray(resized.filter(ImageFilter.GaussianBlur(blur)))
 
     pixels = np.ascontiguousarray(
-        np.stack(map_images(load, uris)).transpose(0, 3, 1, 2), dtype=np.float32)
+        np.stack(map_images(load, images)).transpose(0, 3, 1, 2), dtype=np.float32)
     pixels -= pixels.mean(axis=(1, 2, 3), keepdims=True)
     pixels /= np.maximum(np.sqrt((pixels**2).sum(axis=(1, 2, 3), keepdims=True)), 1e-9)
     return scipy.fft.rfft2(pixels, axes=(2, 3), workers=-1)
@@ -194,10 +195,12 @@ def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray,
     return best
 
 
-def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, side: int,
-                 radius: int, storage_options: dict, blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
+def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple[str, str]], *,
+                 side: int, radius: int, storage_options: dict,
+                 blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
                  max_spectra: int = MAX_SPECTRA) -> np.ndarray:
-    """aligned_similarity of every candidate pair (left[i], right[i]) of ``image_uris``.
+    """aligned_similarity of every candidate pair (left[i], right[i]) of ``images`` ((sha256,
+    uri) pairs: each read is checked against the hash ingest recorded).
 
     A pair and its mirror are verified once (the score is symmetric). Pairs go in chunks whose
     images number at most ``max_spectra``; a chunk's spectra are computed, used and dropped, so
@@ -217,7 +220,7 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, image_uris: list[str], *, 
         chunk = unique[start:end]
         involved = np.unique(chunk)
         slot = {image: position for position, image in enumerate(involved)}
-        spectra = _spectra([image_uris[i] for i in involved], side=side,
+        spectra = _spectra([images[i] for i in involved], side=side,
                            storage_options=storage_options, blur=blur)
         scores[start:end] = aligned_similarity(
             spectra, np.array([slot[i] for i in chunk[:, 0]]),
@@ -247,8 +250,8 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
         # Verified in ``order`` (neighbours together), so a spectra chunk serves many pairs.
         rank = np.empty(count, dtype=np.int64)
         rank[order] = np.arange(count)
-        ranked_uris = [uris[shas[i]] for i in order]
-        verified = verify_pairs(rank[left], rank[right], ranked_uris, side=side,
+        ranked = [(shas[i], uris[shas[i]]) for i in order]
+        verified = verify_pairs(rank[left], rank[right], ranked, side=side,
                                 radius=radius, storage_options=storage_options or {}, blur=blur)
         order = np.lexsort((-verified, left))  # per image, best verified candidate first
         first = np.unique(left[order], return_index=True)[1]

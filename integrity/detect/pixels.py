@@ -5,15 +5,13 @@ near-copy candidates with it). Cost: ~1-5 ms per distinct image.
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
-import fsspec
 import numpy as np
 import polars as pl
 from PIL import Image
 
-from integrity.images import image_threads
+from integrity.images import image_threads, opened_image
 
 # 16x16 RGB: coarse enough to ignore re-encoding and small shifts, fine enough to tell
 # different layouts of the same objects apart.
@@ -21,29 +19,18 @@ THUMB_SIDE = 16
 THUMB_DIM = THUMB_SIDE * THUMB_SIDE * 3
 
 
-def read_bytes(uri: str, storage_options: dict) -> bytes:
-    """The bytes at ``uri``: a local path is read directly (fsspec's resolution costs more than
-    reading a small image), anything else through fsspec."""
-    if "://" not in uri:
-        with open(uri, "rb") as handle:
-            return handle.read()
-    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-    with fs.open(path, "rb") as handle:
-        return handle.read()
-
-
-def map_images(read, uris: list[str], *, workers: int | None = None) -> list:
-    """``read`` applied to every uri, in order, by ``image_threads`` threads (or ``workers``)."""
-    workers = workers or image_threads(any("://" in uri for uri in uris))
+def map_images(read, items: list, *, workers: int | None = None) -> list:
+    """``read`` applied to every item (a uri, or a (sha256, uri) pair), in order, by
+    ``image_threads`` threads (or ``workers``)."""
+    workers = workers or image_threads(any("://" in str(item) for item in items))
     if workers == 1:
-        return [read(uri) for uri in uris]
+        return [read(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(read, uris))
+        return list(pool.map(read, items))
 
 
-def _stats(uri: str, storage_options: dict) -> tuple[int, int, float, np.ndarray]:
-    data = read_bytes(uri, storage_options)
-    with Image.open(io.BytesIO(data)) as image:
+def _stats(uri: str, sha256: str, storage_options: dict) -> tuple[int, int, float, np.ndarray]:
+    with opened_image(uri, sha256=sha256, storage_options=storage_options) as image:
         width, height = image.size
         image.draft("RGB", (64, 64))
         rgb = image.convert("RGB")
@@ -56,8 +43,8 @@ def image_stats(uris: list[str], sha256: list[str], *, storage_options: dict | N
                 workers: int | None = None) -> pl.DataFrame:
     """One row per distinct sha256: image_width, image_height, image_pixel_std, image_thumb."""
     distinct = dict(zip(sha256, uris, strict=True))
-    stats = map_images(lambda uri: _stats(uri, storage_options or {}), list(distinct.values()),
-                       workers=workers)
+    stats = map_images(lambda item: _stats(item[1], item[0], storage_options or {}),
+                       list(distinct.items()), workers=workers)
     columns = list(zip(*stats, strict=True)) if stats else [[], [], [], []]
     thumbs = np.stack(columns[3]) if stats else np.zeros((0, THUMB_DIM), dtype=np.float32)
     return pl.DataFrame(

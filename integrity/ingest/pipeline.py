@@ -15,7 +15,14 @@ import pyarrow as pa
 
 from integrity.images import ImageResolver
 from integrity.ingest.formats import MAPPERS, MappedRow, RecordError, detect_format
-from integrity.ingest.records import Record, json_fallback, container_of, read_records, shard_uris
+from integrity.ingest.records import (
+    MAX_DEPTH,
+    Record,
+    container_of,
+    json_fallback,
+    read_records,
+    shard_uris,
+)
 from integrity.ingest.sources import SourceConfig
 from integrity.ingest.validate import first_violation
 from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, QuarantineReason
@@ -96,7 +103,19 @@ class _Batch:
                                 "row_index": record.index, "example_id": example_id,
                                 "reason": reason.value, "detail": detail, "raw": record.raw()})
 
-    def add(self, record: Record, row: MappedRow) -> None:
+    def add_all(self, record: Record, rows: list[MappedRow]) -> None:
+        """Add every row of one record, or none: RecordError (too_deeply_nested) when one
+        cannot be serialised."""
+        try:
+            metadata = [orjson.dumps(row.metadata, default=json_fallback,
+                                     option=orjson.OPT_SORT_KEYS).decode() for row in rows]
+        except orjson.JSONEncodeError as error:
+            raise RecordError(QuarantineReason.TOO_DEEP,
+                              f"nested deeper than {MAX_DEPTH} levels ({error})") from error
+        for row, text in zip(rows, metadata, strict=True):
+            self.add(record, row, text)
+
+    def add(self, record: Record, row: MappedRow, metadata: str) -> None:
         if row.example_id is None:
             group = _fallback_id(self.source, record)
             suffix = row.variant or row.pref_role
@@ -117,8 +136,7 @@ class _Batch:
         buffer["images"].append(refs)
         buffer["image_keys"].append(keys)
         buffer["turns"].append(row.turns)
-        buffer["metadata"].append(orjson.dumps(row.metadata, default=json_fallback,
-                                               option=orjson.OPT_SORT_KEYS).decode())
+        buffer["metadata"].append(metadata)
         buffer["pref_role"].append(row.pref_role)
         buffer["pref_group"].append(row.pref_group)
         buffer["raw"].append(record)
@@ -244,14 +262,21 @@ def ingest_source(
             if not isinstance(record.value, dict):
                 batch.reject(record, QuarantineReason.MISSING_FIELD, "record is not a JSON object")
                 continue
+            if record.duplicate_keys:
+                batch.reject(record, QuarantineReason.DUPLICATE_KEY,
+                             f"repeated key(s) {', '.join(map(repr, record.duplicate_keys))}: "
+                             "JSON readers keep only the last value, silently")
+                continue
             try:
                 if origin_format is None:
                     origin_format = detect_format(record.value, container)
                     batch.origin_format = origin_format
-                for row in MAPPERS[origin_format](record.value):
-                    batch.add(record, row)
+                batch.add_all(record, MAPPERS[origin_format](record.value))
             except RecordError as error:
                 batch.reject(record, error.reason, error.detail)
+            except RecursionError:
+                batch.reject(record, QuarantineReason.TOO_DEEP,
+                             f"nested deeper than {MAX_DEPTH} levels")
         rows_in += len(batch.rows["example_id"]) + len(batch.quarantine)
         good, bad = _process(batch, resolver)
         accepted.append(good)

@@ -10,8 +10,12 @@ known, the line.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import codecs
+import json
+import os
 import posixpath
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,10 @@ from typing import Any
 import fsspec
 import orjson
 import pyarrow.parquet as pq
+from integrity.errors import UserError
 
 
-class IngestError(Exception):
+class IngestError(UserError):
     """A whole file cannot be read or parsed; the message names the file (and line)."""
 
 
@@ -39,16 +44,38 @@ class Record:
     line: bytes | None = None  # the line as the file holds it (JSONL), decoded on demand
     shard: str | None = None
     shard_index: int | None = None
+    duplicate_keys: list[str] | None = None  # keys an object of the record repeats
 
     def raw(self) -> str:
-        """The record's raw text (re-serialised for JSON arrays and parquet rows)."""
+        """The record's raw text (re-serialised for JSON arrays and parquet rows; a record
+        nested deeper than JSON serialisers go is shown cut at that depth)."""
         if self.text is None:
             if self.line is not None:
                 self.text = self.line.decode("utf-8", errors="replace")
             else:
-                self.text = orjson.dumps(self.value, default=json_fallback,
-                                         option=orjson.OPT_SORT_KEYS).decode()
+                try:
+                    self.text = orjson.dumps(self.value, default=json_fallback,
+                                             option=orjson.OPT_SORT_KEYS).decode()
+                except orjson.JSONEncodeError:
+                    self.text = orjson.dumps(_cut(self.value, MAX_DEPTH - 1),
+                                             default=json_fallback,
+                                             option=orjson.OPT_SORT_KEYS).decode()
         return self.text
+
+
+# orjson serialises at most 254 levels; a record nested deeper is quarantined (too_deeply_nested).
+MAX_DEPTH = 254
+
+
+def _cut(value: Any, depth: int) -> Any:
+    """``value`` with everything below ``depth`` levels replaced by "..."."""
+    if depth <= 0:
+        return "..." if isinstance(value, dict | list) else value
+    if isinstance(value, dict):
+        return {key: _cut(item, depth - 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut(item, depth - 1) for item in value]
+    return value
 
 
 def json_fallback(value: Any) -> str:
@@ -69,6 +96,13 @@ def container_of(uri: str) -> str:
 
 def _open(uri: str, storage_options: dict):
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options if "://" in uri else {}))
+    if "://" not in uri:  # a FIFO or device would block or never end: regular files only
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None  # reported below as fsspec sees it
+        if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise IngestError(f"{uri}: not a regular file (a FIFO, device or socket)")
     try:
         return fs.open(path, "rb")
     except (FileNotFoundError, IsADirectoryError) as error:
@@ -124,11 +158,21 @@ def _file_records(uri: str, storage_options: dict, batch_size: int) -> Iterator[
         yield from _parquet_records(uri, storage_options, batch_size)
         return
     with _open(uri, storage_options) as handle:
-        data = handle.read()
-    if data.lstrip()[:1] == b"[":
+        data = handle.read().removeprefix(codecs.BOM_UTF8)  # Windows tools write a BOM
+    start = data.lstrip()[:1]
+    if start == b"[" or (start == b"{" and _one_document(data)):
         yield from _array_records(uri, data, batch_size)
     else:
         yield from _line_records(uri, data, batch_size)
+
+
+def _one_document(data: bytes) -> bool:
+    """Whether a file that starts with ``{`` is one (pretty-printed) object rather than JSON
+    lines. Cheap for JSONL: the parse stops at the end of its first line."""
+    try:
+        return isinstance(orjson.loads(data), dict) and b"\n" in data.strip()
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _array_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Record]]:
@@ -137,8 +181,72 @@ def _array_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Reco
     except orjson.JSONDecodeError as error:
         line = data.count(b"\n", 0, error.pos) + 1
         raise IngestError(f"{uri}: not valid JSON at line {line}: {error.msg}") from error
+    if isinstance(values, dict):
+        values = [values]
+    repeated = _repeated_keys_by_record(data, values)
     for start in range(0, len(values), batch_size):
-        yield [Record(i, value) for i, value in enumerate(values[start : start + batch_size], start)]
+        yield [Record(i, value, duplicate_keys=repeated.get(i))
+               for i, value in enumerate(values[start : start + batch_size], start)]
+
+
+def _key_count(value: Any) -> int:
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            count += len(item)
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return count
+
+
+class _Repeated(dict):
+    """An object whose text repeats a key (JSON parsers silently keep the last value)."""
+
+    repeated: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    marked = _Repeated(value)
+    marked.repeated = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+    return marked
+
+
+def _repeated_in(value: Any) -> list[str]:
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Repeated):
+            found += item.repeated
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(set(found))
+
+
+def repeated_keys(text: bytes, value: Any) -> list[str] | None:
+    """The keys the JSON ``text`` of ``value`` repeats, or None. Cheap for the usual record:
+    only when the text has another count of ``":`` than ``value`` has keys (a repeat, a ``":``
+    inside a string, or spaces before a colon) is it parsed again, keeping every pair."""
+    if text.count(b'":') == _key_count(value):
+        return None
+    try:
+        return _repeated_in(json.loads(text, object_pairs_hook=_pairs)) or None
+    except RecursionError:  # nested past Python's parser: quarantined as too deep anyway
+        return None
+
+
+def _repeated_keys_by_record(data: bytes, values: list) -> dict[int, list[str]]:
+    if data.count(b'":') == sum(_key_count(value) for value in values):
+        return {}
+    again = json.loads(data, object_pairs_hook=_pairs)
+    again = [again] if isinstance(again, dict) else again
+    return {index: keys for index, value in enumerate(again) if (keys := _repeated_in(value))}
 
 
 def _line_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Record]]:
@@ -149,7 +257,9 @@ def _line_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Recor
         if not line.strip():
             continue
         try:
-            batch.append(Record(number, orjson.loads(line), line=line))
+            value = orjson.loads(line)
+            batch.append(Record(number, value, line=line,
+                                duplicate_keys=repeated_keys(line, value)))
             parsed_any = True
         except orjson.JSONDecodeError as error:
             batch.append(Record(number, error=f"line {number + 1}: {error.msg}", line=line))

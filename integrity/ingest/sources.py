@@ -28,12 +28,13 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from integrity.errors import UserError
 
 FORMATS = ("auto", "llava", "sharegpt", "hf_parquet", "data_juicer", "preference", "mmmu")
 Format = Literal["auto", "llava", "sharegpt", "hf_parquet", "data_juicer", "preference", "mmmu"]
 
 
-class SourcesFileError(ValueError):
+class SourcesFileError(UserError, ValueError):
     """The sources file is missing or invalid; the message names the file and the bad key."""
 
 

@@ -1,0 +1,170 @@
+"""The cases of the hand-run fault matrix that failed (issue 14), each under a deadline: nothing
+may hang, every record is accounted for, and each failure names its cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from integrity.cli import main
+from integrity.ingest import IngestError
+from tests.models import DEMO_MODEL_YAML
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    """Every case here finishes within a minute, or fails (a hang is the bug)."""
+    def expired(signum, frame):
+        raise TimeoutError("the case did not finish within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def nested(depth: int) -> str:
+    """JSON text of an object ``depth`` levels deep (Python's json cannot write it)."""
+    return '{"a": ' * depth + '"x"' + "}" * depth
+
+
+# --- containers ---------------------------------------------------------------------------------
+def test_a_json_array_with_a_bom_is_read_as_json(ws, conversation, accounted):
+    records = [{"id": f"r{i}", "conversations": conversation("Hi", "Hello")} for i in range(3)]
+    path = ws.raw("bom.json", b"\xef\xbb\xbf" + json.dumps(records, indent=2).encode())
+    result = ws.ingest(path)
+    accounted(result, 3)
+    assert result.accepted["example_id"].to_list() == ["r0", "r1", "r2"]
+
+
+def test_a_pretty_printed_top_level_object_is_one_record(ws, conversation, accounted):
+    """It was read as JSON lines: 46 junk records quarantined for 3 real ones."""
+    record = {"id": "only", "conversations": conversation("Hi", "Hello")}
+    result = ws.ingest(ws.raw("pretty.json", json.dumps(record, indent=2)))
+    accounted(result, 1)
+    assert result.accepted["example_id"].to_list() == ["only"]
+
+
+@pytest.mark.parametrize("depth", [255, 600, 1000])
+def test_a_deeply_nested_record_is_quarantined_not_fatal(ws, conversation, depth):
+    from tests.robustness.conftest import only_quarantined
+
+    deep = (f'{{"conversations": {json.dumps(conversation("Hi", "Hello"))}, '
+            f'"meta": {nested(depth)}}}')
+    row = only_quarantined(ws.ingest_one(deep))
+    assert row["reason"] == "too_deeply_nested"
+    assert row["raw"].startswith('{"conversations"')  # the line as written
+
+
+def test_deep_records_in_a_json_array_and_nested_image_lists(ws, conversation, accounted):
+    good = {"conversations": conversation("Hi", "Hello")}
+    deep_meta = f'{{"conversations": {json.dumps(good["conversations"])}, "meta": {nested(300)}}}'
+    path = ws.raw("deep.json", f"[{json.dumps(good)}, {deep_meta}, {json.dumps(good)}]")
+    result = ws.ingest(path)
+    accounted(result, 3)
+    assert result.quarantine["reason"].to_list() == ["too_deeply_nested"]
+    assert "..." in result.quarantine["raw"][0]  # shown cut at the depth JSON can hold
+    # Nested image lists as deep as a JSON line may hold (orjson parses 1024 levels).
+    deep_images = (f'{{"image": {"[" * 1000}"a.png"{"]" * 1000}, '
+                   f'"conversations": {json.dumps(conversation())}}}')
+    result = ws.ingest(ws.jsonl("images.jsonl", [good, deep_images, good]))
+    accounted(result, 3)
+    assert result.quarantine["reason"].to_list() == ["too_deeply_nested"]
+
+
+# --- duplicate keys -----------------------------------------------------------------------------
+def test_a_repeated_key_quarantines_the_record(ws, conversation, accounted):
+    conversations = json.dumps(conversation("Hi", "Hello"))
+    lines = [
+        f'{{"id": "a", "conversations": {conversations}}}',
+        f'{{"id": "b", "id": "c", "conversations": {conversations}}}',  # which id?
+        '{"id": "d", "conversations": [{"from": "human", "value": "Hi"}, '
+        '{"from": "gpt", "value": "Yes", "value": "No"}]}',  # which answer?
+        f'{{"id" : "e", "conversations" : {conversations}}}',  # spaced colons: still read
+        f'{{"id": "f", "note": "a \\": inside", "conversations": {conversations}}}',
+    ]
+    result = ws.ingest(ws.raw("dup.jsonl", "\n".join(lines) + "\n"))
+    accounted(result, 5)
+    assert result.accepted["example_id"].to_list() == ["a", "e", "f"]
+    assert result.quarantine["reason"].to_list() == ["duplicate_key"] * 2
+    assert [detail.split(":")[0] for detail in result.quarantine["detail"]] == [
+        "repeated key(s) 'id'", "repeated key(s) 'value'"]
+    array = ws.raw("dup.json", "[" + ",".join(lines) + "]")
+    result = ws.ingest(array)
+    accounted(result, 5)
+    assert result.quarantine["reason"].to_list() == ["duplicate_key"] * 2
+
+
+# --- empty sources ------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", ["", "\n  \n\t\n"])
+def test_an_empty_source_warns_and_fails_its_warn_check(tmp_path, capsys, content):
+    from integrity import gate
+    from integrity.policy import Policy
+    from integrity.store import VersionStore
+
+    (tmp_path / "empty.jsonl").write_text(content)
+    (tmp_path / "sources.yaml").write_text("sources:\n  - {name: empty, uri: empty.jsonl}\n")
+    store = str(tmp_path / "store")
+    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", store]) == 0
+    assert "integrity: warning: source empty holds no records" in capsys.readouterr().err
+    versions = VersionStore(store)
+    verdict = gate.raw_sft_has_rows(versions, versions.latest("raw_sft", "empty"), Policy())
+    assert not verdict.passed and "holds no records" in verdict.description
+
+
+# --- special files ------------------------------------------------------------------------------
+def test_a_fifo_as_an_image_is_refused_without_waiting(ws, conversation):
+    from tests.robustness.conftest import only_quarantined
+
+    os.mkfifo(ws.images / "pipe.png")
+    row = only_quarantined(ws.ingest_one({"image": "pipe.png", "conversations": conversation()}))
+    assert row["reason"] == "not_a_regular_file"
+
+
+def test_a_fifo_as_the_data_file_is_an_error_without_waiting(ws):
+    os.mkfifo(ws.root / "data.jsonl")
+    with pytest.raises(IngestError, match="data.jsonl: not a regular file"):
+        ws.ingest(ws.root / "data.jsonl")
+
+
+# --- images changed after ingest ----------------------------------------------------------------
+def corpus(tmp_path: Path, conversation) -> Path:
+    from tests.robustness.conftest import png_bytes
+
+    images = tmp_path / "images"
+    images.mkdir()
+    records = []
+    for index, color in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
+        (images / f"{index}.png").write_bytes(png_bytes(size=(32, 32), color=color))
+        records.append({"id": f"r{index}", "image": f"{index}.png",
+                        "conversations": conversation("<image>\nWhat color?", "Red.")})
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(DEMO_MODEL_YAML + "sources:\n  - {name: s, uri: data.jsonl, "
+                       "image_root: images}\n")
+    assert main(["ingest", str(sources), "--store", str(tmp_path / "store")]) == 0
+    return sources
+
+
+@pytest.mark.parametrize("swap", ["text", "huge_png"])
+@pytest.mark.parametrize("model", [False, True])
+def test_an_image_swapped_after_ingest_is_refused_at_scoring(tmp_path, capsys, conversation,
+                                                             swap, model):
+    """Scoring crashed with UnidentifiedImageError (text), decoded 13000x13000 pixels past the
+    budget (huge PNG), or with --no-model scored the new pixels silently."""
+    from tests.robustness.conftest import png_claiming
+
+    sources = corpus(tmp_path, conversation)
+    capsys.readouterr()
+    image = tmp_path / "images" / "1.png"
+    image.write_bytes(b"DB_PASSWORD=hunter2\n" if swap == "text" else png_claiming(13000, 13000))
+    args = ["score", str(sources), "--store", str(tmp_path / "store")]
+    assert main(args + ([] if model else ["--no-model"])) == 2
+    error = capsys.readouterr().err
+    assert "integrity: error:" in error
+    assert "1.png changed since it was ingested" in error and "re-ingest the source" in error
