@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from integrity.errors import user_message
+from integrity.errors import redact, user_message
 from integrity.ingest import SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import PRECISIONS, model_for
 from integrity.report import ingest_summary_text
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         message = user_message(error)
         if message is None:
             raise
-        print(f"integrity: error: {message}", file=sys.stderr)
+        print(f"integrity: error: {redact(message)}", file=sys.stderr)
         return 2
 
 

@@ -50,7 +50,7 @@ class ImageRefused(UserError):
     def __init__(self, reason: QuarantineReason, detail: str):
         super().__init__(detail)
         self.reason = reason
-        self.detail = detail
+        self.detail = str(self)  # as redacted by UserError
 
 
 @dataclass(frozen=True)

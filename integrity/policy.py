@@ -7,6 +7,7 @@ sentence saying why, and the figures behind it) so Dagster checks and the CLI st
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +15,21 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import integrity.detect  # noqa: F401  (registers every detector)
 from integrity.detect import registry
 from integrity.detect.registry import Action, Columns, flaw_classes
+from integrity import yaml_files
 from integrity.errors import UserError
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"  # package data
@@ -123,9 +133,20 @@ class ScoringPolicy(_Strict):
     # The model must tell an image's own answer from another image's more often than this
     # (AUC of matched vs shuffled image-answer pairs), or scored_sft blocks naming the model.
     min_model_fit_auc: float = Field(0.75, ge=0.0, le=1.0)
+    # Signals scored_sft_distribution requires to vary (an empty list would pass everything).
     model_signals: list[str] = Field(
-        default_factory=lambda: ["grounding_cos", "grounding_margin"]
+        default_factory=lambda: ["grounding_cos", "grounding_margin"], min_length=1
     )
+
+    @field_validator("model_signals")
+    @classmethod
+    def _known_signals(cls, names: list[str]) -> list[str]:
+        known = registry.column_worse()
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown signal(s) {unknown}: a detector's numeric column, e.g. "
+                             "grounding_cos, grounding_margin, answer_support_prob")
+        return names
 
 
 class AuditPolicy(_Strict):
@@ -156,12 +177,24 @@ def _default_stages() -> list[CurriculumStage]:
             CurriculumStage(name="hard_visual", modality="image-text")]
 
 
+MAX_SOURCE_WEIGHT = 100.0  # a source repeated 100 times is already more than a mix should be
+
+
 class MixPolicy(_Strict):
     """How training_mix balances and orders the kept rows of every audited source."""
 
     image_share: float = Field(0.5, ge=0.0, le=1.0)  # target share of image-text rows
     image_share_tolerance: float = Field(0.05, ge=0.0, le=0.5)  # the band is target +/- this
     source_weights: dict[str, float] = Field(default_factory=dict)  # relative; default 1.0
+
+    @field_validator("source_weights")
+    @classmethod
+    def _sane_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = {name: weight for name, weight in weights.items()
+               if not (math.isfinite(weight) and 0.0 <= weight <= MAX_SOURCE_WEIGHT)}
+        if bad:  # NaN broke the mix; 1e9 copies of a source asked for 8 GB and aborted
+            raise ValueError(f"weights must be finite, from 0 to {MAX_SOURCE_WEIGHT:g}: {bad}")
+        return weights
     seed: int = 0
     # Rows with several images in the LLaVA export: leave_out (LLaVA-1.5 reads one image per
     # row) or list (the image list LLaVA-NeXT / OneVision read).
@@ -211,7 +244,7 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
     if not path.is_file():
         raise PolicyError(f"policy file {path} does not exist")
     try:
-        return Policy.model_validate(yaml.safe_load(path.read_text()) or {})
+        return Policy.model_validate(yaml_files.safe_load(path.read_text()) or {})
     except yaml.YAMLError as error:
         raise PolicyError(f"{path} is not valid YAML: {error}") from error
     except ValidationError as error:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from integrity import detect, ingest
+from integrity.errors import redact
 from integrity.ingest import IngestResult, SourceConfig
 from integrity.names import (  # noqa: F401  (stages re-exports the names it writes)
     AUDITED_SFT,
@@ -45,7 +46,8 @@ def ingest_to_store(source: SourceConfig, store: VersionStore) -> tuple[IngestRe
         {"data": result.accepted, "quarantine": result.quarantine},
         partition=source.name,
         code_version=ingest.CODE_VERSION,
-        params={"uri": source.uri, "format": source.format, "image_root": source.image_root},
+        params={"uri": redact(source.uri), "format": source.format,
+                "image_root": None if source.image_root is None else redact(source.image_root)},
         extra=result.summary(),
     )
     return result, manifest
@@ -155,7 +157,7 @@ def score_to_store(
         upstream={RAW_SFT: raw_version},
         code_version=detect.CODE_VERSION,
         params={"model_id": extra["model_id"],
-                "eval_sets": sorted(eval_set.uri for eval_set in eval_sets or [])},
+                "eval_sets": sorted(redact(eval_set.uri) for eval_set in eval_sets or [])},
         extra=extra,
     )
     return rows, manifest, extra
@@ -286,7 +288,7 @@ def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
             TRAINING_MIX, {"data": mix}, upstream=upstream,
             code_version=mixing.CODE_VERSION,
             params={"policy": policy.digest(), "mix": policy.mix.model_dump(),
-                    "eval_sets": sorted(eval_set.uri for eval_set in eval_sets or [])},
+                    "eval_sets": sorted(redact(eval_set.uri) for eval_set in eval_sets or [])},
             extra={"summary": mixing.mix_summary(mix), "gate": gate or {},
                    "checks": {name: {"passed": verdict.passed,
                                      "description": verdict.description}

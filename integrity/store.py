@@ -20,6 +20,7 @@ hash included.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -182,9 +183,14 @@ def _write_text(fs: AbstractFileSystem, path: str, text: str | bytes) -> None:
     data = text.encode() if isinstance(text, str) else text
     if isinstance(fs, LocalFileSystem):
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:  # disk full, killed: never leave the half-written file behind
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
     else:
         # An S3 PUT is atomic already.
         with fs.open(path, "wb") as f:

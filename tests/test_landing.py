@@ -20,5 +20,25 @@ def test_ready_shards_become_sources_rooted_at_their_folder():
 
 
 def test_a_marked_shard_that_cannot_be_one_source_says_why():
-    assert unready_reasons("/landing", KEYS) == {
-        "vendor.s3": "2 data files in /landing/vendor/s3 (need exactly one)"}
+    """A shard whose name is not a partition key was silently never ingested, and not listed."""
+    keys = KEYS + ["vendor/shard 2/data.jsonl", "vendor/shard 2/_SUCCESS",
+                   "vendör/s1/data.jsonl", "vendör/s1/_SUCCESS"]
+    reasons = unready_reasons("/landing", keys)
+    assert reasons.pop("vendor.s3") == "2 data files in /landing/vendor/s3 (need exactly one)"
+    assert sorted(reasons) == ["bad name.s1", "vendor.shard 2", "vendör.s1"]
+    assert all("may hold only ASCII letters, digits" in why for why in reasons.values())
+    assert "vendor.shard 2" not in {source.name for source in landed_sources("/landing", keys)}
+
+
+def test_a_data_file_linked_out_of_the_landing_zone_is_refused(tmp_path):
+    """The link was followed: a line of its target (DB_PASSWORD=...) landed in quarantine."""
+    secret = tmp_path / "secrets.env"
+    secret.write_text("DB_PASSWORD=hunter2\n")
+    shard = tmp_path / "landing" / "vendor" / "s1"
+    shard.mkdir(parents=True)
+    (shard / "data.jsonl").symlink_to(secret)
+    (shard / "_SUCCESS").touch()
+    keys = ["vendor/s1/data.jsonl", "vendor/s1/_SUCCESS"]
+    root = str(tmp_path / "landing")
+    assert landed_sources(root, keys) == []
+    assert "is a link out of the landing zone" in unready_reasons(root, keys)["vendor.s1"]

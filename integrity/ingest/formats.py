@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from integrity.errors import redact
 from integrity.schema import IMAGE_TOKEN, QuarantineReason
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -45,7 +46,7 @@ class RecordError(Exception):
     def __init__(self, reason: QuarantineReason, detail: str):
         super().__init__(detail)
         self.reason = reason
-        self.detail = detail
+        self.detail = redact(detail)
 
 
 @dataclass

@@ -113,6 +113,8 @@ def _open(uri: str, storage_options: dict):
 
 def shard_uris(uri: str, storage_options: dict | None = None) -> list[str]:
     """The files of a source: ``uri`` itself, or the data files a glob or folder names, sorted."""
+    if uri.startswith(("http://", "https://")):
+        return [uri]  # a web address names one file (a ? starts its query, not a glob)
     if not _GLOB.search(uri) and not uri.endswith("/") and "://" not in uri \
             and not Path(uri).is_dir():
         return [uri]  # one local file: the common case needs no listing

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+
+from integrity import yaml_files
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from integrity.errors import UserError
 
@@ -137,7 +139,7 @@ def _load(path: str | Path) -> SourcesFile:
     if not path.is_file():
         raise SourcesFileError(f"sources file {path} does not exist")
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yaml_files.safe_load(path.read_text()) or {}
         parsed = SourcesFile.model_validate(document)
     except yaml.YAMLError as error:
         raise SourcesFileError(f"{path} is not valid YAML: {error}") from error

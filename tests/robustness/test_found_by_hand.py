@@ -168,3 +168,145 @@ def test_an_image_swapped_after_ingest_is_refused_at_scoring(tmp_path, capsys, c
     error = capsys.readouterr().err
     assert "integrity: error:" in error
     assert "1.png changed since it was ingested" in error and "re-ingest the source" in error
+
+
+# --- policy and sources files -------------------------------------------------------------------
+@pytest.mark.parametrize(("body", "expected"), [
+    ("scoring: {model_signals: [nope]}", r"scoring.model_signals: .*unknown signal\(s\) \['nope'\]"),
+    ("scoring: {model_signals: []}", r"scoring.model_signals: List should have at least 1 item"),
+    ("mix: {source_weights: {a: .nan}}", r"mix.source_weights: .*weights must be finite"),
+    ("mix: {source_weights: {a: .inf}}", r"mix.source_weights: .*weights must be finite"),
+    ("mix: {source_weights: {a: 1.0e9}}", r"from 0 to 100: \{'a': 1000000000.0\}"),
+    ("ingest:\n  max_quarantine_rate: 0.05\n  max_quarantine_rate: 0.5\n",
+     r"key 'max_quarantine_rate' repeated at line 3 \(first at line 2\)"),
+])
+def test_a_policy_that_would_disarm_a_check_is_refused(tmp_path, capsys, body, expected):
+    """[nope] or [] turned the blocking scored_sft_distribution check into a pass; NaN weights
+    broke the mix with a traceback and 1e9 asked for 8 GB; a repeated key kept the last."""
+    from integrity.policy import PolicyError, load_policy
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(body)
+    with pytest.raises(PolicyError, match=expected):
+        load_policy(policy)
+    (tmp_path / "sources.yaml").write_text("sources: []\n")
+    assert main(["check", str(tmp_path / "sources.yaml"), "--policy", str(policy)]) == 2
+    assert capsys.readouterr().err.startswith("integrity: error: ")
+
+
+def test_a_sources_file_that_repeats_a_key_is_refused(tmp_path):
+    from integrity.ingest import SourcesFileError, load_sources
+
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n  - name: a\n    uri: a.jsonl\n    uri: b.jsonl\n")
+    with pytest.raises(SourcesFileError, match="key 'uri' repeated at line 4"):
+        load_sources(sources)
+
+
+# --- credentials in URIs ------------------------------------------------------------------------
+@pytest.fixture
+def web_folder(tmp_path):
+    """A plain HTTP server on 127.0.0.1 serving ``tmp_path/web`` (it ignores credentials)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "web"
+    folder.mkdir()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # the server's own log is not the tool's output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, server.server_address[1]
+    server.shutdown()
+
+
+def test_credentials_in_a_uri_are_never_recorded_or_printed(tmp_path, web_folder, capsys,
+                                                           conversation):
+    folder, port = web_folder
+    (folder / "data.jsonl").write_text(json.dumps({"id": "a", "conversations":
+                                                   conversation("Hi", "Hello")}) + "\n")
+    base = f"http://reader:s3cr3t@127.0.0.1:{port}"
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(f"sources:\n  - {{name: web, uri: '{base}/data.jsonl'}}\n"
+                       f"  - {{name: gone, uri: '{base}/missing.jsonl?token=t0ken'}}\n")
+    store = tmp_path / "store"
+    assert main(["ingest", str(sources), "--store", str(store), "--source", "web"]) == 0
+    assert main(["ingest", str(sources), "--store", str(store), "--source", "gone"]) == 2
+    printed = capsys.readouterr()
+    assert "integrity: error:" in printed.err and "***@127.0.0.1" in printed.err
+    stored = "".join(path.read_text(errors="replace") for path in store.rglob("*")
+                     if path.is_file() and path.suffix in (".json", ".parquet"))
+    assert f"***@127.0.0.1:{port}/data.jsonl" in stored  # the manifest names the source...
+    for secret in ("s3cr3t", "t0ken"):
+        assert secret not in printed.out + printed.err + stored  # ...never its credentials
+
+
+# --- one error policy ---------------------------------------------------------------------------
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch,
+                                                               conversation):
+    import errno
+
+    import integrity.store as store_module
+
+    (tmp_path / "data.jsonl").write_text(json.dumps({"conversations": conversation("a", "b")}))
+    (tmp_path / "sources.yaml").write_text("sources:\n  - {name: s, uri: data.jsonl}\n")
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device", target)
+
+    monkeypatch.setattr(store_module.os, "replace", full)
+    store = tmp_path / "store"
+    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", str(store)]) == 2
+    assert "integrity: error: no space left on the device" in capsys.readouterr().err
+    assert not list(store.rglob("*.tmp"))
+
+
+def test_missing_s3_credentials_are_one_line(tmp_path, capsys, monkeypatch, conversation):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    (tmp_path / "data.jsonl").write_text(json.dumps({"conversations": conversation("a", "b")}))
+    (tmp_path / "sources.yaml").write_text("sources:\n  - {name: s, uri: data.jsonl}\n")
+    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", "s3://bucket/store"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("integrity: error: S3: Unable to locate credentials")
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    """ValueError was reported as the user's mistake: now only UserError is."""
+    import integrity.cli as cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(cli, "ingest_to_store", broken)
+    (tmp_path / "data.jsonl").write_text("")
+    (tmp_path / "sources.yaml").write_text("sources:\n  - {name: s, uri: data.jsonl}\n")
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        main(["ingest", str(tmp_path / "sources.yaml"), "--store", str(tmp_path / "store")])
+
+
+def test_encoder_errors_and_bad_review_lines_are_one_line(tmp_path, capsys):
+    from integrity.demo.model import REFERENCE_CONFIG
+
+    (tmp_path / "data.jsonl").write_text('{"conversations": [{"from": "human", "value": "a"}, '
+                                         '{"from": "gpt", "value": "b"}]}\n')
+    (tmp_path / "sources.yaml").write_text(
+        f"model: {{name: shapes-clip, pretrained: {tmp_path / 'data.jsonl'}, "
+        f"config: {REFERENCE_CONFIG}}}\nsources:\n  - {{name: s, uri: data.jsonl}}\n")
+    store = str(tmp_path / "store")
+    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", store]) == 0
+    assert main(["score", str(tmp_path / "sources.yaml"), "--store", store]) == 2
+    assert "integrity: error: cannot load open_clip model 'shapes-clip'" in capsys.readouterr().err
+    (tmp_path / "reviews.jsonl").write_text("[1, 2]\n")
+    assert main(["review", "import", str(tmp_path / "reviews.jsonl"), "--store", store]) == 2
+    assert "reviews.jsonl:1: not a JSON object" in capsys.readouterr().err

@@ -1,0 +1,30 @@
+"""YAML for the files users write (policies, sources): safe, and a repeated key is an error
+(PyYAML's default silently keeps the last value, so a threshold set twice is set by accident)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class RepeatedKeyError(yaml.YAMLError):
+    """A mapping of the file names one key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise RepeatedKeyError(f"key {key!r} repeated at line {line} (first at line "
+                                       f"{seen[key]}): which value was meant?")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that raises RepeatedKeyError for a key repeated in one mapping."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
