@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -73,6 +74,22 @@ class Workspace:
         """Ingest a JSONL file of ``record`` between two good text rows."""
         good = {"conversations": qa("Hi", "Hello")}
         return self.ingest(self.jsonl("one.jsonl", [good, record, good]))
+
+
+DEADLINE_SECONDS = 180  # the slowest case (two processes scoring at once) takes about a minute
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    """Every case of the matrix finishes in time, or fails: a hang is the bug."""
+    def expired(signum, frame):
+        raise TimeoutError(f"the case did not finish within {DEADLINE_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(DEADLINE_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
