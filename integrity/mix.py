@@ -201,15 +201,12 @@ def build_mix(sources: list[MixInput], policy: MixPolicy) -> pl.DataFrame:
     Columns: the raw_sft columns, ``audited_version`` (where the row was kept), ``stage`` and
     ``stage_index`` (its curriculum stage), ``difficulty`` (0 easy .. 1 hard), ``replica`` (0
     for the first copy of an example, 1.. for up-sampled copies) and ``position`` (0..n-1).
-    Raises MixError for a source named twice, a negative weight, rows without the raw_sft
+    Raises MixError for a source named twice, rows without the raw_sft
     columns or rows that no curriculum stage takes.
     """
     names = [item.source for item in sources]
     if len(set(names)) != len(names):
         raise MixError(f"a source is given twice: {sorted(names)}")
-    negative = {name: value for name, value in policy.source_weights.items() if value < 0}
-    if negative:
-        raise MixError(f"mix.source_weights must be >= 0, got {negative}")
     if not sources:
         return pl.DataFrame(schema=MIX_SCHEMA)
     rng = np.random.default_rng(policy.seed)

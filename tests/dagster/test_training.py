@@ -65,6 +65,9 @@ def test_mix_and_checkpoint_record_what_they_consumed(corpus, instance):
     assert mix_manifest.upstream == {f"audited_sft/{s}": v for s, v in audited.items()}
     assert store.latest(TRAINING_MIX) == mix_manifest.version  # passed: published
     assert mix_manifest.extra["failed_checks"] == []
+    # Every file of the chain, exports and checkpoint included, matches its recorded checksum.
+    assert [problem for asset in store.assets() for version in store.versions(asset)
+            for problem in store.verify(asset, version)] == []
     assert 0.45 <= mix_manifest.extra["summary"]["image_share"] <= 0.55
     # The trainer ran in its own process and reported through Pipes.
     manifest = store.manifest(TRAINING_CHECKPOINT, checkpoint.metadata["version"].value)

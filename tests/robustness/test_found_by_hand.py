@@ -252,7 +252,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, 
     assert not list(store.rglob("*.tmp"))
 
 
-def test_missing_s3_credentials_are_one_line(tmp_path, capsys, monkeypatch, conversation):
+def test_missing_s3_credentials_are_one_line(tmp_path, capsys, monkeypatch, conversation,
+                                           request):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -260,9 +261,14 @@ def test_missing_s3_credentials_are_one_line(tmp_path, capsys, monkeypatch, conv
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import s3fs  # a filesystem cached by another test (moto's server) would still hold its keys
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)  # nor may ours, keyless, stay
     (tmp_path / "data.jsonl").write_text(json.dumps({"conversations": conversation("a", "b")}))
     (tmp_path / "sources.yaml").write_text("sources:\n  - {name: s, uri: data.jsonl}\n")
-    assert main(["ingest", str(tmp_path / "sources.yaml"), "--store", "s3://bucket/store"]) == 2
+    assert main(["ingest", str(tmp_path / "sources.yaml"),
+                 "--store", "s3://no-credentials-here/store"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("integrity: error: S3: Unable to locate credentials")
 

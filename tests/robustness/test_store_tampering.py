@@ -114,3 +114,15 @@ def test_scoring_a_tampered_raw_version_is_a_clear_error(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "integrity: error: raw_sft version " in error
     assert "data/part-00000.parquet does not match the sha256" in error
+
+
+def test_versions_written_before_checksums_are_reported_not_failed(stored, capsys):
+    store, version, frame, folder = stored
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["tables"]["data"]["sha256"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert store.read("raw_sft", version).equals(frame)  # still readable, unverified
+    assert main(["verify", "--store", str(folder.parents[1])]) == 0
+    out = capsys.readouterr().out
+    assert f"SKIP  raw_sft/{version}: written before checksums were recorded" in out
+    assert "1 older versions cannot be verified" in out
