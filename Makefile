@@ -24,28 +24,23 @@ setup: $(BIN)/.installed
 $(SOURCES): | $(BIN)/.installed
 	$(BIN)/integrity demo generate --out $(DEMO) --rows $(DEMO_ROWS) --seed $(DEMO_SEED) > /dev/null
 
-# Registers one partition per source, ingests, scores and audits each through the Dagster CLI (checks
-# included: a failed blocking check fails the command), prints what landed, then mixes every
-# source, trains the demo model on the mix and prints the checkpoint's lineage.
-demo: setup $(SOURCES)
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
-	set -e; for source in $$($(BIN)/python -m assets.partitions); do \
-	  echo "== raw_sft, scored_sft, audited_sft [$$source]"; \
-	  $(BIN)/dagster asset materialize -f definitions.py --select raw_sft,scored_sft,audited_sft --partition $$source \
-	    > data/dagster_home/last_materialize.log 2>&1 \
-	    || { tail -40 data/dagster_home/last_materialize.log; exit 1; }; \
-	done
+# Registers one partition per source and runs audit_source for each (raw -> scored -> audited,
+# checks included: a failed blocking check stops the demo), then mix_and_train (the demo model
+# trains on the mix), all in one process (assets/demo_run.py); prints what landed and the
+# checkpoint's lineage.
+demo: setup $(SOURCES) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m assets.demo_run
 	$(BIN)/integrity summary $(SOURCES)
-	@echo "== training_mix, training_checkpoint (the demo trainer runs through Dagster Pipes)"
-	$(BIN)/dagster asset materialize -f definitions.py --select training_mix,training_checkpoint \
-	  > data/dagster_home/last_materialize.log 2>&1 \
-	  || { tail -40 data/dagster_home/last_materialize.log; exit 1; }
 	$(BIN)/integrity lineage checkpoint latest
 	@echo
 	@echo "Browse lineage, runs and check results: make ui  ->  http://127.0.0.1:3000"
 
-ui: setup
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+# The instance's dagster.yaml: no telemetry, no first-run dialog over the pages (nux).
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
+
+ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: setup

@@ -7,6 +7,7 @@ ingest uses. An ephemeral context keeps it in-process, with no files and no anal
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -43,6 +44,8 @@ def validate_raw_sft(frame: pl.DataFrame) -> SuiteResult:
     """Run the raw_sft suite over ``frame``; returns which expectations failed, if any."""
     import great_expectations as gx  # imported here: it costs ~3 s and only checks need it
 
+    # Its ephemeral context announces a temp docs folder at INFO on every validation.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     view = _contract_view(frame).to_pandas()
     expectations = [
         *(gx.expectations.ExpectColumnToExist(column=name) for name in RAW_SFT_SCHEMA.names()
