@@ -35,10 +35,10 @@ demo: setup $(SOURCES) $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	@echo "Browse lineage, runs and check results: make ui  ->  http://127.0.0.1:3000"
 
-# The instance's dagster.yaml: no telemetry, no first-run dialog over the pages (nux).
-$(DAGSTER_HOME)/dagster.yaml:
+# The local instance: no telemetry, no first-run dialog over the UI's pages (nux).
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.dev.yaml
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
+	cp deploy/dagster.dev.yaml $@
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

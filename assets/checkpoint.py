@@ -16,6 +16,7 @@ from dagster import (
 from assets.gate import require_checks_passed
 from assets.mix import TRAINING_MIX_BLOCKING_CHECKS, training_mix
 from assets.resources import IntegrityResource, TrainerResource
+from assets.lineage_tables import consumed_versions
 from integrity.lineage import checkpoint_lineage
 from integrity.stages import (
     MIX_LLAVA_FILE,
@@ -63,8 +64,10 @@ def training_checkpoint(context: AssetExecutionContext, integrity: IntegrityReso
             "version": manifest.version,
             "version_uri": MetadataValue.path(store.uri(TRAINING_CHECKPOINT, manifest.version)),
             "checkpoint_path": MetadataValue.path(checkpoint_uri),
-            "training_mix_version": mix_version,
-            # The UI's lineage graph is per asset definition: the consumed versions go here.
+            "training_mix_version": MetadataValue.text(mix_version),
+            # The UI's lineage graph is per asset definition: the consumed versions go here,
+            # as a table on the asset's page (and the whole closure as JSON).
+            "consumed_versions": consumed_versions(lineage),
             "lineage": MetadataValue.json(json.loads(lineage.write_json())),
         },
     )

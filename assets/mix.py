@@ -14,7 +14,9 @@ from assets.audited import AUDITED_SFT_BLOCKING_CHECKS, audited_sft
 from assets.gate import GateClosed, require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
+from assets.lineage_tables import consumed_versions, counts_table
 from integrity import mix
+from integrity.lineage import upstream_of
 from integrity.gate import TRAINING_MIX_CHECKS
 from integrity.stages import AUDITED_SFT, MIX_LLAVA_FILE, TRAINING_MIX, mix_to_store
 
@@ -75,8 +77,10 @@ def training_mix(context: AssetExecutionContext, integrity: IntegrityResource) -
             # Dagster records one combined input version for all partitions: the store's
             # manifest and this entry name the audited version of every source.
             "audited_versions": MetadataValue.json(audited),
-            "per_stage": MetadataValue.json(summary["per_stage"]),
-            "per_source": MetadataValue.json(summary["per_source"]),
+            "consumed_versions": consumed_versions(upstream_of(store, TRAINING_MIX,
+                                                               manifest.version)),
+            "per_stage": counts_table(summary["per_stage"], "stage"),
+            "per_source": counts_table(summary["per_source"], "source"),
             "published": not failed,
             "failed_checks": ", ".join(failed) or "none",
             **exports,

@@ -407,8 +407,11 @@ def kept_grounding_verdict(verdicts: pl.DataFrame, policy: Policy, *,
     if "grounding_margin" not in verdicts.columns:
         return Verdict(True, "no grounding scores (scored without a model)")
     kept = verdicts.filter((pl.col("verdict") == "keep") & (pl.col("modality") == "image-text"))
+    if kept.is_empty():  # "0/0 weakly grounded" read as a pass on evidence there was none of
+        return Verdict(True, "skipped: no image row was kept, so there is no grounding to "
+                             "judge", {"kept_image_rows": 0})
     weak = kept.filter(pl.col("grounding_margin") < audit.weak_grounding_margin).height
-    share = weak / kept.height if kept.height else 0.0
+    share = weak / kept.height
     passed = share <= audit.max_weak_grounding_share
     cause = ""
     if not passed and model_fit is not None and model_fit < policy.scoring.min_model_fit_auc:

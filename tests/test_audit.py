@@ -65,6 +65,9 @@ def test_audit_check_verdicts():
     })
     grounding = kept_grounding_verdict(verdicts, Policy())
     assert not grounding.passed and grounding.figures["weak_grounding_share"] == 0.5
+    # A source that kept no image row: "0/0 weakly grounded" was a pass on no evidence.
+    nothing_kept = kept_grounding_verdict(verdicts.with_columns(verdict=pl.lit("drop")), Policy())
+    assert nothing_kept.passed and nothing_kept.description.startswith("skipped: no image row")
     assert none_kept_verdict(verdicts, "preference_pollution").passed
     assert not none_kept_verdict(verdicts, "contradiction").passed
     counts = {"keep": 3, "drop": 1, "review": 0}

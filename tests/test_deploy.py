@@ -87,7 +87,7 @@ def _assets(names: list[str]) -> list:
 # --- the instance files against Dagster's schemas ---------------------------------------------
 
 def test_deploy_has_every_instance_file():
-    assert INSTANCE_FILES == ["dagster.ecs.yaml", "dagster.k8s.yaml",
+    assert INSTANCE_FILES == ["dagster.dev.yaml", "dagster.ecs.yaml", "dagster.k8s.yaml",
                               "dagster.local-postgres.yaml", "dagster.yaml"]
 
 

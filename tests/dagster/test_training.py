@@ -77,6 +77,17 @@ def test_mix_and_checkpoint_record_what_they_consumed(corpus, instance):
     lineage = checkpoint.metadata["lineage"].value
     reached = {row["version"] for row in lineage}
     assert set(audited.values()) <= reached and mix_manifest.version in reached
+    # The UI shows the consumed versions as a table on the checkpoint's and the mix's page.
+    table = checkpoint.metadata["consumed_versions"]
+    rows = {(record.data["asset"], record.data["partition"]): record.data
+            for record in table.records}
+    for source, version in audited.items():
+        row = rows[("audited_sft", source)]
+        assert row["version"] == version and row["consumed_by"].startswith("training_mix ")
+        assert "audited_sft_nothing_lost" in row["checks_passed"]
+    assert rows[("training_mix", "")]["version"] == mix_manifest.version
+    assert {record.data["version"] for record in mix.metadata["consumed_versions"].records} >= \
+        set(audited.values())
 
 
 def test_a_mix_outside_the_modality_band_blocks_the_checkpoint(corpus, instance):

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-SCREENSHOTS = ("asset-graph.png", "failed-check.png")
+SCREENSHOTS = ("asset-graph.png", "failed-check.png", "first-page.png", "checkpoint-page.png")
+WORLD: dict[str, str] = {}  # the environment dagster_ui serves (its store, its sources)
 SOURCE = "llava"
 ASSETS = ("raw_sft", "scored_sft", "audited_sft", "training_mix", "training_checkpoint")
 FAILED_ASSET, FAILED_CHECK = "training_checkpoint", "training_checkpoint_visual_reliance"
@@ -68,8 +70,8 @@ def _world(root: Path) -> dict[str, str]:
     (root / "policy.yaml").write_text(yaml.safe_dump(policy))
     home = root / "dagster_home"
     home.mkdir()
-    # nux off: no "Join the Dagster community" dialog over the pages.
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    # The instance file `make ui` uses: nux off, no "Join the Dagster community" dialog.
+    shutil.copy(REPO / "deploy" / "dagster.dev.yaml", home / "dagster.yaml")
     # Registered before the daemon starts, so sources_sensor finds nothing new and launches
     # no ingest run of its own beside the runs this test launches.
     with DagsterInstance.from_config(str(home)) as instance:
@@ -156,6 +158,7 @@ def dagster_ui(tmp_path_factory) -> Iterator[str]:
     from dagster_graphql import DagsterGraphQLClient
 
     env = _world(tmp_path_factory.mktemp("ui"))
+    WORLD.update(env)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for stale in SCREENSHOTS:  # a failed run must not leave an older run's pictures behind
         (ARTIFACTS / stale).unlink(missing_ok=True)
@@ -253,3 +256,28 @@ def test_failed_check_page_shows_the_check_and_its_failure(dagster_ui, browser):
     assert "Failed" in result[:6], result[:6]  # the evaluation-result badge
     assert f"(bound >= {IMPOSSIBLE_RELIANCE})" in _text(browser)
     assert "This is a blocking asset check." in lines
+
+
+def test_the_first_page_opens_without_a_dialog(dagster_ui, browser):
+    """`make ui` used to open on Dagster's first-run pop-up; its instance file turns it off."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(dagster_ui)
+    _wait(browser, lambda d: "Overview" in _text(d) or "Assets" in _text(d), "the first page",
+          "first-page.png")
+    browser.save_screenshot(str(ARTIFACTS / "first-page.png"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+
+
+def test_the_checkpoint_page_shows_the_versions_it_consumed(dagster_ui, browser):
+    """Which audited versions a checkpoint consumed was a JSON blob: now a table on its page."""
+    from integrity.store import VersionStore
+
+    store = VersionStore(WORLD["INTEGRITY_STORE"])
+    audited = store.latest("audited_sft", SOURCE)
+    browser.get(f"{dagster_ui}/assets/{FAILED_ASSET}")
+    _wait(browser, lambda d: "consumed_versions" in _text(d), "the consumed_versions table",
+          "checkpoint-page.png")
+    _wait(browser, lambda d: audited in _text(d), f"audited version {audited} in the table",
+          "checkpoint-page.png")
+    browser.save_screenshot(str(ARTIFACTS / "checkpoint-page.png"))
