@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -113,14 +115,20 @@ def text(value: object, limit: int | None = None) -> str:
     return html.escape(shown)
 
 
+_HASH = re.compile(r"[0-9a-f]{40,64}")
+
+
 def _format(value: object) -> str | None:
-    """A score as text: floats to 3 significant digits; None for values not worth a line."""
+    """A score as text: floats to 3 decimals (no 2.39e-07), content hashes cut to 12
+    characters; None for values not worth a line."""
     if value is None or value is False:
         return None
     if value is True:
         return "yes"
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:,.3f}" if math.isfinite(value) else str(value)
+    if isinstance(value, str) and _HASH.fullmatch(value):
+        return text(value[:12] + "…")
     return text(value, 80)
 
 
@@ -272,12 +280,33 @@ def thumbnails(images: pl.DataFrame, storage_options: dict,
         return dict(zip(distinct["image_uri"], pool.map(read, items), strict=True))
 
 
+def _by_severity(flagged: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    """Flagged (example, reason) rows, the strongest evidence first within each reason: by the
+    signal the policy cuts for that flaw class (the flagged side first), then by id."""
+    cuts = {}
+    for threshold in thresholds().values():
+        if threshold.signal in scored.columns:
+            cuts.setdefault(threshold.flaw_class, threshold)
+    severity = pl.lit(None, dtype=pl.Float64)
+    for flaw_class, cut in cuts.items():
+        value = pl.col(cut.signal).cast(pl.Float64)
+        severity = (pl.when(pl.col("reason") == flaw_class)
+                    .then(value if cut.side == ">=" else -value).otherwise(severity))
+    signals = sorted({cut.signal for cut in cuts.values()})
+    return (flagged.join(scored.select("example_id", *signals), on="example_id", how="left")
+            .with_columns(_severity=severity)
+            .sort(["reason", "_severity", "example_id"], descending=[False, True, False],
+                  nulls_last=True)
+            .select(flagged.columns))
+
+
 def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.DataFrame,
                       storage_options: dict, per_reason: int, px: int) -> str:
     """One section per reason of dropped or review rows, with its first rows as cards."""
-    flagged = (verdicts.filter(pl.col("verdict").is_in(FLAGGED_VERDICTS))
-               .select("example_id", "verdict", "reasons", reason=pl.col("reasons"))
-               .explode("reason").drop_nulls("reason").sort("example_id"))
+    flagged = _by_severity(
+        verdicts.filter(pl.col("verdict").is_in(FLAGGED_VERDICTS))
+        .select("example_id", "verdict", "reasons", reason=pl.col("reasons"))
+        .explode("reason").drop_nulls("reason"), scored)
     if flagged.is_empty():
         return '<section class="flagged"><h2>Flagged examples</h2><p>None.</p></section>'
     totals = flagged.group_by("reason").len().sort(["len", "reason"], descending=[True, False])

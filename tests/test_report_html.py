@@ -149,12 +149,34 @@ def test_header_names_source_version_policy_and_counts(audits, report):
     assert "(fit: matched vs shuffled AUC 0." in report
 
 
-def _assert_first_rows_per_reason(page: ReportPage, verdicts: pl.DataFrame, per_reason: int):
-    """One section per reason of dropped or review rows, holding its first rows by example_id."""
-    expected = _flagged_by_reason(verdicts)
+def _by_evidence(reason: str, ids: list[str], scored: pl.DataFrame) -> list[str]:
+    """``ids`` strongest evidence first: by the signal the policy cuts for ``reason`` (the
+    flagged side first), then by id; id order for reasons no signal cuts."""
+    from integrity.detect.registry import thresholds
+
+    cut = next((t for t in thresholds().values()
+                if t.flaw_class == reason and t.signal in scored.columns), None)
+    if cut is None:
+        return sorted(ids)
+    values = dict(scored.select("example_id", cut.signal).iter_rows())
+
+    def key(example_id: str):
+        value = values.get(example_id)
+        if value is None:
+            return (1, 0.0, example_id)
+        return (0, -value if cut.side == ">=" else value, example_id)
+
+    return sorted(ids, key=key)
+
+
+def _assert_first_rows_per_reason(page: ReportPage, audit: dict, per_reason: int):
+    """One section per reason of dropped or review rows, holding its strongest rows first."""
+    expected = _flagged_by_reason(audit["verdicts"])
     assert set(page.sections) == set(expected)
     for reason, ids in expected.items():
-        assert [card["example_id"] for card in page.sections[reason]] == ids[:per_reason], reason
+        ranked = _by_evidence(reason, ids, audit["scored"])
+        assert [card["example_id"] for card in page.sections[reason]] == \
+            ranked[:per_reason], reason
 
 
 def test_one_section_per_flagged_reason_with_its_first_rows(audits, report):
@@ -162,7 +184,7 @@ def test_one_section_per_flagged_reason_with_its_first_rows(audits, report):
     sizes = [len(ids) for ids in _flagged_by_reason(verdicts).values()]
     assert len(sizes) >= 4  # the demo plants several flaw classes
     assert min(sizes) < PER_REASON < max(sizes)  # both a capped and an uncapped section
-    _assert_first_rows_per_reason(ReportPage(report), verdicts, PER_REASON)
+    _assert_first_rows_per_reason(ReportPage(report), audits["model"], PER_REASON)
 
 
 def test_image_cards_have_a_thumbnail_and_text_cards_none(audits, report):
@@ -195,7 +217,7 @@ def test_scored_without_a_model_renders_without_model_signals(audits):
     assert not {"grounding_margin", "grounding_cos", "answer_support_prob", "leak_score"} \
         & set(page.histograms)
     assert {"blind_prior", "image_pixel_std", "image_min_side"} <= set(page.histograms)
-    _assert_first_rows_per_reason(page, audit["verdicts"], 12)
+    _assert_first_rows_per_reason(page, audit, 12)
 
 
 def test_a_missing_image_shows_a_placeholder(audits, report, tmp_path):
@@ -348,3 +370,14 @@ def test_the_over_audit_section_ranks_slices_and_shows_what_they_lost(audits, re
     diversity = facts["extra"]["diversity"]
     assert f"<td>{diversity['question_templates']}</td>" in section
     assert 0 < diversity["cluster_coverage"] <= 1
+
+
+def test_scores_read_as_numbers_and_hashes_short():
+    """The report printed values like 2.39e-07 and full 64-character hashes."""
+    from integrity.report_html import _format
+
+    assert _format(2.39e-07) == "0.000" and _format(0.12345) == "0.123"
+    assert _format(12345.678) == "12,345.678"
+    digest = "ab" * 32
+    assert _format(digest) == "abababababab…"
+    assert _format(True) == "yes" and _format(None) is None
