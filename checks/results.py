@@ -5,6 +5,13 @@ from dagster import AssetCheckResult, AssetCheckSeverity
 from integrity.policy import Verdict
 
 
+DISPLAY_DECIMALS = 4  # the UI shows 0.1783, not 0.17833333333333334 (the store keeps it all)
+
+
+def _shown(value: object) -> object:
+    return round(value, DISPLAY_DECIMALS) if isinstance(value, float) else value
+
+
 def check_result(verdict: Verdict, version: str,
                  severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
                  metadata: dict | None = None) -> AssetCheckResult:
@@ -12,5 +19,7 @@ def check_result(verdict: Verdict, version: str,
         passed=verdict.passed,
         severity=severity,
         description=verdict.description,
-        metadata={"version": version, **verdict.figures, **(metadata or {})},
+        metadata={"version": version,
+                  **{name: _shown(value) for name, value in verdict.figures.items()},
+                  **(metadata or {})},
     )

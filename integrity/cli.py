@@ -73,7 +73,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from integrity.encoder import encoder_config
     from integrity.report import signal_table
@@ -92,12 +91,16 @@ def cmd_score(args: argparse.Namespace) -> int:
                                 device=args.device, precision=args.precision)
         key = config.model_dump_json()
         if key not in encoders:
-            encoders[key] = make_encoder(config, store)  # EncoderError: a user error
+            # EncoderError is a user error; the bar counts images, on a terminal only
+            encoders[key] = make_encoder(config, store, progress=not args.json
+                                         and sys.stderr.isatty())
         return encoders[key]
 
     scored = []
-    for source in (progress := tqdm(sources, desc="scoring", unit="source", disable=args.json)):
-        progress.set_postfix_str(source.name)
+    for position, source in enumerate(sources, 1):
+        if not args.json:
+            print(f"scoring {source.name} ({position} of {len(sources)})", file=sys.stderr,
+                  flush=True)
         raw_version = store.latest(RAW_SFT, source.name)
         if raw_version is None:
             raise StoreError(f"{source.name} has no raw_sft version yet: run `integrity ingest`")
@@ -108,7 +111,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.json:
             continue
         hit_rate = extra["cache_hit_rate"]
-        tqdm.write(f"{source.name}: {rows.height} rows scored ({extra['rows_per_second']:.0f}/s,"
+        print(f"{source.name}: {rows.height} rows scored ({extra['rows_per_second']:.0f}/s,"
                    f" cache hit rate {'-' if hit_rate is None else f'{hit_rate:.0%}'}),"
                    f" version {manifest.version}\n{signal_table(extra['signals'])}\n")
     if args.json:

@@ -33,6 +33,7 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import DataLoader, Dataset
@@ -245,9 +246,11 @@ class Encoder:
     work actually done.
     """
 
-    def __init__(self, config: EncoderConfig, *, cache: EmbeddingCache | None = None) -> None:
+    def __init__(self, config: EncoderConfig, *, cache: EmbeddingCache | None = None,
+                 progress: bool = False) -> None:
         self.config = config
         self.cache = cache
+        self.progress = progress  # a bar over the images being encoded (the CLI, on a terminal)
         self.device = resolve_device(config.device)
         register_repo_model_configs()
         if config.config_file:
@@ -417,8 +420,11 @@ class Encoder:
                 self._store("image", [keys[i] for i in rows], out[rows])
                 pending.clear()
 
+        bar = tqdm(total=len(uris), unit="image", desc="encoding images",
+                   disable=not self.progress)
         try:
             for rows, pixels, errors in self._batches(uris, keys, storage_options):
+                bar.update(len(rows) + len(errors))
                 failures += errors
                 if pixels is None:
                     continue
@@ -428,6 +434,7 @@ class Encoder:
                     flush()
         finally:
             flush()
+            bar.close()
         if failures:
             shown = "; ".join(f"{uris[row]}: {error}" for row, error in failures[:3])
             raise EncoderError(f"{len(failures)} image(s) could not be encoded: {shown}")

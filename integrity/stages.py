@@ -84,14 +84,14 @@ def latest_raw_summaries(store: VersionStore, sources: list[SourceConfig],
     return summaries
 
 
-def make_encoder(config, store: VersionStore):
+def make_encoder(config, store: VersionStore, *, progress: bool = False):
     """An Encoder whose embedding cache lives in the store (``<root>/embeddings``)."""
     from integrity.embedding_cache import EmbeddingCache
     from integrity.encoder import Encoder
 
     cache = EmbeddingCache(f"{store.root.rstrip('/')}/embeddings",
                            storage_options=store.storage_options)
-    return Encoder(config, cache=cache)
+    return Encoder(config, cache=cache, progress=progress)
 
 
 def eval_overlap_keys(eval_sets: list[SourceConfig],

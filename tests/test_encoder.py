@@ -279,3 +279,13 @@ def test_a_checkpoint_file_is_identified_by_its_hash(tmp_path):
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     assert loaded.model_id == f"{TINY}@{digest}"
     np.testing.assert_array_equal(loaded.encode_texts(["red"]), source.encode_texts(["red"]))
+
+
+def test_the_progress_bar_counts_images_not_sources(tmp_path, capsys):
+    """`integrity score` showed "0/1 source" for minutes: the bar now counts images encoded."""
+    uris, shas = write_pngs(tmp_path / "images", 6)
+    encoder = make_encoder()
+    encoder.progress = True
+    encoder.encode_images(uris, shas)
+    bar = capsys.readouterr().err
+    assert "encoding images" in bar and "6/6" in bar and "image/s" in bar

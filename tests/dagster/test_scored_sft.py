@@ -148,3 +148,12 @@ def test_the_encoder_resource_never_falls_back_to_the_demo_weights(tmp_path):
     no_model.write_text("sources:\n  - {name: s, uri: s.jsonl}\n")
     with pytest.raises(Failure, match="names no model for source 's'"):
         EncoderResource().config_for(load_sources(no_model)[0], str(no_model))
+
+
+def test_check_metadata_shows_rounded_numbers():
+    """Check metadata showed floats like 0.17833333333333334."""
+    from checks.results import check_result
+    from integrity.policy import Verdict
+
+    result = check_result(Verdict(True, "ok", {"share": 0.17833333333333334, "rows": 7}), "v1")
+    assert result.metadata["share"].value == 0.1783 and result.metadata["rows"].value == 7
