@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 INSTANCE_FILES = sorted(path.name for path in DEPLOY.glob("dagster*.yaml"))
 LAUNCHER_VARIANTS = {"dagster.k8s.yaml": "K8sRunLauncher", "dagster.ecs.yaml": "EcsRunLauncher"}
+LOCAL_DEV = "dagster.dev.yaml"  # the local instance of make demo / make ui
 # Classes whose constructor connects to a service: their config is validated, not constructed
 # (Postgres storage is constructed for real by the PostgreSQL tests below).
 NEEDS_A_SERVICE = {"DagsterPostgresStorage", "PostgresRunStorage", "PostgresEventLogStorage",
@@ -107,11 +108,15 @@ def test_instance_file_passes_dagsters_schema_and_each_classs_own(filename, tmp_
             assert result.success, f"{filename} {field}: {[e.message for e in result.errors]}"
         else:
             data.rehydrate()  # raises DagsterInvalidConfigError naming the bad key
+    assert ref.settings["telemetry"] == {"enabled": False}
+    if filename == LOCAL_DEV:  # make demo / make ui: one machine, storage under DAGSTER_HOME
+        assert components["storage_data"].class_name == "DagsterSqliteStorage"
+        assert ref.settings["nux"] == {"enabled": False}  # no first-run dialog over the UI
+        return
     assert components["storage_data"].class_name == "DagsterPostgresStorage"
     assert components["run_coordinator_data"].class_name == "QueuedRunCoordinator"
     assert components["run_launcher_data"].class_name == LAUNCHER_VARIANTS.get(
         filename, "DefaultRunLauncher")
-    assert ref.settings["telemetry"] == {"enabled": False}
 
 
 @pytest.mark.parametrize("mistake", ["misspelled key", "unset variable"])
