@@ -3,7 +3,7 @@
     python bench/detection.py [--split heldout] [--seeds 0 1 2] [--rates 0.005 0.02 0.05 0.1]
                               [--rows 3000] [--work DIR] [--policy FILE] [--no-easy]
 
-For every seed and flaw rate, the hard demo (``integrity demo generate --hard``) draws a corpus
+For every seed and flaw rate, the hard demo (``integrity-demo generate --hard``) draws a corpus
 from the ``--split`` half of its vocabulary pools with every flaw at that rate; each corpus is
 ingested, scored with the shipped reference CLIP and flagged under the policy, row by row
 against the ground truth. Printed per flaw class: precision and recall pooled over every
@@ -28,15 +28,15 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from integrity.demo.model import demo_encoder_config
 from integrity.audit import audit_rows
 from integrity.demo.generate import DemoConfig, generate
 from integrity.demo.hard import generate_hard
 from integrity.demo.labels import GROUND_TRUTH_CLASSES
-from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.detect import score_pairs
 from integrity.detect.registry import flaw_classes
 from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder, EncoderConfig
+from integrity.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
 from integrity.policy import flag_rows, load_policy
 
@@ -160,8 +160,7 @@ def main() -> int:
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
     policy = load_policy(args.policy) if args.policy else load_policy()
-    encoder = Encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                    workers=0), cache=EmbeddingCache(str(args.work / "cache")))
+    encoder = Encoder(demo_encoder_config(workers=0), cache=EmbeddingCache(str(args.work / "cache")))
     started = time.perf_counter()
     hard, by_rate = Tally(), {rate: Tally() for rate in args.rates}
     for seed in args.seeds:

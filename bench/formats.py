@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate  # noqa: E402
 from integrity.ingest import SourceConfig, ingest_source  # noqa: E402
 
@@ -230,17 +231,16 @@ def llava_export_replay(accepted: pl.DataFrame, out: Path) -> tuple[int, dict[st
 
 
 def model_fit(demo: Path, store: Path) -> dict[str, float | None]:
-    from integrity.encoder import Encoder, EncoderConfig
+    from integrity.encoder import Encoder
     from integrity.policy import model_fit_auc
-    from integrity.demo.model import MODEL_NAME, REFERENCE_CONFIG, REFERENCE_WEIGHTS
+    from integrity.demo.model import REFERENCE_WEIGHTS
     from integrity.detect import score_pairs
 
     raw = ingest_source(SourceConfig(name="fit", uri=str(demo / "llava.jsonl"),
                                      image_root=str(demo))).accepted
     fits = {}
     for label, weights in (("demo model", str(REFERENCE_WEIGHTS)), ("untrained", None)):
-        encoder = Encoder(EncoderConfig(model=MODEL_NAME, pretrained=weights, workers=0,
-                                        config_file=str(REFERENCE_CONFIG)))
+        encoder = Encoder(demo_encoder_config(pretrained=weights, workers=0))
         fits[label] = model_fit_auc(score_pairs(raw, encoder=encoder))[0]
     return fits
 

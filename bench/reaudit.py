@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 
+from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate
-from integrity.demo.reference import REFERENCE_WEIGHTS
-from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
 from integrity.policy import Policy
 from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store
@@ -52,8 +51,7 @@ def main() -> None:
     store = VersionStore(str(work / "store"))
     _, raw = ingest_to_store(source, store)
 
-    encoder = make_encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                         workers=1), store)
+    encoder = make_encoder(demo_encoder_config(workers=1), store)
     started = time.perf_counter()
     _, scored, _ = score_to_store(source, raw.version, store, encoder=encoder)
     audit_to_store(source.name, scored.version, store, Policy())

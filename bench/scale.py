@@ -2,7 +2,7 @@
 
     python bench/scale.py [--sizes 10000 100000 1000000] [--rows-per-image 50] [--work DIR]
 
-The corpus is the demo world (``integrity demo generate``, 32 px images, ``rows /
+The corpus is the demo world (``integrity-demo generate``, 32 px images, ``rows /
 rows-per-image`` distinct images), generated once per size into ``--work`` and reused. Each
 size runs twice, each run in a process of its own so that its peak RSS (resource.getrusage)
 is its own, both on one store:
@@ -57,8 +57,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
     its figures on ``queue``."""
     import torch
 
-    from integrity.demo.reference import REFERENCE_WEIGHTS
-    from integrity.encoder import EncoderConfig
+    from integrity.demo.model import demo_encoder_config
     from integrity.ingest import SourceConfig
     from integrity.policy import load_policy
     from integrity.stages import (
@@ -91,8 +90,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
 
     timed("parse", parse_only)
     result, raw = timed("ingest", lambda: ingest_to_store(source, store))
-    encoder = make_encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                         workers=1, batch_size=256), store)
+    encoder = make_encoder(demo_encoder_config(workers=1, batch_size=256), store)
     figures = {"rows": rows, "images": max(1, rows // rows_per_image), "phase": phase,
                "accepted": result.accepted.height}
     if phase == "model":

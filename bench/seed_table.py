@@ -45,10 +45,9 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import GROUND_TRUTH_FILE, LLAVA_FILE, DemoConfig, generate
-from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.demo.trainer import TrainConfig, train
-from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
 from integrity.mix import MixInput, build_mix, export_llava
 from integrity.policy import load_policy
@@ -188,8 +187,7 @@ def main() -> None:
     policy = load_policy()
     # One store: its embedding cache serves every corpus that repeats an image.
     store = VersionStore(str(work / "store"))
-    encoder = make_encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                         workers=0), store)
+    encoder = make_encoder(demo_encoder_config(workers=0), store)
 
     runs: list[Run] = []
     for seed in range(args.seeds):

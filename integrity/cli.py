@@ -11,9 +11,10 @@
     integrity calibrate LABELS_FILE [--store DIR] [--policy FILE]
     integrity lineage checkpoint ID|latest [--store DIR] [--json]
     integrity lineage taint (--source S | --version V) [--store DIR] [--json]
-    integrity demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
-    integrity demo label SAMPLE_FILE --out FILE [--truth data/demo/ground_truth.jsonl]
-    integrity demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8] [--seed S]
+    integrity verify [--store DIR] [--asset A]
+
+The demo world has its own command, ``integrity-demo`` (integrity/demo/cli.py): the product
+never imports the demo.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import polars as pl
@@ -251,14 +251,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo_label(args: argparse.Namespace) -> int:
-    from integrity.demo.labels import label_sample
-
-    count = label_sample(Path(args.sample_file), Path(args.truth), Path(args.out))
-    print(f"{count} rows labelled from {args.truth} -> {args.out}")
-    return 0
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     store = VersionStore(args.store)
     assets = args.asset or store.assets()
@@ -304,33 +296,6 @@ def cmd_lineage_taint(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo_generate(args: argparse.Namespace) -> int:
-    from integrity.demo.generate import DemoConfig, DemoConfigError, generate
-
-    options = {field.name: getattr(args, field.name) for field in fields(DemoConfig)
-               if getattr(args, field.name, None) is not None}
-    if args.hard:
-        from integrity.demo.hard import generate_hard
-
-        summary = generate_hard(Path(args.out), DemoConfig(**options), split=args.split)
-    elif args.split:
-        raise DemoConfigError("--split is for the hard demo: add --hard")
-    else:
-        summary = generate(Path(args.out), DemoConfig(**options))
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def cmd_demo_train_reference(args: argparse.Namespace) -> int:
-    from integrity.demo.reference import REFERENCE_WEIGHTS, train_reference
-
-    out = Path(args.out) if args.out else REFERENCE_WEIGHTS
-    metrics = train_reference(out, seed=args.seed, minutes=args.minutes,
-                              log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(json.dumps(metrics, indent=2))
-    return 0
-
-
 def _add_sources(command: argparse.ArgumentParser) -> None:
     """The arguments every per-source command takes."""
     command.add_argument("sources_file")
@@ -339,8 +304,6 @@ def _add_sources(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from integrity.demo.generate import RATE_FIELDS
-
     parser = argparse.ArgumentParser(prog="integrity", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -442,36 +405,6 @@ def build_parser() -> argparse.ArgumentParser:
     taint.add_argument("--json", action="store_true", help="print JSON")
     taint.set_defaults(run=cmd_lineage_taint)
 
-    demo = commands.add_parser("demo", help="the synthetic shapes world")
-    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
-    generate = demo_commands.add_parser("generate", help="write the demo corpus")
-    generate.add_argument("--out", required=True)
-    generate.add_argument("--rows", type=int)
-    generate.add_argument("--seed", type=int)
-    generate.add_argument("--images", type=int)
-    generate.add_argument("--image-size", dest="image_size", type=int)
-    for rate in RATE_FIELDS:
-        generate.add_argument(f"--{rate.replace('_', '-')}", dest=rate, type=float)
-    generate.add_argument("--no-captions", dest="captions", action="store_const", const=False,
-                          help="records carry no caption metadata (only the pixels can tell)")
-    generate.add_argument("--hard", action="store_true",
-                          help="the hard demo: flaws worded from vocabulary pools (llava.jsonl "
-                               "only); needs --split")
-    generate.add_argument("--split", choices=("tune", "heldout"),
-                          help="which half of every vocabulary pool the hard demo draws from")
-    generate.set_defaults(run=cmd_demo_generate)
-    label = demo_commands.add_parser(
-        "label", help="fill in a calibration sample's labels from the demo's ground truth")
-    label.add_argument("sample_file")
-    label.add_argument("--out", required=True)
-    label.add_argument("--truth", default="data/demo/ground_truth.jsonl")
-    label.set_defaults(run=cmd_demo_label)
-    train_ref = demo_commands.add_parser("train-reference",
-                                         help="train the demo's reference CLIP from scratch")
-    train_ref.add_argument("--out", help="weights file (default: integrity/models/shapes-clip.pt)")
-    train_ref.add_argument("--minutes", type=float, default=8.0, help="training wall time")
-    train_ref.add_argument("--seed", type=int, default=12345, help=">= 10000")
-    train_ref.set_defaults(run=cmd_demo_train_reference)
     return parser
 
 
@@ -481,15 +414,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["calibrate"] and len(argv) > 1 and argv[1] not in (
             "sample", LABELS_COMMAND, "-h", "--help"):
         argv.insert(1, LABELS_COMMAND)
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace, prog: str = "integrity") -> int:
+    """Run a parsed command under the error policy: what the user can fix is one line and exit
+    2; anything else is a bug and keeps its traceback (exit 1)."""
     try:
         return args.run(args)
     except Exception as error:
-        # What the user can fix is one line and exit 2; anything else is a bug: traceback, 1.
         message = user_message(error)
         if message is None:
             raise
-        print(f"integrity: error: {redact(message)}", file=sys.stderr)
+        print(f"{prog}: error: {redact(message)}", file=sys.stderr)
         return 2
 
 

@@ -21,7 +21,6 @@ by less than the float16 rounding the cache applies anyway.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import pickle  # only for its error type: weights load with weights_only=True
 import re
@@ -150,26 +149,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-_repo_configs_registered = False
-
-
-def register_repo_model_configs() -> None:
-    """Make repo-local open_clip configs (integrity/demo/reference.py) known, once per process."""
-    global _repo_configs_registered
-    if _repo_configs_registered:
-        return
-    try:
-        reference = importlib.import_module("integrity.demo.reference")
-    except ModuleNotFoundError as error:
-        if error.name != "integrity.demo.reference":
-            raise  # the module exists but is broken: that is a bug to see
-        return
-    register = getattr(reference, "register_model_configs", None)
-    if register is not None:
-        register()
-    _repo_configs_registered = True
-
-
 def _safe_segment(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@+=-]", "_", text).lstrip("._") or "model"
 
@@ -252,7 +231,6 @@ class Encoder:
         self.cache = cache
         self.progress = progress  # a bar over the images being encoded (the CLI, on a terminal)
         self.device = resolve_device(config.device)
-        register_repo_model_configs()
         if config.config_file:
             if not os.path.isfile(config.config_file):
                 raise EncoderError(f"model config {config.config_file} does not exist")

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from integrity.demo.model import demo_encoder_config
 from integrity.calibration import (
     CLEAN,
     CalibrationError,
@@ -24,8 +25,6 @@ from integrity.calibration import (
 )
 from integrity.demo.generate import DemoConfig, generate
 from integrity.demo.labels import label_of, truth_classes
-from integrity.demo.reference import REFERENCE_WEIGHTS
-from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
 from integrity.detect.registry import flaw_classes
 from integrity.policy import Policy
@@ -208,8 +207,7 @@ def demo_store(tmp_path_factory):
                             image_root=demo),
                SourceConfig(name="preference", uri=f"{demo}/preference_dpo.json",
                             format="preference", image_root=demo)]
-    encoder = make_encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                         workers=0), store)
+    encoder = make_encoder(demo_encoder_config(workers=0), store)
     for source in sources:
         _, raw = ingest_to_store(source, store)
         score_to_store(source, raw.version, store, encoder=encoder)

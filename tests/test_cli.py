@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from integrity.cli import main
+from integrity.demo.cli import main as demo_main
 from integrity.store import VersionStore
 
 BROKEN_TO_REASON = {
@@ -18,7 +19,7 @@ BROKEN_TO_REASON = {
 
 def _demo(tmp_path: Path) -> Path:
     out = tmp_path / "demo"
-    assert main(["demo", "generate", "--out", str(out), "--rows", "300", "--seed", "3",
+    assert demo_main(["generate", "--out", str(out), "--rows", "300", "--seed", "3",
                  "--broken-rate", "0.05"]) == 0
     sources = {"sources": [
         {"name": "llava", "uri": str(out / "llava.jsonl")},
@@ -178,7 +179,7 @@ def test_calibrate_sample_label_and_judge_from_the_command_line(tmp_path, capsys
     assert {row["source"] for row in drawn} == {"llava", "sharegpt", "pref"}
     assert all(row["label"] is None and "turns" in row for row in drawn)
 
-    assert main(["demo", "label", str(sample), "--truth", str(out / "ground_truth.jsonl"),
+    assert demo_main(["label", str(sample), "--truth", str(out / "ground_truth.jsonl"),
                  "--out", str(labels)]) == 0
     assert main(["calibrate", str(labels), "--store", store]) == 0
     printed = capsys.readouterr().out

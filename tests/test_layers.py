@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,4 +101,39 @@ def test_only_the_images_module_opens_an_image():
     offenders = {str(path.relative_to(REPO)): image_opens(path.read_text(), str(path))
                  for root in (CORE, REPO / "assets", REPO / "checks") for path in root.rglob("*.py")
                  if path != CORE / "images.py"}
+    assert {path: lines for path, lines in offenders.items() if lines} == {}
+
+
+def demo_imports(source: str, filename: str = "<string>") -> list[int]:
+    """Lines that import the demo world: ``integrity.demo`` in an import, or named as a string
+    (``importlib.import_module("integrity.demo...")``)."""
+    lines = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+            if node.module == "integrity":
+                names += [f"integrity.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value] if re.fullmatch(r"integrity\.demo(\.\w+)*", node.value) else []
+        else:
+            continue
+        if any(name == "integrity.demo" or name.startswith("integrity.demo.") for name in names):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_the_demo_detector_sees_every_form():
+    source = ("from integrity.demo.generate import generate\nimport integrity.demo\n"
+              "from integrity import demo\nimportlib.import_module('integrity.demo.reference')\n"
+              "from integrity.demos import x\nfrom integrity import policy\n")
+    assert demo_imports(source) == [1, 2, 3, 4]
+
+
+def test_the_product_never_imports_the_demo():
+    """The demo uses the product (integrity/demo/ imports integrity), never the reverse: the
+    demo's commands live in integrity-demo, its model config comes from its sources file."""
+    offenders = {str(path.relative_to(REPO)): demo_imports(path.read_text(), str(path))
+                 for path in CORE.rglob("*.py") if CORE / "demo" not in path.parents}
     assert {path: lines for path, lines in offenders.items() if lines} == {}

@@ -61,8 +61,8 @@ def test_installed_in_a_fresh_venv_the_cli_audits_a_generated_demo(wheel, tmp_pa
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
 
-    def integrity(*args: str) -> str:
-        done = subprocess.run([venv / "bin" / "integrity", *args], cwd=work, env=env,
+    def integrity(*args: str, tool: str = "integrity") -> str:
+        done = subprocess.run([venv / "bin" / tool, *args], cwd=work, env=env,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
@@ -70,7 +70,7 @@ def test_installed_in_a_fresh_venv_the_cli_audits_a_generated_demo(wheel, tmp_pa
     where = subprocess.run([python, "-c", "import integrity; print(integrity.__file__)"],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout
     assert where.startswith(str(venv))
-    integrity("demo", "generate", "--out", "demo", "--rows", "120", "--seed", "3")
+    integrity("generate", "--out", "demo", "--rows", "120", "--seed", "3", tool="integrity-demo")
     assert (work / "demo" / "sources.yaml").is_file()
     integrity("ingest", "demo/sources.yaml", "--source", "shapes_llava")
     integrity("score", "demo/sources.yaml", "--source", "shapes_llava", "--json")

@@ -15,9 +15,8 @@ import pytest
 import torch
 from PIL import Image, ImageStat
 
+from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate
-from integrity.demo.reference import REFERENCE_WEIGHTS
-from integrity.encoder import EncoderConfig
 from integrity.ingest import SourceConfig
 from integrity.policy import Policy, load_policy
 from integrity.fairness import MIN_SLICE_ROWS, removal_by_slice, slice_rows
@@ -99,7 +98,7 @@ def audits(tmp_path_factory) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        config = EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS), workers=0)
+        config = demo_encoder_config(workers=0)
         encoder = make_encoder(config, store)
         model, model_audit = _audit(source, raw_manifest.version, store, policy, encoder)
     finally:

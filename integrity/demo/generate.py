@@ -990,7 +990,7 @@ def demo_sources_file() -> str:
                     {"name": "shapes_preference", "uri": PREFERENCE_FILE,
                      "format": "preference"}],
     }
-    return ("# The demo world's sources, written by `integrity demo generate` (paths relative to\n"
+    return ("# The demo world's sources, written by `integrity-demo generate` (paths relative to\n"
             "# this file). The model is the demo's own reference CLIP; real data names a real one,\n"
             "# e.g. {name: ViT-L-14, pretrained: openai}.\n"
             + yaml.safe_dump(document, sort_keys=False))

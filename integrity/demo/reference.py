@@ -7,7 +7,7 @@ state_dict of plain tensors). They load through the same path users take for rea
     register_model_configs()  # makes "shapes-clip" a known open_clip model name
     open_clip.create_model_and_transforms("shapes-clip", pretrained=str(REFERENCE_WEIGHTS))
 
-``train_reference`` reproduces the weights (``integrity demo train-reference``): contrastive
+``train_reference`` reproduces the weights (``integrity-demo train-reference``): contrastive
 training with open_clip's own ``ClipLoss`` on freshly drawn images (seeds >= 10_000, disjoint
 from the demo corpus, which uses small seeds) and varied captions. Each step has two parts:
 
@@ -104,7 +104,7 @@ def load_reference(device: str | torch.device = "cpu", weights: str | Path | Non
     path = Path(weights) if weights is not None else REFERENCE_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: run `integrity demo train-reference --out {path}`")
+            f"{path} not found: run `integrity-demo train-reference --out {path}`")
     return _load_as(MODEL_NAME, path, device)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from integrity.cli import main
+from integrity.demo.cli import main as demo_main
 from integrity.demo import wording as W
 from integrity.demo.generate import DemoConfig
 from integrity.demo.hard import HARD_FLAWS, generate_hard
@@ -138,10 +138,10 @@ def test_text_rows_hold_the_traps(corpora):
 
 
 def test_the_cli_generates_the_hard_demo_and_wants_a_split_only_with_it(tmp_path, capsys):
-    assert main(["demo", "generate", "--hard", "--split", "heldout", "--out",
+    assert demo_main(["generate", "--hard", "--split", "heldout", "--out",
                  str(tmp_path / "h"), "--rows", "200", "--seed", "1"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["split"] == "heldout" and summary["records"] == 200
-    assert main(["demo", "generate", "--split", "tune", "--out", str(tmp_path / "e"),
+    assert demo_main(["generate", "--split", "tune", "--out", str(tmp_path / "e"),
                  "--rows", "50"]) == 2
     assert "--split is for the hard demo" in capsys.readouterr().err

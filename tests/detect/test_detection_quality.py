@@ -13,12 +13,12 @@ import polars as pl
 import pytest
 import torch
 
+from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate
 from integrity.demo.hard import generate_hard
 from integrity.demo.labels import GROUND_TRUTH_CLASSES
-from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder, EncoderConfig
+from integrity.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
 from integrity.policy import flag_rows, load_policy
 from integrity.detect import score_pairs
@@ -52,8 +52,7 @@ def audited_world(request, tmp_path_factory):
     result = ingest_source(SourceConfig(name="fresh", uri=str(root / "demo" / "llava.jsonl")))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    encoder = Encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                    workers=0), cache=EmbeddingCache(str(root / "cache")))
+    encoder = Encoder(demo_encoder_config(workers=0), cache=EmbeddingCache(str(root / "cache")))
     pairs = score_pairs(result.accepted, encoder=encoder)
     torch.set_num_threads(threads)
     return truth, result, flag_rows(pairs, load_policy())

@@ -8,13 +8,13 @@ import polars as pl
 import pytest
 import torch
 
+from integrity.demo.model import demo_encoder_config
 from integrity.audit import audit_rows
-from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.demo.shapes import draw_shapes
 from integrity.detect import score_pairs
 from integrity.detect.grounding import score_grounding
 from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder, EncoderConfig
+from integrity.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
 from integrity.policy import Policy, flag_rows
 from tests.detect.conftest import make_raw
@@ -26,8 +26,7 @@ COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
 def encoder(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield Encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                workers=0),
+    yield Encoder(demo_encoder_config(workers=0),
                   cache=EmbeddingCache(str(tmp_path_factory.mktemp("cache"))))
     torch.set_num_threads(threads)
 
@@ -117,7 +116,7 @@ def test_grounding_margin_prefers_the_matching_image(pairs_of, images, encoder):
 
 def test_a_second_scoring_run_makes_no_model_calls(images, tmp_path):
     rows = _labels(images)
-    config = EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS), workers=0)
+    config = demo_encoder_config(workers=0)
     first = score_pairs(make_raw(rows), encoder=Encoder(
         config, cache=EmbeddingCache(str(tmp_path / "cache"))))
     again = Encoder(config, cache=EmbeddingCache(str(tmp_path / "cache")))
@@ -127,8 +126,7 @@ def test_a_second_scoring_run_makes_no_model_calls(images, tmp_path):
 
 
 def test_score_pairs_encodes_each_image_once_even_without_a_cache(images):
-    uncached = Encoder(EncoderConfig(model="shapes-clip", pretrained=str(REFERENCE_WEIGHTS),
-                                     workers=0))
+    uncached = Encoder(demo_encoder_config(workers=0))
     scored = score_pairs(make_raw(_labels(images)), encoder=uncached)
     assert uncached.images_encoded == 2 * len(COLORS)
     assert scored["answer_support_rank"].to_list() == [1] * 2 * len(COLORS)
@@ -192,7 +190,7 @@ def test_the_model_fit_guard_fails_a_model_that_cannot_tell_matched_from_shuffle
     assert pairs == len(rows) and auc > 0.9
     assert model_fit_verdict(auc, pairs, encoder.model_id, "demo", Policy()).passed
 
-    random_model = Encoder(EncoderConfig(model="shapes-clip", pretrained=None, workers=0))
+    random_model = Encoder(demo_encoder_config(pretrained=None, workers=0))
     auc, pairs = model_fit_auc(score_pairs(make_raw(rows), encoder=random_model))
     verdict = model_fit_verdict(auc, pairs, random_model.model_id, "demo", Policy())
     assert not verdict.passed and auc < 0.75

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from integrity.demo.model import demo_encoder_config
 from integrity.demo.trainer import TrainerError, load_checkpoint
 from integrity.embedding_cache import EmbeddingCache
 from integrity.ingest import SourceConfig
@@ -54,11 +55,11 @@ def test_hostile_demo_checkpoint_is_refused_without_running_code(hostile_checkpo
 
 
 def test_hostile_encoder_weights_never_run_code(hostile_checkpoint):
-    from integrity.encoder import Encoder, EncoderConfig, EncoderError
+    from integrity.encoder import Encoder, EncoderError
 
     path, marker = hostile_checkpoint
     with pytest.raises(EncoderError, match="Weights only load failed") as error:
-        Encoder(EncoderConfig(model="shapes-clip", pretrained=str(path), device="cpu"))
+        Encoder(demo_encoder_config(pretrained=str(path), device="cpu"))
     assert str(path) in str(error.value)
     assert not marker.exists()
 
