@@ -36,8 +36,8 @@ from statistics import NormalDist
 import polars as pl
 
 from integrity.detect.registry import flaw_classes, thresholds
-from integrity.policy import Verdict
 from integrity.errors import UserError
+from integrity.policy import Verdict
 
 CLEAN = "clean"
 UNFLAGGED = "unflagged"

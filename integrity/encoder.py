@@ -32,14 +32,14 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from integrity.embedding_cache import EmbeddingCache
-from integrity.images import load_rgb
 from integrity.errors import UserError
+from integrity.images import load_rgb
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 Precision = Literal["fp32", "fp16", "bf16", "pure_fp16", "pure_bf16", "amp", "amp_bf16"]

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from integrity import mix as mixing
 from integrity import policy as rules
 from integrity.audit import blocking_check_names, none_kept_check_name
 from integrity.detect.registry import flaws
 from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT
+from integrity.stages import eval_overlap_keys
 from integrity.store import VersionStore
 
 Check = Callable[[VersionStore, str, rules.Policy], rules.Verdict]
@@ -132,22 +134,16 @@ class MixUnderReview:
 
 def training_mix_modality_band(mix: MixUnderReview) -> rules.Verdict:
     """The image-text share of the mix lies inside the policy's band (modality imbalance)."""
-    from integrity import mix as mixing
-
     return mixing.modality_band_verdict(mix.frame, mix.policy.mix)
 
 
 def training_mix_curriculum(mix: MixUnderReview) -> rules.Verdict:
     """Rows follow the curriculum's stages in order, each in the stage that takes it."""
-    from integrity import mix as mixing
-
     return mixing.curriculum_order_verdict(mix.frame, mix.policy.mix)
 
 
 def training_mix_traceable(mix: MixUnderReview) -> rules.Verdict:
     """Every mix row is a kept row of the audited version the mix names for its source."""
-    from integrity import mix as mixing
-
     kept = {version: set(mix.store.read(AUDITED_SFT, version)["example_id"])
             for version in mix.audited.values()}
     return mixing.traceable_verdict(mix.frame, kept)
@@ -155,9 +151,6 @@ def training_mix_traceable(mix: MixUnderReview) -> rules.Verdict:
 
 def training_mix_no_eval_overlap(mix: MixUnderReview) -> rules.Verdict:
     """No mix row shares an image or a question with a declared eval set."""
-    from integrity import mix as mixing
-    from integrity.stages import eval_overlap_keys
-
     images, questions = eval_overlap_keys(mix.eval_sets, mix.store)
     return mixing.eval_overlap_verdict(mix.frame, images, questions)
 

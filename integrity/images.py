@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import fsspec
 from PIL import Image
 
-from integrity.schema import QuarantineReason
 from integrity.errors import UserError
+from integrity.schema import QuarantineReason
 
 # Above this many pixels an image is refused: a small file that decodes to gigabytes is an attack.
 MAX_IMAGE_PIXELS = 64_000_000

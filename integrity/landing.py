@@ -19,9 +19,9 @@ import os
 import re
 
 from integrity.ingest import SourceConfig
+from integrity.ingest.records import DATA_SUFFIXES
 
 MARKER = "_SUCCESS"
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 _PART = re.compile(r"[A-Za-z0-9_-]+")
 
 

@@ -27,9 +27,9 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import integrity.detect  # noqa: F401  (registers every detector)
+from integrity import yaml_files
 from integrity.detect import registry
 from integrity.detect.registry import Action, Columns, flaw_classes
-from integrity import yaml_files
 from integrity.errors import UserError
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"  # package data

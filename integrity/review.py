@@ -14,9 +14,9 @@ from pathlib import Path
 import fsspec
 import polars as pl
 
+from integrity.errors import UserError
 from integrity.stages import AUDITED_SFT, RAW_SFT
 from integrity.store import VersionStore
-from integrity.errors import UserError
 
 REVIEW_VERDICTS = ("keep", "drop")
 

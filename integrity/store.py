@@ -37,6 +37,7 @@ import pyarrow.ipc as ipc
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel
+
 from integrity.errors import UserError
 
 MANIFEST = "manifest.json"

@@ -65,8 +65,8 @@ from integrity.demo.shapes import (
     draw_shapes,
     short_answer,
 )
-from integrity.images import load_rgb
 from integrity.errors import UserError
+from integrity.images import load_rgb
 
 IMAGE_TOKEN = "<image>"
 

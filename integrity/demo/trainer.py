@@ -76,8 +76,8 @@ from torch import nn
 from integrity.demo.generate import IMAGE_TOKEN, QUESTION_ATTRIBUTES, QUESTION_TEMPLATES
 from integrity.demo.reference import MODEL_NAME, REFERENCE_WEIGHTS, register_model_configs
 from integrity.demo.shapes import BACKGROUND, all_truths, draw_shapes, short_answer
-from integrity.images import ImageRefused, load_rgb
 from integrity.errors import UserError
+from integrity.images import ImageRefused, load_rgb
 
 CHECKPOINT_FORMAT = "sft-integrity/demo-vqa/1"
 # top: the last residual stage and the attention pool of a ModifiedResNet tower (the layers

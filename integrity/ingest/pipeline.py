@@ -252,7 +252,7 @@ def ingest_source(
     accepted, quarantined = [], []
     records_in = rows_in = 0
     for records in read_records(source.uri, storage_options=source.storage_options,
-                                batch_size=batch_size):
+                                batch_size=batch_size, shards=shards):
         records_in += len(records)
         batch = _Batch(source.name, origin_format or "unknown")
         for record in records:

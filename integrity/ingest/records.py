@@ -9,13 +9,13 @@ known, the line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import codecs
 import json
 import os
 import posixpath
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import fsspec
 import orjson
 import pyarrow.parquet as pq
+
 from integrity.errors import UserError
 
 
@@ -133,10 +134,12 @@ def shard_uris(uri: str, storage_options: dict | None = None) -> list[str]:
 
 
 def read_records(
-    uri: str, *, storage_options: dict | None = None, batch_size: int = 20_000
+    uri: str, *, storage_options: dict | None = None, batch_size: int = 20_000,
+    shards: list[str] | None = None,
 ) -> Iterator[list[Record]]:
-    """Yield the records of ``uri`` (a file, glob or folder) in batches, in file order."""
-    shards = shard_uris(uri, storage_options)
+    """Yield the records of ``uri`` (a file, glob or folder) in batches, in file order;
+    ``shards``: its files when the caller listed them already (``shard_uris``)."""
+    shards = shards or shard_uris(uri, storage_options)
     if len(shards) == 1:
         yield from _file_records(shards[0], storage_options or {}, batch_size)
         return

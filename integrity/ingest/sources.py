@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from integrity import yaml_files
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from integrity.errors import UserError
 
 FORMATS = ("auto", "llava", "sharegpt", "hf_parquet", "data_juicer", "preference", "mmmu")
