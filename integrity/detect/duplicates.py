@@ -42,8 +42,10 @@ from integrity.images import load_rgb
 from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
-# Spectra held at once while verifying near-copy candidates (each side^2 x 3 complex64).
-MAX_SPECTRA = 1024
+# Bytes of spectra held at once while verifying near-copy candidates (each image's is
+# 3 x side x (side // 2 + 1) complex64): 1,100 images at 192 px, 18,000 at 48 px, so at the
+# images' own size each image is decoded once.
+SPECTRA_BUDGET = 512 * 2**20
 # Verification compares candidate pairs at 1.5x the images' typical short side, at most
 # VERIFY_SIDE px, blurred by VERIFY_BLUR source px, over shifts of up to VERIFY_SHIFT of the
 # side (6 px at 192 px: 4 px of a 128 px source).
@@ -198,15 +200,16 @@ def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray,
 def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple[str, str]], *,
                  side: int, radius: int, storage_options: dict,
                  blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
-                 max_spectra: int = MAX_SPECTRA) -> np.ndarray:
+                 budget: int = SPECTRA_BUDGET) -> np.ndarray:
     """aligned_similarity of every candidate pair (left[i], right[i]) of ``images`` ((sha256,
     uri) pairs: each read is checked against the hash ingest recorded).
 
     A pair and its mirror are verified once (the score is symmetric). Pairs go in chunks whose
-    images number at most ``max_spectra``; a chunk's spectra are computed, used and dropped, so
-    memory stays at max_spectra x side^2 x 3 complex values (~0.2 GB at the defaults) whatever
-    the number of images, at the price of decoding an image again in each chunk that needs it.
+    spectra fit in ``budget`` bytes; a chunk's spectra are computed, used and dropped, so memory
+    stays within the budget whatever the number of images, at the price of decoding an image
+    again in each chunk that needs it (none at the images' own size below ~18,000 images).
     """
+    max_spectra = max(2, budget // (3 * side * (side // 2 + 1) * 8))
     low, high = np.minimum(left, right), np.maximum(left, right)
     unique, back = np.unique(np.stack([low, high], axis=1), axis=0, return_inverse=True)
     scores = np.empty(len(unique), dtype=np.float32)
@@ -214,8 +217,11 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple[str, st
     while start < len(unique):
         # The longest run of pairs (in order of their first image) within the spectra budget.
         end, seen = start, set()
-        while end < len(unique) and len(seen | set(unique[end])) <= max_spectra:
-            seen.update(unique[end])
+        while end < len(unique):
+            pair = set(unique[end].tolist()) - seen
+            if len(seen) + len(pair) > max_spectra:
+                break
+            seen |= pair
             end += 1
         chunk = unique[start:end]
         involved = np.unique(chunk)

@@ -36,7 +36,8 @@ class Record:
     """One record of a file: its position, its raw text where the file had one, its value.
 
     ``index`` is the record's position in the source (unique across shards); ``shard`` names its
-    file and ``shard_index`` its position there when the source has more than one file."""
+    file and ``shard_index`` its position there when the source has more than one file. A JSON
+    line is parsed on demand (``parse``): most lines never are, the columnar path reads them."""
 
     index: int
     value: Any = None
@@ -46,6 +47,19 @@ class Record:
     shard: str | None = None
     shard_index: int | None = None
     duplicate_keys: list[str] | None = None  # keys an object of the record repeats
+    parsed: bool = True
+
+    def parse(self) -> Record:
+        """Parse the record's line, once: sets ``value`` (and ``duplicate_keys``) or ``error``."""
+        if not self.parsed:
+            self.parsed = True
+            try:
+                self.value = orjson.loads(self.line)
+                self.duplicate_keys = repeated_keys(self.line, self.value)
+            except orjson.JSONDecodeError as error:
+                line = self.index if self.shard_index is None else self.shard_index
+                self.error = f"line {line + 1}: {error.msg}"
+        return self
 
     def raw(self) -> str:
         """The record's raw text (re-serialised for JSON arrays and parquet rows; a record
@@ -255,20 +269,19 @@ def _repeated_keys_by_record(data: bytes, values: list) -> dict[int, list[str]]:
 
 
 def _line_records(uri: str, data: bytes, batch_size: int) -> Iterator[list[Record]]:
+    """The file's non-blank lines as records, parsed on demand; only up to the first line that
+    parses here, so that a file with no JSON line at all is an error, not a quarantine."""
     batch: list[Record] = []
     parsed_any = False
     first_error = None
     for number, line in enumerate(data.splitlines()):
         if not line.strip():
             continue
-        try:
-            value = orjson.loads(line)
-            batch.append(Record(number, value, line=line,
-                                duplicate_keys=repeated_keys(line, value)))
-            parsed_any = True
-        except orjson.JSONDecodeError as error:
-            batch.append(Record(number, error=f"line {number + 1}: {error.msg}", line=line))
-            first_error = first_error or f"line {number + 1}: {error.msg}"
+        record = Record(number, line=line, parsed=False)
+        if not parsed_any:
+            parsed_any = record.parse().error is None
+            first_error = first_error or record.error
+        batch.append(record)
         if len(batch) >= batch_size:
             yield batch
             batch = []

@@ -200,3 +200,35 @@ def test_the_inverted_file_finds_the_near_copies_the_exact_search_finds(monkeypa
     rank[order] = np.arange(len(vectors))
     cell_size = len(vectors) / round(np.sqrt(len(vectors)))
     assert np.median(np.abs(rank[planted] - rank[planted + 3000])) < cell_size
+
+
+def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_decodes(
+        tmp_path, monkeypatch):
+    """The 1M-row run decoded 20k images about three times each: spectra were budgeted by count
+    (1,024) whatever their size. The budget is in bytes, so images at their own small size are
+    decoded once; a budget too small for them all re-decodes but scores the same."""
+    import integrity.detect.duplicates as duplicates
+
+    images, rng = [], random.Random(3)
+    for index in range(40):
+        picture = draw_shapes(rng.choice(["red", "green"]), rng.choice(["circle", "square"]), 1,
+                              "left", "small", 32, rng=random.Random(index))
+        uri, sha = _save(tmp_path / f"{index}.png", picture)
+        images.append((sha, uri))
+    left = np.array([i for i in range(40) for j in (1, 2)])
+    right = (left + np.array([1, 2] * 40)) % 40
+    decoded: list[str] = []
+
+    def counting_load(uri, **options):
+        decoded.append(uri)
+        return load(uri, **options)
+
+    load = duplicates.load_rgb
+    monkeypatch.setattr(duplicates, "load_rgb", counting_load)
+    whole = duplicates.verify_pairs(left, right, images, side=48, radius=2, storage_options={})
+    assert sorted(decoded) == sorted(uri for _, uri in images)  # each image exactly once
+    decoded.clear()
+    small = duplicates.verify_pairs(left, right, images, side=48, radius=2, storage_options={},
+                                    budget=10 * 3 * 48 * 25 * 8)  # ten images' spectra
+    assert len(decoded) > len(images)
+    assert np.allclose(small, whole)
