@@ -159,3 +159,20 @@ def test_ids_missing_on_the_columnar_path_are_positions(files):
     result = files.ingest(files.raw("noid.jsonl", "\n".join(lines)), name="src")
     assert result.columnar_rows == 599
     assert result.accepted["example_id"].to_list() == [f"src:{i}" for i in range(600)]
+
+
+def test_the_demo_world_reads_the_same_rows_either_way(tmp_path):
+    """The demo's own files (broken lines, captions as metadata, text-only rows) give the same
+    raw_sft and quarantine on both paths, so no audit verdict can move."""
+    from integrity.demo.generate import DemoConfig, generate
+    from integrity.ingest import SourceConfig, ingest_source
+
+    generate(tmp_path / "demo", DemoConfig(rows=1200, seed=8, broken_rate=0.02))
+    source = SourceConfig(name="demo", uri=str(tmp_path / "demo" / "llava.jsonl"),
+                          image_root=str(tmp_path / "demo"))
+    fast = ingest_source(source, batch_size=500)
+    slow = ingest_source(source, batch_size=500, columnar=False)
+    assert fast.columnar_rows > 0.9 * fast.accepted.height
+    assert fast.quarantine.height > 10
+    assert_frame_equal(fast.accepted, slow.accepted)
+    assert_frame_equal(fast.quarantine, slow.quarantine)
