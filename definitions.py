@@ -1,6 +1,6 @@
 """The sft-integrity code location: every asset, check, resource and sensor, in one place."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 from dagster_aws.s3 import S3Resource
 
 from assets.audited import audited_sft
@@ -47,4 +47,8 @@ defs = Definitions(
                # The landing sensor lists s3:// landing zones with it; credentials and endpoint
                # come from the environment (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL).
                "s3": S3Resource()},
+    # Every step of a run in one process: a process per step (Dagster's default) re-imports
+    # torch, open_clip, polars and GX for each and cost minutes a run. Runs stay isolated from
+    # each other: the deploy profile's run launcher gives each run its own pod or task.
+    executor=in_process_executor,
 )

@@ -50,3 +50,14 @@ def test_each_gate_requires_exactly_the_blocking_checks_of_its_upstream():
         blocking = {key.name for key in graph.get_check_keys_for_assets({AssetKey(upstream)})
                     if graph.get_check_spec(key).blocking}
         assert set(required) == blocking
+
+
+def test_every_job_and_ui_materialization_runs_its_steps_in_one_process():
+    """`make ui` runs once took minutes each: Dagster's default executor started a process per
+    step, each importing torch, open_clip, polars and GX."""
+    from dagster import in_process_executor
+
+    jobs = [job.name for job in defs.resolve_all_job_defs()]
+    assert "__ASSET_JOB" in jobs  # what the UI's "Materialize" launches
+    for name in jobs:
+        assert defs.resolve_job_def(name).executor_def is in_process_executor, name

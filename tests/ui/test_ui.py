@@ -40,7 +40,6 @@ ASSETS = ("raw_sft", "scored_sft", "audited_sft", "training_mix", "training_chec
 FAILED_ASSET, FAILED_CHECK = "training_checkpoint", "training_checkpoint_visual_reliance"
 IMPOSSIBLE_RELIANCE = 2.0  # accuracy with minus without the image never exceeds 1
 # One process per run instead of one per step: each step process re-imports torch and Dagster.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 TINY_TRAINER = {"max_steps": 4, "batch_size": 32, "probe_images": 12}
 SERVER_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 420
@@ -175,11 +174,11 @@ def dagster_ui(tmp_path_factory) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         _wait_until_served(url, process, log)
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        audit = _run_to_end(client, "audit_source", run_config=IN_PROCESS,
+        audit = _run_to_end(client, "audit_source",
                             tags={"dagster/partition": SOURCE})
         assert audit == "SUCCESS", f"audit_source [{SOURCE}]: {audit}"
         train = _run_to_end(client, "mix_and_train", run_config={
-            **IN_PROCESS, "resources": {"trainer": {"config": {"config": TINY_TRAINER}}}})
+            "resources": {"trainer": {"config": {"config": TINY_TRAINER}}}})
         assert train == "FAILURE", f"mix_and_train should fail on {FAILED_CHECK}: {train}"
         yield url
     finally:
