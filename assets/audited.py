@@ -7,16 +7,10 @@ from assets.gate import require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.scored import SCORED_SFT_BLOCKING_CHECKS, scored_sft
-from integrity.audit import CODE_VERSION, blocking_check_names
-from integrity.report import audit_markdown, calibration_markdown
-from integrity.stages import (
-    AUDITED_SFT,
-    REPORT_FILE,
-    REVIEW_FILE,
-    audit_to_store,
-    current_calibration,
-    latest_audits,
-)
+from integrity.decide.audit import CODE_VERSION, blocking_check_names
+from integrity.report.summaries import audit_markdown, calibration_markdown
+from integrity.names import AUDITED_SFT, REPORT_FILE, REVIEW_FILE
+from integrity.stages import audit_to_store, current_calibration, latest_audits
 
 # What a consumer of audited_sft (training_mix) requires to have passed on the version it reads.
 AUDITED_SFT_BLOCKING_CHECKS = blocking_check_names()

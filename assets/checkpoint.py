@@ -17,13 +17,9 @@ from assets.gate import require_checks_passed
 from assets.mix import TRAINING_MIX_BLOCKING_CHECKS, training_mix
 from assets.resources import IntegrityResource, TrainerResource
 from assets.lineage_tables import consumed_versions
-from integrity.lineage import checkpoint_lineage
-from integrity.stages import (
-    MIX_LLAVA_FILE,
-    TRAINING_CHECKPOINT,
-    TRAINING_MIX,
-    checkpoint_to_store,
-)
+from integrity.store.lineage import checkpoint_lineage
+from integrity.names import MIX_LLAVA_FILE, TRAINING_CHECKPOINT, TRAINING_MIX
+from integrity.stages import checkpoint_to_store
 
 # What anything downstream of a checkpoint (an RL export) requires (checks/checkpoint.py).
 TRAINING_CHECKPOINT_BLOCKING_CHECKS = ("training_checkpoint_visual_reliance",

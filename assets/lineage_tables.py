@@ -11,7 +11,7 @@ CONSUMED_COLUMNS = TableSchema(columns=[
 
 
 def consumed_versions(lineage: pl.DataFrame) -> MetadataValue:
-    """Every upstream version of ``integrity.lineage.upstream_of`` (the queried one left out)."""
+    """Every upstream version of ``integrity.store.lineage.upstream_of`` (the queried one left out)."""
     rows = lineage.filter(pl.col("depth") > 0).sort("depth", "asset", "partition")
     return MetadataValue.table(
         records=[TableRecord({

@@ -15,10 +15,11 @@ from assets.gate import GateClosed, require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.lineage_tables import consumed_versions, counts_table
-from integrity import mix
-from integrity.lineage import upstream_of
-from integrity.gate import TRAINING_MIX_CHECKS
-from integrity.stages import AUDITED_SFT, MIX_LLAVA_FILE, TRAINING_MIX, mix_to_store
+from integrity.mix import training_mix as mix
+from integrity.store.lineage import upstream_of
+from integrity.decide.gate import TRAINING_MIX_CHECKS
+from integrity.names import AUDITED_SFT, MIX_LLAVA_FILE, TRAINING_MIX
+from integrity.stages import mix_to_store
 
 # What training_checkpoint requires to have passed on the mix it trains on (checks/mix.py).
 TRAINING_MIX_BLOCKING_CHECKS = tuple(TRAINING_MIX_CHECKS)

@@ -5,8 +5,9 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from integrity import ingest
-from integrity.report import counts_table
-from integrity.stages import RAW_SFT, ingest_to_store
+from integrity.report.summaries import counts_table
+from integrity.names import RAW_SFT
+from integrity.stages import ingest_to_store
 
 # The blocking checks (checks/raw.py) a consumer's gate requires to have passed on raw_sft.
 RAW_SFT_BLOCKING_CHECKS = ("raw_sft_contract", "raw_sft_quarantine_rate")

@@ -10,12 +10,12 @@ from dagster import ConfigurableResource, Failure
 import fsspec
 
 from assets.trainers import DEMO_TRAINER_COMMAND
-from integrity.encoder import EncoderConfig, encoder_config
+from integrity.detect.encoder import EncoderConfig, encoder_config
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import model_for
-from integrity.landing import landed_sources
-from integrity.policy import DEFAULT_POLICY, Policy, load_policy
-from integrity.store import VersionStore
+from integrity.ingest.landing import landed_sources
+from integrity.decide.policy import DEFAULT_POLICY, Policy, load_policy
+from integrity.store.versions import VersionStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ class IntegrityResource(ConfigurableResource):
     landing_root: str = os.environ.get("INTEGRITY_LANDING", "")
 
     def landed(self) -> list[SourceConfig]:
-        """The ready shards of the landing zone, as sources (integrity/landing.py)."""
+        """The ready shards of the landing zone, as sources (integrity/ingest/landing.py)."""
         if not self.landing_root:
             return []
         fs, path = fsspec.core.url_to_fs(self.landing_root)

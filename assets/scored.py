@@ -8,8 +8,9 @@ from assets.resources import EncoderResource, IntegrityResource
 from assets.automation import GATED_EAGER
 from assets.gate import require_checks_passed
 from integrity import detect
-from integrity.report import signal_table
-from integrity.stages import SCORED_SFT, make_encoder, score_to_store
+from integrity.report.summaries import signal_table
+from integrity.names import SCORED_SFT
+from integrity.stages import make_encoder, score_to_store
 
 
 # The blocking checks (checks/scored.py) a consumer's gate requires to have passed on scored_sft.

@@ -17,7 +17,7 @@ from assets.partitions import sources_partitions
 from assets.raw import raw_sft
 from assets.resources import IntegrityResource
 from integrity.ingest import load_sources
-from integrity.landing import landed_sources, unready_reasons
+from integrity.ingest.landing import landed_sources, unready_reasons
 
 
 @sensor(asset_selection=[raw_sft], default_status=DefaultSensorStatus.RUNNING,

@@ -80,7 +80,7 @@ def main() -> None:
         base_s = baseline(work, sources)
         print(f"baseline: {base_s:.1f} s wall (a process per run and per step); "
               f"ours / baseline = {ours_s / base_s:.2f}x")
-        from integrity.store import VersionStore
+        from integrity.store.versions import VersionStore
 
         stores = [VersionStore(str(work / f"store-{name}")) for name in ("ours", "baseline")]
         for source in ("shapes_llava", "shapes_sharegpt", "shapes_preference"):

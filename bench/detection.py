@@ -29,16 +29,16 @@ import polars as pl
 import torch
 
 from integrity.demo.model import demo_encoder_config
-from integrity.audit import audit_rows
+from integrity.decide.audit import audit_rows
 from integrity.demo.generate import DemoConfig, generate
 from integrity.demo.hard import generate_hard
 from integrity.demo.labels import GROUND_TRUTH_CLASSES
 from integrity.detect import score_pairs
 from integrity.detect.registry import flaw_classes
-from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder
+from integrity.store.embedding_cache import EmbeddingCache
+from integrity.detect.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
-from integrity.policy import flag_rows, load_policy
+from integrity.decide.policy import flag_rows, load_policy
 
 RATE_FIELDS = ("caption_derived_rate", "blind_rate", "preference_rate", "contradiction_rate",
                "exact_duplicate_rate", "near_duplicate_rate")

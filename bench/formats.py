@@ -214,7 +214,7 @@ def with_system_turns_and_image_pairs(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def llava_export_replay(accepted: pl.DataFrame, out: Path) -> tuple[int, dict[str, int], dict]:
-    from integrity.mix import export_llava
+    from integrity.mix.training_mix import export_llava
     from tests import loaders
 
     export = export_llava(accepted, out / "llava_export.json")
@@ -231,8 +231,8 @@ def llava_export_replay(accepted: pl.DataFrame, out: Path) -> tuple[int, dict[st
 
 
 def model_fit(demo: Path, store: Path) -> dict[str, float | None]:
-    from integrity.encoder import Encoder
-    from integrity.policy import model_fit_auc
+    from integrity.detect.encoder import Encoder
+    from integrity.decide.policy import model_fit_auc
     from integrity.demo.model import REFERENCE_WEIGHTS
     from integrity.detect import score_pairs
 

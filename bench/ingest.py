@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from integrity.demo.generate import DemoConfig, generate
-from integrity.images import ImageResolver
+from integrity.ingest.images import ImageResolver
 from integrity.ingest import SourceConfig, ingest_source
 
 

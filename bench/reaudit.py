@@ -28,9 +28,9 @@ import torch
 from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate
 from integrity.ingest import SourceConfig
-from integrity.policy import Policy
+from integrity.decide.policy import Policy
 from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store
-from integrity.store import VersionStore
+from integrity.store.versions import VersionStore
 
 
 def main() -> None:

@@ -59,7 +59,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
 
     from integrity.demo.model import demo_encoder_config
     from integrity.ingest import SourceConfig
-    from integrity.policy import load_policy
+    from integrity.decide.policy import load_policy
     from integrity.stages import (
         audit_to_store,
         ingest_to_store,
@@ -67,7 +67,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
         mix_to_store,
         score_to_store,
     )
-    from integrity.store import VersionStore
+    from integrity.store.versions import VersionStore
 
     torch.set_num_threads(2)
     folder = corpus(Path(work), rows, rows_per_image)

@@ -27,8 +27,8 @@ from PIL import Image
 
 from integrity.demo.reference import REFERENCE_WEIGHTS
 from integrity.demo.shapes import COLORS, POSITIONS, SHAPES, draw_shapes
-from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder, EncoderConfig
+from integrity.store.embedding_cache import EmbeddingCache
+from integrity.detect.encoder import Encoder, EncoderConfig
 
 DATA_JUICER_ROWS_PER_PROCESS = 558_000 / 3600 / 28  # ~5.5 rows/s per process
 

@@ -49,17 +49,11 @@ from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import GROUND_TRUTH_FILE, LLAVA_FILE, DemoConfig, generate
 from integrity.demo.trainer import TrainConfig, train
 from integrity.ingest import SourceConfig
-from integrity.mix import MixInput, build_mix, export_llava
-from integrity.policy import load_policy
-from integrity.stages import (
-    AUDITED_SFT,
-    RAW_SFT,
-    audit_to_store,
-    ingest_to_store,
-    make_encoder,
-    score_to_store,
-)
-from integrity.store import VersionStore
+from integrity.mix.training_mix import MixInput, build_mix, export_llava
+from integrity.decide.policy import load_policy
+from integrity.names import AUDITED_SFT, RAW_SFT
+from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store
+from integrity.store.versions import VersionStore
 
 # Every flaw rate off; a condition turns on only the one it is about.
 NO_FLAWS = {"caption_derived_rate": 0.0, "blind_rate": 0.0, "preference_rate": 0.0,

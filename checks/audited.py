@@ -13,12 +13,13 @@ from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
-from integrity import gate
-from integrity import policy as rules
-from integrity.audit import none_kept_check_name
+from integrity.decide import gate
+from integrity.decide import policy as rules
+from integrity.decide.audit import none_kept_check_name
 from integrity.detect.registry import Flaw, flaws
-from integrity.calibration import precision_verdict
-from integrity.stages import AUDITED_SFT, current_calibration, latest_audits
+from integrity.decide.calibration import precision_verdict
+from integrity.names import AUDITED_SFT
+from integrity.stages import current_calibration, latest_audits
 
 
 def _judged(context, integrity: IntegrityResource, check: gate.Check) -> AssetCheckResult:

@@ -6,8 +6,8 @@ from assets.checkpoint import training_checkpoint
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
-from integrity.policy import checkpoint_verdicts
-from integrity.stages import TRAINING_CHECKPOINT
+from integrity.decide.policy import checkpoint_verdicts
+from integrity.names import TRAINING_CHECKPOINT
 
 
 def _verdicts(context, integrity: IntegrityResource):

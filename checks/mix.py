@@ -1,6 +1,6 @@
 """Checks on training_mix: the modality band, the curriculum, traceability, no eval leakage.
 
-Each calls the function of the same name in integrity/gate.py, which training_mix itself runs
+Each calls the function of the same name in integrity/decide/gate.py, which training_mix itself runs
 before it publishes a mix: one set of rules, in Dagster and out."""
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
@@ -9,8 +9,8 @@ from assets.mix import training_mix
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
-from integrity import gate
-from integrity.stages import TRAINING_MIX
+from integrity.decide import gate
+from integrity.names import TRAINING_MIX
 
 
 def _verdict(context, integrity: IntegrityResource, name: str) -> AssetCheckResult:

@@ -1,6 +1,6 @@
 """Blocking checks on raw_sft: the Great Expectations contract and the quarantine rate.
 
-The rules live in ``integrity.gate`` (the CLI gate runs the same functions)."""
+The rules live in ``integrity.decide.gate`` (the CLI gate runs the same functions)."""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -15,7 +15,7 @@ from assets.raw import raw_sft
 from assets.resources import IntegrityResource
 from assets.versions import materialized_version
 from checks.results import check_result
-from integrity import gate
+from integrity.decide import gate
 
 
 @asset_check(asset=raw_sft, blocking=True, partitions_def=sources_partitions)

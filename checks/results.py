@@ -2,7 +2,7 @@
 
 from dagster import AssetCheckResult, AssetCheckSeverity
 
-from integrity.policy import Verdict
+from integrity.decide.policy import Verdict
 
 
 DISPLAY_DECIMALS = 4  # the UI shows 0.1783, not 0.17833333333333334 (the store keeps it all)

@@ -1,6 +1,6 @@
 """Blocking checks on scored_sft: every row scored, and model signals that really vary.
 
-The rules live in ``integrity.gate`` (the CLI gate runs the same functions)."""
+The rules live in ``integrity.decide.gate`` (the CLI gate runs the same functions)."""
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
@@ -9,7 +9,7 @@ from assets.resources import IntegrityResource
 from assets.scored import scored_sft
 from assets.versions import materialized_version
 from checks.results import check_result
-from integrity import gate
+from integrity.decide import gate
 
 
 @asset_check(asset=scored_sft, blocking=True, partitions_def=sources_partitions)

@@ -29,9 +29,10 @@ import polars as pl
 from integrity.errors import redact, user_message
 from integrity.ingest import SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import PRECISIONS, model_for
-from integrity.report import ingest_summary_text
+from integrity.report.summaries import ingest_summary_text
+from integrity.names import RAW_SFT, TRAINING_CHECKPOINT
 from integrity.stages import ingest_to_store, latest_raw_summaries
-from integrity.store import StoreError, VersionStore
+from integrity.store.versions import StoreError, VersionStore
 
 DEFAULT_STORE = "data/store"
 # Exit codes: 0 success, 1 a blocking check failed (the gate is closed), 2 a usage or data error.
@@ -57,7 +58,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"integrity: warning: source {source.name} holds no records ({source.uri} is "
                   "empty or blank)", file=sys.stderr)
         summaries.append({**result.summary(), "version": manifest.version,
-                          "uri": store.uri("raw_sft", manifest.version)})
+                          "uri": store.uri(RAW_SFT, manifest.version)})
     print(json.dumps(summaries, indent=2) if args.json else ingest_summary_text(summaries))
     return 0
 
@@ -74,9 +75,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
 
-    from integrity.encoder import encoder_config
-    from integrity.report import signal_table
-    from integrity.stages import RAW_SFT, make_encoder, score_to_store
+    from integrity.detect.encoder import encoder_config
+    from integrity.report.summaries import signal_table
+    from integrity.stages import make_encoder, score_to_store
 
     store = VersionStore(args.store)
     sources = _selected(args.sources_file, args.source)
@@ -120,16 +121,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from integrity.policy import DEFAULT_POLICY, load_policy
-    from integrity.report import audit_markdown
-    from integrity.stages import (
-        REPORT_FILE,
-        REVIEW_FILE,
-        SCORED_SFT,
-        audit_to_store,
-        current_calibration,
-        latest_audits,
-    )
+    from integrity.decide.policy import DEFAULT_POLICY, load_policy
+    from integrity.report.summaries import audit_markdown
+    from integrity.names import REPORT_FILE, REVIEW_FILE, SCORED_SFT
+    from integrity.stages import audit_to_store, current_calibration, latest_audits
 
     store = VersionStore(args.store)
     policy = load_policy(args.policy or DEFAULT_POLICY)
@@ -167,7 +162,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _gate(store: VersionStore, sources: list[str], policy) -> list:
-    from integrity.gate import gate_source
+    from integrity.decide.gate import gate_source
 
     return [outcome for source in sources for outcome in gate_source(store, source, policy)]
 
@@ -182,7 +177,7 @@ def _print_gate(outcomes: list) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Every blocking check of each source's latest audited chain; exit 1 when one fails."""
-    from integrity.policy import DEFAULT_POLICY, load_policy
+    from integrity.decide.policy import DEFAULT_POLICY, load_policy
 
     store = VersionStore(args.store)
     policy = load_policy(args.policy or DEFAULT_POLICY)
@@ -195,7 +190,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_review_export(args: argparse.Namespace) -> int:
-    from integrity.review import export_reviews
+    from integrity.decide.review import export_reviews
 
     store = VersionStore(args.store)
     for source in _selected(args.sources_file, args.source):
@@ -206,7 +201,7 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
-    from integrity.review import import_reviews
+    from integrity.decide.review import import_reviews
 
     for source, count in import_reviews(VersionStore(args.store), Path(args.file)).items():
         print(f"{source}: {count} human verdicts recorded; they apply from the next audit")
@@ -214,7 +209,7 @@ def cmd_review_import(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_sample(args: argparse.Namespace) -> int:
-    from integrity.policy import DEFAULT_POLICY, load_policy
+    from integrity.decide.policy import DEFAULT_POLICY, load_policy
     from integrity.stages import calibration_sample
 
     sources = [source.name for source in _selected(args.sources_file, args.source)]
@@ -232,9 +227,9 @@ def cmd_calibrate_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from integrity.calibration import parse_labels
-    from integrity.policy import DEFAULT_POLICY, load_policy
-    from integrity.report import calibration_markdown
+    from integrity.decide.calibration import parse_labels
+    from integrity.decide.policy import DEFAULT_POLICY, load_policy
+    from integrity.report.summaries import calibration_markdown
     from integrity.stages import calibrate_to_store
 
     policy = load_policy(args.policy or DEFAULT_POLICY)
@@ -274,8 +269,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage_checkpoint(args: argparse.Namespace) -> int:
-    from integrity.lineage import checkpoint_lineage, format_lineage
-    from integrity.stages import TRAINING_CHECKPOINT
+    from integrity.store.lineage import checkpoint_lineage, format_lineage
 
     store = VersionStore(args.store)
     checkpoint = store.latest(TRAINING_CHECKPOINT) if args.id == "latest" else args.id
@@ -288,7 +282,7 @@ def cmd_lineage_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage_taint(args: argparse.Namespace) -> int:
-    from integrity.lineage import downstream_of, format_taint
+    from integrity.store.lineage import downstream_of, format_taint
 
     frame = downstream_of(VersionStore(args.store), version=args.version, source=args.source)
     print(json.dumps(frame.to_dicts(), indent=2, default=str) if args.json

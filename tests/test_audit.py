@@ -5,9 +5,9 @@ import math
 import polars as pl
 import pytest
 
-from integrity.audit import audit_rows
-from integrity.fairness import diversity_change, removal_by_slice, slice_rows
-from integrity.policy import (
+from integrity.decide.audit import audit_rows
+from integrity.decide.fairness import diversity_change, removal_by_slice, slice_rows
+from integrity.decide.policy import (
     Policy,
     diversity_verdict,
     kept_grounding_verdict,

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from integrity.demo.model import demo_encoder_config
-from integrity.calibration import (
+from integrity.decide.calibration import (
     CLEAN,
     CalibrationError,
     allocate,
@@ -27,7 +27,7 @@ from integrity.demo.generate import DemoConfig, generate
 from integrity.demo.labels import label_of, truth_classes
 from integrity.ingest import SourceConfig
 from integrity.detect.registry import flaw_classes
-from integrity.policy import Policy
+from integrity.decide.policy import Policy
 from integrity.stages import (
     calibrate_to_store,
     calibration_population,
@@ -37,7 +37,7 @@ from integrity.stages import (
     make_encoder,
     score_to_store,
 )
-from integrity.store import VersionStore
+from integrity.store.versions import VersionStore
 
 
 def test_allocation_halves_the_sample_between_unflagged_and_flagged_strata():

@@ -8,7 +8,7 @@ import polars as pl
 
 from integrity.cli import main
 from integrity.demo.cli import main as demo_main
-from integrity.store import VersionStore
+from integrity.store.versions import VersionStore
 
 BROKEN_TO_REASON = {
     "broken_missing_image": "missing_image",

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from integrity.embedding_cache import EmbeddingCache, EmbeddingCacheError
+from integrity.store.embedding_cache import EmbeddingCache, EmbeddingCacheError
 
 
 def unit_vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:

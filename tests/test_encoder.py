@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder, EncoderConfig, EncoderError, split_sentences
+from integrity.store.embedding_cache import EmbeddingCache
+from integrity.detect.encoder import Encoder, EncoderConfig, EncoderError, split_sentences
 
 TINY = "integrity-test-tiny-clip"
 TINY_CONFIG = {

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from integrity.fairness import most_removed, removal_by_slice, slice_rows
+from integrity.decide.fairness import most_removed, removal_by_slice, slice_rows
 
 
 def _audited(rows: int) -> tuple[pl.DataFrame, pl.DataFrame]:

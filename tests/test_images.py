@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from integrity.images import ImageRefused, ImageResolver, check_decodable
-from integrity.schema import QuarantineReason
+from integrity.ingest.images import ImageRefused, ImageResolver, check_decodable
+from integrity.ingest.schema import QuarantineReason
 
 R = QuarantineReason
 

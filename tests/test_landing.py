@@ -1,6 +1,6 @@
 """Landing-zone keys -> sources: ready only with a marker, one data file per shard."""
 
-from integrity.landing import landed_sources, unready_reasons
+from integrity.ingest.landing import landed_sources, unready_reasons
 
 KEYS = [
     "vendor/s1/data.jsonl", "vendor/s1/images/a.png", "vendor/s1/_SUCCESS",

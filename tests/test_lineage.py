@@ -1,4 +1,4 @@
-"""Tests of integrity.lineage: checkpoint lineage and taint over a real store, local and S3."""
+"""Tests of integrity.store.lineage: checkpoint lineage and taint over a real store, local and S3."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import s3fs
 
-from integrity.lineage import (
+from integrity.store.lineage import (
     LineageError,
     checkpoint_lineage,
     downstream_of,
@@ -21,7 +21,7 @@ from integrity.lineage import (
     load_graph,
     upstream_of,
 )
-from integrity.store import StoreError, VersionStore
+from integrity.store.versions import StoreError, VersionStore
 
 AUDIT_CHECKS = ["grounding", "preference_contamination"]
 MIX_CHECKS = ["modality_ratio", "curriculum_order"]

@@ -1,4 +1,4 @@
-"""integrity/mix.py: balanced, ordered training mixes, their exports and the training_mix checks.
+"""integrity/mix/training_mix.py: balanced, ordered training mixes, their exports and the training_mix checks.
 
 Inputs are built by hand (kept raw_sft rows + scored rows per source, mostly text like real
 SFT corpora); exports are loaded by replays of the trainers' own loading rules (tests/loaders.py).
@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from integrity.mix import (
+from integrity.mix.training_mix import (
     MIX_SCHEMA,
     MixError,
     MixInput,
@@ -29,8 +29,8 @@ from integrity.mix import (
     modality_band_verdict,
     traceable_verdict,
 )
-from integrity.policy import CurriculumStage, MixPolicy
-from integrity.schema import IMAGE_TOKEN, RAW_SFT_SCHEMA
+from integrity.decide.policy import CurriculumStage, MixPolicy
+from integrity.ingest.schema import IMAGE_TOKEN, RAW_SFT_SCHEMA
 from integrity.detect.pairs import qa_pairs
 from tests import loaders
 

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from integrity.policy import (
+from integrity.decide.policy import (
     Policy,
     PolicyError,
     coverage_verdict,
@@ -82,7 +82,7 @@ def test_coverage_and_distribution_verdicts():
 
 
 def test_checkpoint_verdicts_bound_reliance_and_cka_and_name_a_missing_metric():
-    from integrity.policy import checkpoint_verdicts
+    from integrity.decide.policy import checkpoint_verdicts
 
     policy = Policy()  # sampled_visual_reliance >= 0.3, cka >= 0.5
     good = checkpoint_verdicts({"sampled_visual_reliance": 0.7, "cka": 0.9}, policy)

@@ -18,21 +18,14 @@ from PIL import Image, ImageStat
 from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate
 from integrity.ingest import SourceConfig
-from integrity.policy import Policy, load_policy
-from integrity.fairness import MIN_SLICE_ROWS, removal_by_slice, slice_rows
-from integrity.report_fairness import fairness_section
-from integrity.report_html import render_audit_report
-from integrity.schema import RAW_SFT_SCHEMA
-from integrity.stages import (
-    AUDITED_SFT,
-    RAW_SFT,
-    SCORED_SFT,
-    audit_to_store,
-    ingest_to_store,
-    make_encoder,
-    score_to_store,
-)
-from integrity.store import VersionStore
+from integrity.decide.policy import Policy, load_policy
+from integrity.decide.fairness import MIN_SLICE_ROWS, removal_by_slice, slice_rows
+from integrity.report.fairness import fairness_section
+from integrity.report.audit_html import render_audit_report
+from integrity.ingest.schema import RAW_SFT_SCHEMA
+from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT
+from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store
+from integrity.store.versions import VersionStore
 from tests.browser import headless_chromium, require_browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -373,7 +366,7 @@ def test_the_over_audit_section_ranks_slices_and_shows_what_they_lost(audits, re
 
 def test_scores_read_as_numbers_and_hashes_short():
     """The report printed values like 2.39e-07 and full 64-character hashes."""
-    from integrity.report_html import _format
+    from integrity.report.audit_html import _format
 
     assert _format(2.39e-07) == "0.000" and _format(0.12345) == "0.123"
     assert _format(12345.678) == "12,345.678"

@@ -1,4 +1,4 @@
-"""Tests of integrity.store: round trips, content versions, atomic commits, local and S3."""
+"""Tests of integrity.store.versions: round trips, content versions, atomic commits, local and S3."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import s3fs
 from polars.testing import assert_frame_equal
 
-from integrity import store as store_mod
-from integrity.store import StoreError, VersionStore, content_version
+from integrity.store import versions as store_mod
+from integrity.store.versions import StoreError, VersionStore, content_version
 
 TURN = pl.Struct({"role": pl.String, "content": pl.String})
 DATA_SCHEMA = {

@@ -66,7 +66,7 @@ from integrity.demo.shapes import (
     short_answer,
 )
 from integrity.errors import UserError
-from integrity.images import load_rgb
+from integrity.ingest.images import load_rgb
 
 IMAGE_TOKEN = "<image>"
 

@@ -48,7 +48,7 @@ from integrity.demo.generate import (
     plan_counts,
 )
 from integrity.demo.shapes import COLORS, COUNT_WORDS, COUNTS, POSITION_PHRASES, POSITIONS, SHAPES
-from integrity.images import load_rgb
+from integrity.ingest.images import load_rgb
 
 HARD_FLAWS: tuple[str, ...] = (
     "caption_derived", "blind_answer_in_question", "blind_constant_prior",

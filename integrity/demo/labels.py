@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from integrity.calibration import CLEAN
+from integrity.decide.calibration import CLEAN
 
 # The flaw class of the audit policy behind each flaw the generator injects. Broken rows are
 # quarantined at ingest and never reach a sample.

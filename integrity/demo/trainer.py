@@ -77,7 +77,7 @@ from integrity.demo.generate import IMAGE_TOKEN, QUESTION_ATTRIBUTES, QUESTION_T
 from integrity.demo.reference import MODEL_NAME, REFERENCE_WEIGHTS, register_model_configs
 from integrity.demo.shapes import BACKGROUND, all_truths, draw_shapes, short_answer
 from integrity.errors import UserError
-from integrity.images import ImageRefused, load_rgb
+from integrity.ingest.images import ImageRefused, load_rgb
 
 CHECKPOINT_FORMAT = "sft-integrity/demo-vqa/1"
 # top: the last residual stage and the attention pool of a ModifiedResNet tower (the layers
@@ -230,7 +230,7 @@ def _fit(image: Image.Image, size: int) -> np.ndarray:
 
 
 def _read_image(uri: str, size: int) -> np.ndarray:
-    """Read and decode one image under the project's rules (integrity.images); ImageRefused if
+    """Read and decode one image under the project's rules (integrity.ingest.images); ImageRefused if
     not."""
     return _fit(load_rgb(uri), size)
 

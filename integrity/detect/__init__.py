@@ -5,7 +5,9 @@ prefixed with its name, one row per QA pair (``pairs.qa_pairs``). Importing this
 registers them all, dependencies first; the table of what each measures is the registry
 itself (``registry.detectors()``), and README's "Detectors" section.
 
-``score_pairs`` runs every registered detector over one source's raw_sft rows; ``score_rows``
+``encoder`` is the open_clip model the model-based detectors use (batched, device-aware,
+cached by content hash). ``score_pairs`` runs every registered detector over one source's
+raw_sft rows; ``score_rows``
 rolls pairs up to one row per example (the worst pair's evidence), which is what scored_sft
 holds.
 """

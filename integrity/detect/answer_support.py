@@ -30,7 +30,7 @@ import polars as pl
 
 from integrity.detect.registry import Detector, register
 from integrity.detect.text import surface_words
-from integrity.encoder import split_sentences
+from integrity.detect.encoder import split_sentences
 
 # Claims checked per distinct answer (the first ones, in reading order).
 MAX_CLAIMS = 12

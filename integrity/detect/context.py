@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
-    from integrity.encoder import Encoder
+    from integrity.detect.encoder import Encoder
 
 
 @dataclass

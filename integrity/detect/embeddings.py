@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 if TYPE_CHECKING:
-    from integrity.encoder import Encoder
+    from integrity.detect.encoder import Encoder
 
 
 def pair_column(values: np.ndarray, rows: np.ndarray, height: int) -> pl.Series:

@@ -22,7 +22,7 @@ import polars as pl
 
 from integrity.detect.embeddings import distinct_texts, image_matrix, pair_column
 from integrity.detect.registry import Detector, Threshold, register
-from integrity.encoder import Encoder, split_sentences
+from integrity.detect.encoder import Encoder, split_sentences
 
 # Pairs scored at once: bounds the (rows, negatives, dim) gather of mismatched images.
 BLOCK_ROWS = 65_536

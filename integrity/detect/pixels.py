@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from integrity.images import image_threads, opened_image
+from integrity.ingest.images import image_threads, opened_image
 
 # 16x16 RGB: coarse enough to ignore re-encoding and small shifts, fine enough to tell
 # different layouts of the same objects apart.

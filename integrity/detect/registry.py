@@ -14,7 +14,7 @@ the product needs to know about it:
 - ``thresholds``: the continuous signals the policy cuts (report histograms draw the cut,
   calibration sweeps it) and ``histograms``: further signals the report draws.
 
-``integrity.policy`` (validation of ``signals:`` and ``audit.actions:``, flags), ``audit``
+``integrity.decide.policy`` (validation of ``signals:`` and ``audit.actions:``, flags), ``audit``
 (reasons and actions), the HTML report, calibration and the audited checks read this registry,
 so a new detector is one module, its default policy entry and its tests.
 

@@ -15,7 +15,7 @@ import re
 import polars as pl
 
 from integrity.detect.lexicon import HEDGE_TERMS, NUMBER_WORDS, STOPWORDS
-from integrity.schema import IMAGE_TOKEN
+from integrity.ingest.schema import IMAGE_TOKEN
 
 _STOP = sorted(STOPWORDS)
 # Plural folding, in order; the same three rules in polars (tokens) and Python (word_token).

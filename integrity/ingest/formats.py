@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from integrity.errors import redact
-from integrity.schema import IMAGE_TOKEN, QuarantineReason
+from integrity.ingest.schema import IMAGE_TOKEN, QuarantineReason
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                 "system": "system"}

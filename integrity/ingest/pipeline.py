@@ -13,7 +13,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from integrity.images import ImageResolver
+from integrity.ingest.images import ImageResolver
 from integrity.ingest.columnar import SHAPES, columnar_rows
 from integrity.ingest.formats import MAPPERS, MappedRow, RecordError, detect_format
 from integrity.ingest.records import (
@@ -26,7 +26,7 @@ from integrity.ingest.records import (
 )
 from integrity.ingest.sources import SourceConfig
 from integrity.ingest.validate import first_violation
-from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, QuarantineReason
+from integrity.ingest.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA, QuarantineReason
 
 # Internal key for embedded images: never a valid path, so it cannot collide with a ref.
 _EMBEDDED = "\x00embedded:"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from integrity.schema import IMAGE_TOKEN, ROLES, QuarantineReason
+from integrity.ingest.schema import IMAGE_TOKEN, ROLES, QuarantineReason
 
 _role = pl.element().struct.field("role")
 

@@ -8,7 +8,7 @@ from dagster import DagsterInstance
 from PIL import Image
 
 from assets.resources import IntegrityResource
-from integrity.policy import DEFAULT_POLICY
+from integrity.decide.policy import DEFAULT_POLICY
 from tests.models import DEMO_MODEL
 
 

@@ -13,8 +13,9 @@ from assets.scored import scored_sft
 from checks.audited import AUDITED_SFT_CHECKS
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import SCORED_SFT_CHECKS
-from integrity.calibration import parse_labels
-from integrity.stages import AUDITED_SFT, calibrate_to_store, calibration_sample
+from integrity.decide.calibration import parse_labels
+from integrity.names import AUDITED_SFT
+from integrity.stages import calibrate_to_store, calibration_sample
 
 ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
           *SCORED_SFT_CHECKS, *AUDITED_SFT_CHECKS]

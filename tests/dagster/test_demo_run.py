@@ -11,8 +11,8 @@ from assets.resources import EncoderResource, IntegrityResource
 from definitions import defs
 from integrity.cli import main
 from integrity.demo.generate import DemoConfig, generate
-from integrity.stages import AUDITED_SFT
-from integrity.store import VersionStore
+from integrity.names import AUDITED_SFT
+from integrity.store.versions import VersionStore
 
 AUDIT = ("raw_sft", "scored_sft", "audited_sft")
 

@@ -14,7 +14,7 @@ from assets.partitions import sources_partitions
 from assets.raw import raw_sft
 from assets.sensors import sources_sensor
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
-from integrity.stages import RAW_SFT
+from integrity.names import RAW_SFT
 
 CHECKS = [raw_sft_contract, raw_sft_quarantine_rate]
 consumed: list[str] = []

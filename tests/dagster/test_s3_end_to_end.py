@@ -12,9 +12,9 @@ from dagster import materialize
 from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from definitions import defs
 from integrity.demo.generate import DemoConfig, generate
-from integrity.lineage import checkpoint_lineage
-from integrity.stages import AUDITED_SFT, REPORT_FILE, TRAINING_CHECKPOINT
-from integrity.store import VersionStore
+from integrity.store.lineage import checkpoint_lineage
+from integrity.names import AUDITED_SFT, REPORT_FILE, TRAINING_CHECKPOINT
+from integrity.store.versions import VersionStore
 from tests.models import DEMO_MODEL_YAML
 
 KEY, SECRET = "AKIAINTEGRITYE2E0001", f"e2e-secret-{uuid.uuid4().hex}"

@@ -11,7 +11,7 @@ from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import SCORED_SFT_CHECKS, scored_sft_coverage, scored_sft_distribution
-from integrity.stages import SCORED_SFT
+from integrity.names import SCORED_SFT
 
 ASSETS = [raw_sft, scored_sft, raw_sft_contract, raw_sft_quarantine_rate, *SCORED_SFT_CHECKS]
 ENCODER = EncoderResource(workers=0, batch_size=16)
@@ -153,7 +153,7 @@ def test_the_encoder_resource_never_falls_back_to_the_demo_weights(tmp_path):
 def test_check_metadata_shows_rounded_numbers():
     """Check metadata showed floats like 0.17833333333333334."""
     from checks.results import check_result
-    from integrity.policy import Verdict
+    from integrity.decide.policy import Verdict
 
     result = check_result(Verdict(True, "ok", {"share": 0.17833333333333334, "rows": 7}), "v1")
     assert result.metadata["share"].value == 0.1783 and result.metadata["rows"].value == 7

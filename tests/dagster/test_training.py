@@ -8,7 +8,7 @@ from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from assets.gate import GateClosed
 from definitions import defs
 from integrity.demo.generate import DemoConfig, generate
-from integrity.stages import AUDITED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
+from integrity.names import AUDITED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
 from tests.models import DEMO_MODEL_YAML
 
 TINY_TRAINER = TrainerResource(config={"max_steps": 4, "batch_size": 32, "probe_images": 12})

@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from integrity.schema import RAW_SFT_SCHEMA
+from integrity.ingest.schema import RAW_SFT_SCHEMA
 from integrity.detect.pairs import qa_pairs
 
 

@@ -17,10 +17,10 @@ from integrity.demo.model import demo_encoder_config
 from integrity.demo.generate import DemoConfig, generate
 from integrity.demo.hard import generate_hard
 from integrity.demo.labels import GROUND_TRUTH_CLASSES
-from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder
+from integrity.store.embedding_cache import EmbeddingCache
+from integrity.detect.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
-from integrity.policy import flag_rows, load_policy
+from integrity.decide.policy import flag_rows, load_policy
 from integrity.detect import score_pairs
 
 # Ground-truth flaws (generator names) behind each flaw class the policy flags.

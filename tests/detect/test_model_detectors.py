@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from integrity.demo.model import demo_encoder_config
-from integrity.audit import audit_rows
+from integrity.decide.audit import audit_rows
 from integrity.demo.shapes import draw_shapes
 from integrity.detect import score_pairs
 from integrity.detect.grounding import score_grounding
-from integrity.embedding_cache import EmbeddingCache
-from integrity.encoder import Encoder
+from integrity.store.embedding_cache import EmbeddingCache
+from integrity.detect.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
-from integrity.policy import Policy, flag_rows
+from integrity.decide.policy import Policy, flag_rows
 from tests.detect.conftest import make_raw
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
@@ -180,7 +180,7 @@ def test_the_model_fit_guard_fails_a_model_that_cannot_tell_matched_from_shuffle
                                                                                  encoder):
     """The demo's shapes CLIP scored any sources file silently; on data it does not fit, the
     grounding check blocked a correct source with no hint that the model was the cause."""
-    from integrity.policy import model_fit_auc, model_fit_verdict
+    from integrity.decide.policy import model_fit_auc, model_fit_verdict
 
     rows = _labels(images) + [_row(images, c, f"{c.capitalize()}.", layout=1,
                                    question="Which color are the shapes?", row_id=f"{c}-again")
@@ -201,7 +201,7 @@ def test_the_model_fit_guard_fails_a_model_that_cannot_tell_matched_from_shuffle
 def test_the_model_fit_leaves_out_answers_nobody_claims_are_right(images, encoder):
     """A preference source's rejected answers are wrong on purpose: the demo's own dpo file
     failed the fit (AUC 0.61) until they were left out (chosen alone: 0.93)."""
-    from integrity.policy import model_fit_auc
+    from integrity.decide.policy import model_fit_auc
 
     wrong = {color: COLORS[(index + 1) % len(COLORS)] for index, color in enumerate(COLORS)}
     rows = []

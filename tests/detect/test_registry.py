@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.audit import audit_rows, blocking_check_names
-from integrity.calibration import estimate, threshold_curve
+from integrity.decide.audit import audit_rows, blocking_check_names
+from integrity.decide.calibration import estimate, threshold_curve
 from integrity.detect import score_pairs, score_rows
 from integrity.detect.registry import (
     Detector,
@@ -22,8 +22,8 @@ from integrity.detect.registry import (
     registered,
     thresholds,
 )
-from integrity.policy import Policy, PolicyError, load_policy
-from integrity.report_html import signal_histograms
+from integrity.decide.policy import Policy, PolicyError, load_policy
+from integrity.report.audit_html import signal_histograms
 from tests.detect.conftest import make_raw
 
 

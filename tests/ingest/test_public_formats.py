@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from integrity.ingest import IngestError, SourceConfig, load_sources
-from integrity.schema import RAW_SFT_SCHEMA
+from integrity.ingest.schema import RAW_SFT_SCHEMA
 
 
 def sha(data: bytes) -> str:
@@ -249,8 +249,8 @@ def test_mmmu_parquet_questions_options_and_numbered_images(files, make_image_by
 
 
 def test_an_eval_set_that_yields_no_rows_is_an_error(files, tmp_path):
-    from integrity.stages import eval_overlap_keys
-    from integrity.store import VersionStore
+    from integrity.detect.eval_overlap import eval_overlap_keys
+    from integrity.store.versions import VersionStore
 
     path, _ = files.jsonl("eval.jsonl", [{"question": "What?", "options": "['a']"},
                                          {"unrelated": 1}])
@@ -307,7 +307,7 @@ def test_a_glob_that_matches_nothing_names_the_pattern(files):
 def test_repeats_across_shards_stay_apart_and_are_counted_as_copies(files):
     """The same record in two shards: two rows with two ids, which the duplicate detector pairs."""
     from integrity.detect import score_pairs
-    from integrity.policy import Policy, flag_rows
+    from integrity.decide.policy import Policy, flag_rows
 
     rows = files.ingest(write_shards(files), image_root=None).accepted
     assert rows["example_id"].n_unique() == 4

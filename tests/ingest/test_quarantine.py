@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from integrity.ingest import IngestError
-from integrity.schema import QUARANTINE_SCHEMA, QuarantineReason
+from integrity.ingest.schema import QUARANTINE_SCHEMA, QuarantineReason
 
 R = QuarantineReason
 

@@ -13,7 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from integrity.ingest import SourcesFileError, load_sources
-from integrity.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA
+from integrity.ingest.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA
 
 LLAVA_ROW = {
     "id": "000000033471",
@@ -478,9 +478,9 @@ def test_same_file_twice_gives_equal_frames_and_stable_ids(files):
 def test_repeated_records_without_an_id_stay_apart_and_the_audit_adds_up(files):
     """Ids from content collapsed repeated records (LLaMA-Factory's dpo_en_demo.json has five
     such repeats) and the audit died: "3 raw rows but 2 audited + quarantined"."""
-    from integrity.audit import audit_rows
+    from integrity.decide.audit import audit_rows
     from integrity.detect import score_pairs
-    from integrity.policy import Policy, flag_rows
+    from integrity.decide.policy import Policy, flag_rows
 
     record = {"conversations": [{"from": "human", "value": "Name a prime."}],
               "chosen": {"from": "gpt", "value": "7"}, "rejected": {"from": "gpt", "value": "8"}}

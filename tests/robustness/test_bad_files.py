@@ -9,7 +9,7 @@ import re
 import pytest
 
 from integrity.ingest import IngestError, SourcesFileError, load_sources
-from integrity.policy import PolicyError, load_policy
+from integrity.decide.policy import PolicyError, load_policy
 
 
 def _records(n: int) -> list[dict]:

@@ -10,8 +10,8 @@ import struct
 import pytest
 from PIL import Image
 
-from integrity.expectations import validate_raw_sft
-from integrity.schema import QuarantineReason
+from integrity.ingest.expectations import validate_raw_sft
+from integrity.ingest.schema import QuarantineReason
 
 R = QuarantineReason
 

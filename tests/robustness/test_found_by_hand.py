@@ -89,9 +89,9 @@ def test_a_repeated_key_quarantines_the_record(ws, conversation, accounted):
 # --- empty sources ------------------------------------------------------------------------------
 @pytest.mark.parametrize("content", ["", "\n  \n\t\n"])
 def test_an_empty_source_warns_and_fails_its_warn_check(tmp_path, capsys, content):
-    from integrity import gate
-    from integrity.policy import Policy
-    from integrity.store import VersionStore
+    from integrity.decide import gate
+    from integrity.decide.policy import Policy
+    from integrity.store.versions import VersionStore
 
     (tmp_path / "empty.jsonl").write_text(content)
     (tmp_path / "sources.yaml").write_text("sources:\n  - {name: empty, uri: empty.jsonl}\n")
@@ -169,7 +169,7 @@ def test_an_image_swapped_after_ingest_is_refused_at_scoring(tmp_path, capsys, c
 def test_a_policy_that_would_disarm_a_check_is_refused(tmp_path, capsys, body, expected):
     """[nope] or [] turned the blocking scored_sft_distribution check into a pass; NaN weights
     broke the mix with a traceback and 1e9 asked for 8 GB; a repeated key kept the last."""
-    from integrity.policy import PolicyError, load_policy
+    from integrity.decide.policy import PolicyError, load_policy
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(body)
@@ -237,7 +237,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, 
                                                                conversation):
     import errno
 
-    import integrity.store as store_module
+    import integrity.store.versions as store_module
 
     (tmp_path / "data.jsonl").write_text(json.dumps({"conversations": conversation("a", "b")}))
     (tmp_path / "sources.yaml").write_text("sources:\n  - {name: s, uri: data.jsonl}\n")

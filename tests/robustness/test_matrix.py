@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from integrity.schema import QuarantineReason
+from integrity.ingest.schema import QuarantineReason
 
 REPO = Path(__file__).resolve().parents[2]
 

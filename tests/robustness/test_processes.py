@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from integrity.demo.generate import DemoConfig, generate
-from integrity.store import STAGING_DIR, VersionStore
+from integrity.store.versions import STAGING_DIR, VersionStore
 from tests.models import DEMO_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ ROWS, ROWS_PER_PART = 400_000, 2_000
 WRITER = textwrap.dedent(f"""
     import sys
     import polars as pl
-    from integrity.store import VersionStore
+    from integrity.store.versions import VersionStore
     frame = pl.DataFrame({{"example_id": [f"row-{{i}}" for i in range({ROWS})],
                           "answer": ["a long enough answer to take disk space"] * {ROWS}}})
     VersionStore(sys.argv[1]).write("raw_sft", {{"data": frame}}, partition="s",

@@ -14,10 +14,10 @@ import torch
 
 from integrity.demo.model import demo_encoder_config
 from integrity.demo.trainer import TrainerError, load_checkpoint
-from integrity.embedding_cache import EmbeddingCache
+from integrity.store.embedding_cache import EmbeddingCache
 from integrity.ingest import SourceConfig
-from integrity.stages import blob_root, ingest_to_store
-from integrity.store import VersionStore
+from integrity.stages import ingest_to_store
+from integrity.store.versions import VersionStore
 
 SHIPPED = Path(__file__).resolve().parents[2] / "integrity" / "models" / "shapes-clip.pt"
 PICKLE_MAGIC = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
@@ -55,7 +55,7 @@ def test_hostile_demo_checkpoint_is_refused_without_running_code(hostile_checkpo
 
 
 def test_hostile_encoder_weights_never_run_code(hostile_checkpoint):
-    from integrity.encoder import Encoder, EncoderError
+    from integrity.detect.encoder import Encoder, EncoderError
 
     path, marker = hostile_checkpoint
     with pytest.raises(EncoderError, match="Weights only load failed") as error:
@@ -96,5 +96,5 @@ def test_ingest_store_and_cache_write_no_pickle(tmp_path: Path, make_png):
     written = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
     suffixes = {p.suffix for p in written}
     assert {".parquet", ".json", ".png", ".txt"} <= suffixes, suffixes  # it did write all kinds
-    assert any(Path(blob_root(store)) in p.parents for p in written)
+    assert any(Path(store.blob_root) in p.parents for p in written)
     assert _pickles(tmp_path / "store") == []

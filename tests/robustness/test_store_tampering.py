@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from integrity.cli import main
-from integrity.store import StoreError, VersionStore
+from integrity.store.versions import StoreError, VersionStore
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_verify_catches_a_manifest_edited_to_match_the_edited_data(stored):
     part = folder / "data" / "part-00000.parquet"
     rewrite_answers(part)
     manifest = json.loads((folder / "manifest.json").read_text())
-    from integrity.store import sha256_of
+    from integrity.store.versions import sha256_of
 
     manifest["tables"]["data"]["sha256"][0] = sha256_of(part.read_bytes())
     (folder / "manifest.json").write_text(json.dumps(manifest))

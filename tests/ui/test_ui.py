@@ -58,7 +58,7 @@ def _world(root: Path) -> dict[str, str]:
     from assets.partitions import register_sources
     from dagster import DagsterInstance
     from integrity.demo.generate import DemoConfig, generate
-    from integrity.policy import DEFAULT_POLICY
+    from integrity.decide.policy import DEFAULT_POLICY
 
     generate(root / "demo", DemoConfig(rows=200, seed=3))
     sources = root / "sources.yaml"
@@ -270,7 +270,7 @@ def test_the_first_page_opens_without_a_dialog(dagster_ui, browser):
 
 def test_the_checkpoint_page_shows_the_versions_it_consumed(dagster_ui, browser):
     """Which audited versions a checkpoint consumed was a JSON blob: now a table on its page."""
-    from integrity.store import VersionStore
+    from integrity.store.versions import VersionStore
 
     store = VersionStore(WORLD["INTEGRITY_STORE"])
     audited = store.latest("audited_sft", SOURCE)

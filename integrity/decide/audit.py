@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from integrity.policy import Policy, flag_rows
+from integrity.decide.policy import Policy, flag_rows
 from integrity.detect.registry import flaw_classes
 from integrity.detect.registry import flaws as registry_flaws
 

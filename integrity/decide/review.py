@@ -15,8 +15,8 @@ import fsspec
 import polars as pl
 
 from integrity.errors import UserError
-from integrity.stages import AUDITED_SFT, RAW_SFT
-from integrity.store import VersionStore
+from integrity.names import AUDITED_SFT, RAW_SFT
+from integrity.store.versions import VersionStore
 
 REVIEW_VERDICTS = ("keep", "drop")
 

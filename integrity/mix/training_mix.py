@@ -44,8 +44,8 @@ import polars as pl
 
 from integrity.detect.pairs import qa_pairs
 from integrity.errors import UserError
-from integrity.policy import CurriculumStage, MixPolicy, Verdict
-from integrity.schema import MODALITIES, RAW_SFT_SCHEMA
+from integrity.decide.policy import CurriculumStage, MixPolicy, Verdict
+from integrity.ingest.schema import MODALITIES, RAW_SFT_SCHEMA
 
 # Bump when a change here changes the mix for the same inputs and policy (Dagster code_version).
 CODE_VERSION = "mix-2"

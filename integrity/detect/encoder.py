@@ -37,9 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from integrity.embedding_cache import EmbeddingCache
+from integrity.store.embedding_cache import EmbeddingCache
 from integrity.errors import UserError
-from integrity.images import load_rgb
+from integrity.ingest.images import load_rgb
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 Precision = Literal["fp32", "fp16", "bf16", "pure_fp16", "pure_bf16", "amp", "amp_bf16"]

@@ -37,7 +37,7 @@ import polars as pl
 
 from integrity.detect.registry import flaw_classes, thresholds
 from integrity.errors import UserError
-from integrity.policy import Verdict
+from integrity.decide.policy import Verdict
 
 CLEAN = "clean"
 UNFLAGGED = "unflagged"

@@ -22,8 +22,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from integrity.detect.registry import histogram_signals, thresholds
-from integrity.images import load_rgb
-from integrity.policy import Policy
+from integrity.ingest.images import load_rgb
+from integrity.decide.policy import Policy
 from integrity.detect.pairs import qa_pairs
 
 VERDICT_COLORS = {"keep": "#5b9a68", "review": "#e3a33b", "drop": "#c8473f"}

@@ -25,7 +25,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from integrity.names import TRAINING_CHECKPOINT
-from integrity.store import LATEST_DIR, MANIFEST, STAGING_DIR, Manifest, StoreError, VersionStore
+from integrity.store.versions import LATEST_DIR, MANIFEST, STAGING_DIR, Manifest, StoreError, VersionStore
 
 # Folders under the store root that hold no versions.
 NOT_ASSETS = frozenset({LATEST_DIR, STAGING_DIR, "embeddings", "images", "reviews"})

@@ -1,14 +1,14 @@
 """The over-audit section of the audit report: what was removed per source, per question
 template and per image cluster, diversity before and after, and the most removed slices shown
-with thumbnails of what they lost (integrity/fairness.py measures; this draws)."""
+with thumbnails of what they lost (integrity/decide/fairness.py measures; this draws)."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from integrity.fairness import MIN_SLICE_ROWS, SLICE_COLUMNS
-from integrity.report_html import media, text, thumbnails
-from integrity.schema import IMAGE_TOKEN
+from integrity.decide.fairness import MIN_SLICE_ROWS, SLICE_COLUMNS
+from integrity.report.audit_html import media, text, thumbnails
+from integrity.ingest.schema import IMAGE_TOKEN
 from integrity.detect.pairs import qa_pairs
 
 EXAMPLES_PER_SLICE = 4
@@ -108,7 +108,7 @@ def fairness_section(*, source: str, raw: pl.DataFrame, verdicts: pl.DataFrame,
     """The over-audit section: ``audits`` (source -> audited manifest extra, this source's
     included), ``sliced`` (``fairness.slice_rows``), ``slices`` (``fairness.removal_by_slice``
     of them), ``diversity`` (``fairness.diversity_change``)."""
-    from integrity.fairness import most_removed
+    from integrity.decide.fairness import most_removed
 
     tables = "".join(_slice_table(slices, kind) for kind in SLICE_COLUMNS)
     return (

@@ -14,20 +14,20 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from integrity import mix as mixing
-from integrity import policy as rules
-from integrity.audit import blocking_check_names, none_kept_check_name
+from integrity.mix import training_mix as mixing
+from integrity.decide import policy as rules
+from integrity.decide.audit import blocking_check_names, none_kept_check_name
 from integrity.detect.registry import flaws
 from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT
-from integrity.stages import eval_overlap_keys
-from integrity.store import VersionStore
+from integrity.detect.eval_overlap import eval_overlap_keys
+from integrity.store.versions import VersionStore
 
 Check = Callable[[VersionStore, str, rules.Policy], rules.Verdict]
 
 
 def raw_sft_contract(store: VersionStore, version: str, policy: rules.Policy) -> rules.Verdict:
     """GX suite: required columns, unique non-null ids, roles alternate, <image> tokens match."""
-    from integrity.expectations import validate_raw_sft
+    from integrity.ingest.expectations import validate_raw_sft
 
     result = validate_raw_sft(store.read(RAW_SFT, version))
     failures = "\n".join(f"- {line}" for line in result.failed) or "all expectations met"

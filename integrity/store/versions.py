@@ -244,6 +244,11 @@ class VersionStore:
 
     # -- paths ---------------------------------------------------------------------------
 
+    @property
+    def blob_root(self) -> str:
+        """Where embedded image bytes are written: beside the versions, content-addressed."""
+        return f"{self.root.rstrip('/')}/images"
+
     def uri(self, asset: str, version: str) -> str:
         """Return the URI of a version's folder: ``<root>/<asset>/<version>``."""
         return f"{self.root}/{asset}/{version}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from integrity.ingest.validate import image_count, image_token_count, roles_alternate
-from integrity.schema import MODALITIES, RAW_SFT_SCHEMA
+from integrity.ingest.schema import MODALITIES, RAW_SFT_SCHEMA
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

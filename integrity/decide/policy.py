@@ -32,7 +32,7 @@ from integrity.detect import registry
 from integrity.detect.registry import Action, Columns, flaw_classes
 from integrity.errors import UserError
 
-DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"  # package data
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"  # package data
 
 
 class PolicyError(UserError, ValueError):

@@ -9,8 +9,8 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from integrity.detect.registry import flaw_classes, thresholds
-from integrity.policy import Policy
-from integrity.report_html import CSS, data_uri, png_bytes, text
+from integrity.decide.policy import Policy
+from integrity.report.audit_html import CSS, data_uri, png_bytes, text
 
 
 def _interval(row: dict | None) -> str:

@@ -31,7 +31,7 @@ import fsspec
 from PIL import Image
 
 from integrity.errors import UserError
-from integrity.schema import QuarantineReason
+from integrity.ingest.schema import QuarantineReason
 
 # Above this many pixels an image is refused: a small file that decodes to gigabytes is an attack.
 MAX_IMAGE_PIXELS = 64_000_000
