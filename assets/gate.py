@@ -7,30 +7,14 @@ materialization and the latest evaluation of each of its blocking checks against
 materialization, and raises ``GateClosed`` naming every check that failed or never ran.
 """
 
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
-from dagster._core.event_api import PartitionKeyFilter
+from dagster import AssetCheckKey, AssetKey
 
+from assets.check_history import evaluation_for
 from assets.versions import latest_materialization
 
 
 class GateClosed(Exception):
     """The upstream version may not be consumed; the message names the checks."""
-
-
-def _evaluation_for(instance: DagsterInstance, check: AssetCheckKey, partition: str | None,
-                    storage_id: int):
-    """The evaluation of ``check`` that targeted the materialization ``storage_id``, or None."""
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        check, limit=50,
-        partition_filter=PartitionKeyFilter(key=partition) if partition else None,
-    )
-    for record in history:
-        entry = record.event
-        evaluation = entry.asset_check_evaluation if entry is not None else None
-        target = evaluation.target_materialization_data if evaluation is not None else None
-        if target is not None and target.storage_id == storage_id:
-            return evaluation
-    return None
 
 
 _SAME_PARTITION = object()
@@ -54,7 +38,7 @@ def require_checks_passed(context, upstream: AssetKey, checks: tuple[str, ...],
         raise GateClosed(f"{where} was never materialized")
     problems = []
     for check in (AssetCheckKey(upstream, name) for name in checks):
-        evaluation = _evaluation_for(instance, check, partition, latest.storage_id)
+        evaluation = evaluation_for(instance, check, partition, latest.storage_id)
         if evaluation is None:
             problems.append(f"{check.name} never ran on it")
         elif not evaluation.passed and evaluation.severity.value == "ERROR":
