@@ -1,21 +1,42 @@
-"""Human-readable summaries of what a stage did (markdown for Dagster metadata and the CLI)."""
+"""Human-readable summaries of what a stage did (markdown for Dagster metadata and the CLI).
+
+Every table is a polars frame first and markdown only in ``markdown_table``, which escapes what
+the data could use to break the table (a ``|`` or a line break in a source name or a reason).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import polars as pl
 
 _BARS = " ▁▂▃▄▅▆▇█"
 
 
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def markdown_table(frame: pl.DataFrame, *, right: Iterable[str] = ()) -> str:
+    """``frame`` as a markdown table, every cell escaped; columns in ``right`` align right."""
+    right = set(right)
+    header = "| " + " | ".join(_cell(name) for name in frame.columns) + " |"
+    rule = "|" + "|".join("---:" if name in right else "---" for name in frame.columns) + "|"
+    rows = ["| " + " | ".join(_cell(value) for value in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, rule, *rows])
+
+
 def counts_table(counts: dict[str, int], *, key: str, total: int | None = None) -> str:
     """A markdown table of ``counts`` (largest first), with each count's share of ``total``."""
     if not counts:
-        return f"| {key} | rows |\n|---|---:|\n| (none) | 0 |"
+        return markdown_table(pl.DataFrame({key: ["(none)"], "rows": [0]}), right=["rows"])
     total = total or sum(counts.values())
-    lines = [f"| {key} | rows | share |", "|---|---:|---:|"]
-    for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        lines.append(f"| {name} | {count} | {count / total:.1%} |")
-    return "\n".join(lines)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    frame = pl.DataFrame({key: [name for name, _ in ordered],
+                          "rows": [count for _, count in ordered],
+                          "share": [f"{count / total:.1%}" for _, count in ordered]})
+    return markdown_table(frame, right=["rows", "share"])
 
 
 def ingest_summary_text(summaries: list[dict]) -> str:
@@ -77,30 +98,30 @@ def signal_summary(rows: pl.DataFrame) -> dict[str, dict]:
 
 def signal_table(summary: dict[str, dict]) -> str:
     """Markdown table of a signal_summary, with a sparkline histogram per signal."""
-    lines = ["| signal | mean | p05 | p50 | p95 | null | histogram (min..max) |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    rows = []
     for name, stats in summary.items():
         if "mean" not in stats:
-            lines.append(f"| {name} | - | - | - | - | {stats['null_share']:.0%} | |")
+            rows.append((name, "-", "-", "-", "-", f"{stats['null_share']:.0%}", ""))
             continue
         peak = max(stats["histogram"]) or 1
         spark = "".join(_BARS[round(count / peak * 8)] for count in stats["histogram"])
-        lines.append(
-            f"| {name} | {stats['mean']:.3g} | {stats['p05']:.3g} | {stats['p50']:.3g} | "
-            f"{stats['p95']:.3g} | {stats['null_share']:.0%} | `{spark}` "
-            f"({stats['min']:.3g}..{stats['max']:.3g}) |"
-        )
-    return "\n".join(lines)
+        rows.append((name, f"{stats['mean']:.3g}", f"{stats['p05']:.3g}", f"{stats['p50']:.3g}",
+                     f"{stats['p95']:.3g}", f"{stats['null_share']:.0%}",
+                     f"`{spark}` ({stats['min']:.3g}..{stats['max']:.3g})"))
+    columns = ["signal", "mean", "p05", "p50", "p95", "null", "histogram (min..max)"]
+    return markdown_table(pl.DataFrame(rows, schema=columns, orient="row"),
+                          right=columns[1:6])
 
 
 def verdict_table(reasons: dict[str, dict[str, int]], counts: dict[str, int]) -> str:
     """Markdown: rows per verdict, and per reason within each verdict."""
-    lines = ["| verdict | reason | rows |", "|---|---|---:|"]
+    rows = []
     for verdict in ("keep", "review", "drop"):
-        lines.append(f"| **{verdict}** | (all) | {counts.get(verdict, 0)} |")
-        for reason, count in sorted(reasons.get(verdict, {}).items()):
-            lines.append(f"| {verdict} | {reason} | {count} |")
-    return "\n".join(lines)
+        rows.append((f"**{verdict}**", "(all)", counts.get(verdict, 0)))
+        rows += [(verdict, reason, count)
+                 for reason, count in sorted(reasons.get(verdict, {}).items())]
+    return markdown_table(pl.DataFrame(rows, schema=["verdict", "reason", "rows"], orient="row"),
+                          right=["rows"])
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -117,42 +138,48 @@ def audit_markdown(source: str, audit: dict, all_audits: dict[str, dict], policy
     """The audit of one source for Dagster metadata and the CLI: the row invariant, verdicts by
     reason, every source's latest audit side by side, diversity kept, and the thresholds."""
     counts = audit["counts"]
-    lines = [
-        f"**{source}**: {audit['rows_in']} rows in = {counts['keep']} kept + {counts['drop']} "
-        f"dropped + {counts['review']} review + {audit['quarantined']} quarantined",
-        "", verdict_table(audit["reasons"], counts), "",
-        "| source | rows in | kept | dropped | review | quarantined | drop rate | removed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    parts = [
+        f"**{_cell(source)}**: {audit['rows_in']} rows in = {counts['keep']} kept + "
+        f"{counts['drop']} dropped + {counts['review']} review + {audit['quarantined']} "
+        "quarantined",
+        verdict_table(audit["reasons"], counts),
     ]
+    sources = []
     for name, other in sorted(all_audits.items()):
         other_counts = other["counts"]
         rate = other_counts["drop"] / other["rows_in"] if other["rows_in"] else 0.0
         audited = sum(other_counts.values())
         removed = (other_counts["drop"] + other_counts["review"]) / audited if audited else 0.0
-        lines.append(f"| {name} | {other['rows_in']} | {other_counts['keep']} | "
-                     f"{other_counts['drop']} | {other_counts['review']} | "
-                     f"{other['quarantined']} | {rate:.1%} | {removed:.1%} |")
+        sources.append((name, other["rows_in"], other_counts["keep"], other_counts["drop"],
+                        other_counts["review"], other["quarantined"], f"{rate:.1%}",
+                        f"{removed:.1%}"))
+    columns = ["source", "rows in", "kept", "dropped", "review", "quarantined", "drop rate",
+               "removed"]
+    parts.append(markdown_table(pl.DataFrame(sources, schema=columns, orient="row"),
+                                right=columns[1:]))
     diversity = audit.get("diversity") or {}
     if diversity:
-        lines += ["", "| diversity | of | kept | entropy bits before | after |",
-                  "|---|---:|---:|---:|---:|"]
-        for key in ("question_templates", "image_clusters"):
-            if key in diversity:
-                lines.append(f"| {key.replace('_', ' ')} | {diversity[key]} | "
-                             f"{diversity[f'{key}_kept']} | "
-                             f"{diversity.get(f'{key}_entropy_bits', 0):.2f} | "
-                             f"{diversity.get(f'{key}_entropy_bits_kept', 0):.2f} |")
+        rows = [(key.replace("_", " "), str(diversity[key]), str(diversity[f"{key}_kept"]),
+                 f"{diversity.get(f'{key}_entropy_bits', 0):.2f}",
+                 f"{diversity.get(f'{key}_entropy_bits_kept', 0):.2f}")
+                for key in ("question_templates", "image_clusters") if key in diversity]
         if "cluster_coverage" in diversity:
-            lines.append(f"| image rows whose cluster keeps a row | "
-                         f"{diversity['cluster_coverage']:.1%} | | | |")
+            rows.append(("image rows whose cluster keeps a row",
+                         f"{diversity['cluster_coverage']:.1%}", "", "", ""))
+        columns = ["diversity", "of", "kept", "entropy bits before", "after"]
+        parts.append(markdown_table(pl.DataFrame(rows, schema=columns, orient="row"),
+                                    right=columns[1:]))
     if audit.get("most_removed"):
-        lines += ["", "| most removed slice | rows | kept | removed |", "|---|---:|---:|---:|"]
-        lines += [f"| {row['kind'].replace('_', ' ')} `{row['key']}` | {row['rows']} | "
-                  f"{row['kept']} | {row['removal_rate']:.0%} |" for row in audit["most_removed"]]
+        rows = [(f"{row['kind'].replace('_', ' ')} `{row['key']}`", row["rows"], row["kept"],
+                 f"{row['removal_rate']:.0%}") for row in audit["most_removed"]]
+        columns = ["most removed slice", "rows", "kept", "removed"]
+        parts.append(markdown_table(pl.DataFrame(rows, schema=columns, orient="row"),
+                                    right=columns[1:]))
     thresholds = _flatten({"audit": policy.audit.model_dump(), "signals": policy.signals.model_dump()})
-    lines += ["", f"Policy `{policy.digest()}`:", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in thresholds.items()]
-    return "\n".join(lines)
+    parts.append(f"Policy `{policy.digest()}`:")
+    parts.append(markdown_table(pl.DataFrame(
+        {"setting": list(thresholds), "value": [str(value) for value in thresholds.values()]})))
+    return "\n\n".join(parts)
 
 
 def calibration_markdown(version: str, estimates: pl.DataFrame, policy) -> str:
@@ -166,10 +193,10 @@ def calibration_markdown(version: str, estimates: pl.DataFrame, policy) -> str:
     found = {(row["flaw_class"], row["metric"]): row
              for row in estimates.filter(pl.col("scope") == "all").iter_rows(named=True)}
     actions = policy.audit.actions.model_dump()
-    lines = [f"Calibration `{version}` ({policy.calibration.confidence:.0%} intervals):", "",
-             "| flaw class | action | precision | recall | rate |", "|---|---|---|---|---|"]
-    for name, action in actions.items():
-        lines.append(f"| {name} | {action} | {cell(found.get((name, 'precision')))} | "
-                     f"{cell(found.get((name, 'recall')))} | {cell(found.get((name, 'rate')))} |")
-    lines.append(f"| any flaw | | | | {cell(found.get(('any', 'rate')))} |")
-    return "\n".join(lines)
+    rows = [(name, action, cell(found.get((name, "precision"))), cell(found.get((name, "recall"))),
+             cell(found.get((name, "rate")))) for name, action in actions.items()]
+    rows.append(("any flaw", "", "", "", cell(found.get(("any", "rate")))))
+    table = pl.DataFrame(rows, schema=["flaw class", "action", "precision", "recall", "rate"],
+                         orient="row")
+    return (f"Calibration `{version}` ({policy.calibration.confidence:.0%} intervals):\n\n"
+            + markdown_table(table))
