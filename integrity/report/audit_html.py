@@ -4,14 +4,14 @@ One self-contained page: CSS inline, thumbnails and histograms embedded as base6
 URIs, so the file opens the same from a local folder, an S3 bucket or a mail attachment. Only the
 thumbnails of the examples shown are read and decoded (at most ``examples_per_reason`` per
 reason); everything else is polars over the frames given, so a source of thousands of rows
-renders in a second or two (the histograms take most of it). Every string that comes from
-the data is HTML-escaped.
+renders in a second or two (the histograms take most of it). The page is the templates
+``audit.html`` and ``signals.html`` (``integrity/report/templates``), which escape every string
+that comes from the data.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 import re
@@ -19,12 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from integrity.detect.registry import histogram_signals, thresholds
 from integrity.ingest.images import load_rgb
 from integrity.decide.policy import Policy
 from integrity.detect.pairs import qa_pairs
+from integrity.report.render import clip, render
 
 VERDICT_COLORS = {"keep": "#5b9a68", "review": "#e3a33b", "drop": "#c8473f"}
 FLAGGED_VERDICTS = ("drop", "review")
@@ -35,47 +37,12 @@ THUMBNAIL_QUALITY = 85
 THUMBNAIL_WORKERS = 8  # threads reading images: S3 latency, not CPU, bounds thumbnails
 _NOT_SCORES = ("example_id", "pairs")
 
-CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
-h1 { margin: 0 0 4px; } h2 { margin: 28px 0 8px; } code { font-size: 12px; }
-table.counts { border-collapse: collapse; margin: 8px 16px 8px 0; display: inline-table;
-  vertical-align: top; }
-table.counts td, table.counts th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
-table.counts th:first-child, table.counts td:first-child { text-align: left; }
-.histograms { display: flex; flex-wrap: wrap; gap: 12px; }
-.histograms figure { margin: 0; border: 1px solid #ddd; padding: 4px; }
-.histograms figcaption { font-size: 12px; color: #555; max-width: 420px; }
-.histograms figcaption b { color: #222; }
-.key .swatch { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr));
-  gap: 12px; }
-.card { display: flex; gap: 10px; border: 1px solid #ccc; border-radius: 6px; padding: 8px; }
-.card.drop { border-left: 5px solid #c8473f; } .card.review { border-left: 5px solid #e3a33b; }
-.media { flex: 0 0 auto; }
-.thumb { display: block; border: 1px solid #eee; }
-.image-unavailable, .no-image { display: flex; align-items: center; justify-content: center;
-  text-align: center; font-size: 12px; color: #555; background: #f1f1f1; }
-.image-unavailable { color: #a33; background: #fbeaea; border: 1px dashed #a33; }
-.body { min-width: 0; flex: 1; }
-.body p { margin: 0 0 4px; }
-.tag { display: inline-block; background: #eee; border-radius: 3px; padding: 0 5px;
-  margin-right: 3px; font-size: 12px; }
-.tag.drop { background: #f4d3d0; } .tag.review { background: #f8e6c4; }
-dl.qa { margin: 4px 0; } dl.qa dt { font-weight: 600; font-size: 12px; color: #555; }
-dl.qa dd { margin: 0 0 4px; white-space: pre-wrap; overflow-wrap: anywhere; }
-dl.scores { display: grid; grid-template-columns: auto 1fr; gap: 0 8px; font-size: 11px;
-  margin: 4px 0 0; color: #444; }
-dl.scores dt { font-family: monospace; } dl.scores dd { margin: 0; overflow-wrap: anywhere; }
-.slice-examples { display: flex; flex-wrap: wrap; gap: 8px; }
-.slice-example { margin: 0; width: 130px; font-size: 11px; }
-"""
-
 
 def render_audit_report(
     *, source: str, version: str, raw: pl.DataFrame, scored: pl.DataFrame,
     verdicts: pl.DataFrame, policy: Policy, storage_options: dict | None = None,
-    examples_per_reason: int = 12, thumbnail_px: int = 128, sections: list[str] = (),
-    signals: str | None = None, model: dict | None = None,
+    examples_per_reason: int = 12, thumbnail_px: int = 128, sections: list[Markup] = (),
+    signals: Markup | None = None, model: dict | None = None,
 ) -> str:
     """A self-contained HTML page (images inlined as data: URIs, so it works from S3 too).
 
@@ -85,34 +52,23 @@ def render_audit_report(
     histograms of the signals the detector registry names (``histogram_signals``) stacked by verdict with the policy's
     threshold drawn, and one section per reason of dropped or review rows showing its first
     ``examples_per_reason`` rows in example_id order as cards (thumbnail, question, answer,
-    caption, verdict, reasons, scores). ``sections`` (HTML) follow the histograms.
-    ``signals``: the histograms section when already drawn (``signal_histograms``).
+    caption, verdict, reasons, scores). ``sections`` follow the histograms: rendered HTML
+    (``Markup``, as ``fairness_section`` and ``calibration_section`` return it; a plain string
+    would show as text). ``signals``: the histograms section when already drawn
+    (``signal_histograms``).
     ``storage_options`` go to fsspec to read images.
     """
     if examples_per_reason < 0:
         raise ValueError(f"examples_per_reason must be >= 0, got {examples_per_reason}")
     if thumbnail_px < 1:
         raise ValueError(f"thumbnail_px must be >= 1, got {thumbnail_px}")
-    title = f"Audit report: {source} {version}"
-    return "\n".join([
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{text(title)}</title><style>{CSS}</style></head><body>",
-        _header(source, version, policy, verdicts, model),
-        signals if signals is not None else signal_histograms(scored, verdicts, policy),
-        *sections,
-        _flagged_sections(raw, scored, verdicts, storage_options or {},
-                          examples_per_reason, thumbnail_px),
-        "</body></html>",
-    ])
-
-
-def text(value: object, limit: int | None = None) -> str:
-    """``value`` as escaped HTML text, cut to ``limit`` characters."""
-    shown = "" if value is None else str(value)
-    if limit is not None and len(shown) > limit:
-        shown = shown[:limit] + "…"
-    return html.escape(shown)
+    return str(render(
+        "audit.html", title=f"Audit report: {source} {version}",
+        **_header(source, version, policy, verdicts, model),
+        signals=signals if signals is not None else signal_histograms(scored, verdicts, policy),
+        sections=sections, max_text_chars=MAX_TEXT_CHARS, thumbnail_px=thumbnail_px,
+        **_flagged_cards(raw, scored, verdicts, storage_options or {}, examples_per_reason,
+                         thumbnail_px)))
 
 
 _HASH = re.compile(r"[0-9a-f]{40,64}")
@@ -128,8 +84,8 @@ def _format(value: object) -> str | None:
     if isinstance(value, float):
         return f"{value:,.3f}" if math.isfinite(value) else str(value)
     if isinstance(value, str) and _HASH.fullmatch(value):
-        return text(value[:12] + "…")
-    return text(value, 80)
+        return value[:12] + "…"
+    return clip(value, 80)
 
 
 def _reason_counts(verdicts: pl.DataFrame) -> pl.DataFrame:
@@ -141,52 +97,34 @@ def _reason_counts(verdicts: pl.DataFrame) -> pl.DataFrame:
     ).sort(["rows", "reasons"], descending=[True, False])
 
 
-def _model_line(model: dict | None) -> str:
-    """Which model scored the rows, and how well it fits them (matched vs shuffled AUC)."""
-    if not model or not model.get("model_id"):
-        return " · scored without a model"
-    fit = model.get("model_fit_auc")
-    return (f' · model <code class="model">{text(model["model_id"])}</code>'
-            + (f" (fit: matched vs shuffled AUC {fit:.2f})" if fit is not None else ""))
-
-
 def _header(source: str, version: str, policy: Policy, verdicts: pl.DataFrame,
-            model: dict | None = None) -> str:
+            model: dict | None = None) -> dict:
+    """What the header shows: source, version, policy, the model that scored the rows and how
+    well it fits them (matched vs shuffled AUC), rows per verdict and per reason."""
     counts = dict(verdicts.group_by("verdict").len().iter_rows())
-    verdict_rows = "".join(
-        f"<tr><td>{text(verdict)}</td><td>{counts.get(verdict, 0)}</td></tr>"
-        for verdict in [*VERDICT_COLORS, *sorted(set(counts) - set(VERDICT_COLORS))])
-    reasons = _reason_counts(verdicts)
-    reason_rows = "".join(
-        f"<tr><td>{_reason_link(row)}</td>"
-        + "".join(f"<td>{row[verdict]}</td>" for verdict in VERDICT_COLORS)
-        + f"<td>{row['rows']}</td></tr>"
-        for row in reasons.iter_rows(named=True))
-    verdict_heads = "".join(f"<th>{verdict}</th>" for verdict in VERDICT_COLORS)
-    return (
-        f"<header><h1>Audit report: {text(source)}</h1>"
-        f"<p>version <code>{text(version)}</code> · policy <code>{policy.digest()}</code>"
-        f" · {verdicts.height} audited rows{_model_line(model)}</p>"
-        f'<table class="counts verdicts"><tr><th>verdict</th><th>rows</th></tr>{verdict_rows}'
-        "</table>"
-        f'<table class="counts reasons"><tr><th>reason</th>{verdict_heads}<th>rows</th></tr>'
-        f"{reason_rows or '<tr><td colspan=5>no reasons</td></tr>'}</table></header>"
-    )
-
-
-def _reason_link(row: dict) -> str:
-    """The reason's name, linking to its section when it has one (dropped or review rows)."""
-    name = text(row["reasons"])
-    if any(row[verdict] for verdict in FLAGGED_VERDICTS):
-        return f'<a href="#reason-{name}">{name}</a>'
-    return name
+    reasons = [{"name": row["reasons"], "rows": row["rows"],
+                "per_verdict": [row[verdict] for verdict in VERDICT_COLORS],
+                # linked to its section, which only dropped or review rows get
+                "flagged": any(row[verdict] for verdict in FLAGGED_VERDICTS)}
+               for row in _reason_counts(verdicts).iter_rows(named=True)]
+    model_id = (model or {}).get("model_id")
+    return {
+        "source": source, "version": version, "policy_digest": policy.digest(),
+        "audited_rows": verdicts.height, "model_id": model_id,
+        "model_fit": model.get("model_fit_auc") if model_id else None,
+        "verdicts": list(VERDICT_COLORS), "reasons": reasons,
+        "verdict_counts": [
+            (verdict, counts.get(verdict, 0))
+            for verdict in [*VERDICT_COLORS, *sorted(set(counts) - set(VERDICT_COLORS))]],
+    }
 
 
 def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def signal_histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Policy) -> str:
+def signal_histograms(scored: pl.DataFrame, verdicts: pl.DataFrame,
+                      policy: Policy) -> Markup:
     """The report's signals section: one stacked histogram per signal present, by verdict,
     with its threshold as a line."""
     signals = [name for name in histogram_signals() if name in scored.columns]
@@ -205,17 +143,9 @@ def signal_histograms(scored: pl.DataFrame, verdicts: pl.DataFrame, policy: Poli
         detail = f"{values.height} rows with a value"
         if spec:
             detail += f"; threshold {spec.setting} = {threshold:g} (flagged when {spec.side} it)"
-        figures.append(
-            f'<figure><img class="histogram" data-signal="{name}" alt="{text(f"{name}: {detail}")}"'
-            f' src="{data_uri(image)}"><figcaption><b>{text(name)}</b>: {text(detail)}'
-            "</figcaption></figure>")
-    body = "".join(figures) or "<p>No signal has values.</p>"
+        figures.append({"signal": name, "detail": detail, "src": data_uri(image)})
     # One key for every histogram: a legend drawn in each figure doubles its render time.
-    key = " ".join(f'<span class="swatch" style="background:{color}"></span>{verdict}'
-                   for verdict, color in VERDICT_COLORS.items())
-    return (f'<section class="signals"><h2>Signals</h2><p class="key">Stacked by verdict: {key};'
-            ' dashed line: the policy threshold.</p>'
-            f'<div class="histograms">{body}</div></section>')
+    return render("signals.html", figures=figures, colors=VERDICT_COLORS)
 
 
 def _histogram_png(values: pl.DataFrame, threshold: float | None) -> bytes:
@@ -300,15 +230,16 @@ def _by_severity(flagged: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
             .select(flagged.columns))
 
 
-def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.DataFrame,
-                      storage_options: dict, per_reason: int, px: int) -> str:
-    """One section per reason of dropped or review rows, with its first rows as cards."""
+def _flagged_cards(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.DataFrame,
+                   storage_options: dict, per_reason: int, px: int) -> dict:
+    """Per reason of dropped or review rows (most rows first), its first rows as cards, and the
+    thumbnails of their images."""
     flagged = _by_severity(
         verdicts.filter(pl.col("verdict").is_in(FLAGGED_VERDICTS))
         .select("example_id", "verdict", "reasons", reason=pl.col("reasons"))
         .explode("reason").drop_nulls("reason"), scored)
     if flagged.is_empty():
-        return '<section class="flagged"><h2>Flagged examples</h2><p>None.</p></section>'
+        return {"flagged": [], "thumbs": {}}
     totals = flagged.group_by("reason").len().sort(["len", "reason"], descending=[True, False])
     shown = flagged.filter(pl.int_range(pl.len()).over("reason") < per_reason)
     ids = shown["example_id"].unique()
@@ -321,46 +252,20 @@ def _flagged_sections(raw: pl.DataFrame, scored: pl.DataFrame, verdicts: pl.Data
              .join(scored.select("example_id", *score_columns), on="example_id", how="left",
                    maintain_order="left"))
     thumbs = thumbnails(cards.filter(pl.col("modality") == "image-text"), storage_options, px)
-    sections = []
-    for reason, total in totals.iter_rows():
-        rows = cards.filter(pl.col("reason") == reason)
-        body = "".join(_card(row, score_columns, thumbs, px) for row in rows.iter_rows(named=True))
-        sections.append(
-            f'<section class="reason" id="reason-{text(reason)}"><h2>{text(reason)} '
-            f"<small>({total} rows, showing {rows.height})</small></h2>"
-            f'<div class="cards">{body}</div></section>')
-    return '<section class="flagged"><h2>Flagged examples</h2>' + "".join(sections) + "</section>"
+    groups = [{"reason": reason, "total": total,
+               "cards": [_card(row, score_columns) for row in
+                         cards.filter(pl.col("reason") == reason).iter_rows(named=True)]}
+              for reason, total in totals.iter_rows()]
+    return {"flagged": groups, "thumbs": thumbs}
 
 
-def media(row: dict, thumbs: dict[str, str | Exception], px: int) -> str:
-    box = f'style="width:{px}px;height:{px}px"'
-    uri = row["image_uri"]
-    if row["modality"] != "image-text" or uri is None:
-        return f'<div class="no-image" {box}>text only</div>'
-    thumb = thumbs.get(uri)
-    if isinstance(thumb, str):
-        return f'<img class="thumb" alt="{text(uri)}" src="{thumb}">'
-    return (f'<div class="image-unavailable" {box} title="{text(uri)}: {text(thumb)}">'
-            "image unavailable</div>")
-
-
-def _card(row: dict, score_columns: list[str], thumbs: dict[str, str | Exception],
-          px: int) -> str:
-    verdict = row["verdict"]
-    reasons = "".join(f'<span class="tag">{text(reason)}</span>' for reason in row["reasons"])
+def _card(row: dict, score_columns: list[str]) -> dict:
+    """A flagged row as its card shows it: ids, texts, the scores worth a line."""
     qa = [("question", row["question"]), ("answer", row["answer"])]
     if row["caption"] is not None:
         qa.append(("caption", row["caption"]))
-    qa_html = "".join(f"<dt>{label}</dt><dd>{text(value, MAX_TEXT_CHARS)}</dd>"
-                      for label, value in qa)
-    scores = ((name, _format(row[name])) for name in score_columns)
-    scores_html = "".join(f"<dt>{text(name)}</dt><dd>{value}</dd>" for name, value in scores
-                          if value is not None)
-    return (
-        f'<article class="card {text(verdict)}" data-example-id="{text(row["example_id"])}">'
-        f'<div class="media">{media(row, thumbs, px)}</div><div class="body">'
-        f'<p><code>{text(row["example_id"])}</code> '
-        f'<span class="tag {text(verdict)}">{text(verdict)}</span></p>'
-        f"<p>{reasons}</p><dl class=\"qa\">{qa_html}</dl>"
-        f'<dl class="scores">{scores_html}</dl></div></article>'
-    )
+    scores = [(name, shown) for name in score_columns
+              if (shown := _format(row[name])) is not None]
+    return {"example_id": row["example_id"], "verdict": row["verdict"],
+            "reasons": row["reasons"], "modality": row["modality"],
+            "image_uri": row["image_uri"], "qa": qa, "scores": scores}
