@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class RepeatedKeyError(yaml.YAMLError):
@@ -28,3 +32,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def safe_load(text: str) -> Any:
     """``yaml.safe_load`` that raises RepeatedKeyError for a key repeated in one mapping."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_model(path: Path, model: type[Model], error: type[Exception]) -> Model:
+    """The YAML file at ``path`` validated as ``model``; ``error`` naming the file and every
+    problem (with where it is) otherwise."""
+    try:
+        return model.model_validate(safe_load(path.read_text()) or {})
+    except yaml.YAMLError as problem:
+        raise error(f"{path} is not valid YAML: {problem}") from problem
+    except ValidationError as problem:
+        problems = "; ".join(f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+                             for item in problem.errors())
+        raise error(f"{path}: {problems}") from problem

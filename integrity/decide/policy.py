@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -243,15 +242,7 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
     path = Path(path)
     if not path.is_file():
         raise PolicyError(f"policy file {path} does not exist")
-    try:
-        return Policy.model_validate(yaml_files.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as error:
-        raise PolicyError(f"{path} is not valid YAML: {error}") from error
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
-        )
-        raise PolicyError(f"{path}: {problems}") from error
+    return yaml_files.load_model(path, Policy, PolicyError)
 
 
 @dataclass(frozen=True)

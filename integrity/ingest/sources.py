@@ -26,8 +26,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from integrity import yaml_files
 from integrity.errors import UserError
@@ -138,16 +137,7 @@ def _load(path: str | Path) -> SourcesFile:
     path = Path(path)
     if not path.is_file():
         raise SourcesFileError(f"sources file {path} does not exist")
-    try:
-        document = yaml_files.safe_load(path.read_text()) or {}
-        parsed = SourcesFile.model_validate(document)
-    except yaml.YAMLError as error:
-        raise SourcesFileError(f"{path} is not valid YAML: {error}") from error
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
-        )
-        raise SourcesFileError(f"{path}: {problems}") from error
+    parsed = yaml_files.load_model(path, SourcesFile, SourcesFileError)
     base = path.resolve().parent
 
     def resolved(source: SourceConfig) -> SourceConfig:
