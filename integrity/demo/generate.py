@@ -469,7 +469,17 @@ class _World:
             if qas:
                 return ref, truth, qas
         self.stated.clear()
-        return ref, truth, self.fresh_clean_qas(ref, truth)
+        return ref, truth, self.some_clean_qas(ref, truth)
+
+    def some_clean_qas(self, ref: str, truth: dict) -> list[tuple[str, str]]:
+        """``fresh_clean_qas``, or when every fact of ``ref`` is stated already, a restatement:
+        never no dialog (a record without one is broken, and the ground truth would call it
+        clean)."""
+        qas = self.fresh_clean_qas(ref, truth)
+        if not qas:
+            self.stated.pop(ref, None)
+            qas = self.clean_qas(ref, truth, 1)
+        return qas
 
     def free_question(self, qtype: str, ref: str) -> str | None:
         """A random template of ``qtype`` whose key on ``ref`` no flawed record claimed."""
@@ -602,7 +612,7 @@ def _llava(world: _World, counts: dict[str, int], rows: int, images_dir: Path,
             if kind == "near_duplicate_image":  # an image no other record uses
                 index = world.reserved[payload["k"]]
                 ref, truth = _image_ref(index), world.pool[index]
-                qas = world.fresh_clean_qas(ref, truth)
+                qas = world.some_clean_qas(ref, truth)
             else:
                 ref, truth, qas = world.clean_image()
             record = _llava_record(rid, ref, qas, caption(truth))
