@@ -15,7 +15,12 @@ from assets.automation import (
 from assets.checkpoint import training_checkpoint
 from assets.mix import training_mix
 from assets.raw import raw_sft
-from assets.resources import EncoderResource, IntegrityResource, TrainerResource
+from assets.resources import (
+    EncoderResource,
+    IntegrityResource,
+    TrainerResource,
+    from_environment,
+)
 from assets.scored import scored_sft
 from assets.sensors import landing_sensor, sources_sensor
 from checks.audited import AUDITED_SFT_CHECKS
@@ -42,8 +47,9 @@ defs = Definitions(
     jobs=[audit_job, mix_job, train_job],
     schedules=[nightly_audit, nightly_mix],
     sensors=[sources_sensor, landing_sensor, audit_automation],
-    resources={"integrity": IntegrityResource(), "encoder": EncoderResource(),
-               "trainer": TrainerResource(),
+    resources={"integrity": IntegrityResource(**from_environment("integrity")),
+               "encoder": EncoderResource(**from_environment("encoder")),
+               "trainer": TrainerResource(**from_environment("trainer")),
                # The landing sensor lists s3:// landing zones with it; credentials and endpoint
                # come from the environment (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL).
                "s3": S3Resource()},

@@ -43,13 +43,13 @@ def training_checkpoint(context: AssetExecutionContext, integrity: IntegrityReso
                                                          MIX_LLAVA_FILE))
         out_path = str(Path(folder) / "checkpoint.pt")
         reported = PipesSubprocessClient().run(
-            context=context, command=list(trainer.command),
+            context=context, command=trainer.command_words(),
             extras={"mix_path": mix_path, "out_path": out_path, "config": trainer.config},
         ).get_materialize_result()
         metrics = {key: value.value for key, value in (reported.metadata or {}).items()}
         manifest, checkpoint_uri = checkpoint_to_store(
             mix_version, out_path, metrics, store,
-            trainer={"command": list(trainer.command), "config": trainer.config},
+            trainer={"command": trainer.command_words(), "config": trainer.config},
             gate={TRAINING_MIX: {"version": mix_version,
                                  "checks_passed": list(TRAINING_MIX_BLOCKING_CHECKS)}})
     lineage = checkpoint_lineage(store, manifest.version)

@@ -62,13 +62,13 @@ def _run(job_name: str, label: str, assets: tuple[str, ...], instance: DagsterIn
 
 
 def main() -> int:
-    from assets.resources import IntegrityResource
+    from assets.resources import IntegrityResource, environment_value
 
 
     instance = DagsterInstance.get()
     started = time.perf_counter()
     timings = {}
-    for source in register_sources(instance, IntegrityResource().sources_file):
+    for source in register_sources(instance, environment_value("integrity", "sources_file", IntegrityResource().sources_file)):
         print(f"== raw_sft, scored_sft, audited_sft [{source}]", flush=True)
         timings[source] = _run("audit_source", f"audit_source[{source}]",
                                ("raw_sft", "scored_sft", "audited_sft"), instance, source)

@@ -23,6 +23,6 @@ def register_sources(instance: DagsterInstance, sources_file: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    from assets.resources import IntegrityResource
+    from assets.resources import IntegrityResource, environment_value
 
-    print("\n".join(register_sources(DagsterInstance.get(), IntegrityResource().sources_file)))
+    print("\n".join(register_sources(DagsterInstance.get(), environment_value("integrity", "sources_file", IntegrityResource().sources_file))))

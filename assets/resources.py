@@ -1,11 +1,16 @@
-"""The one resource every asset and check uses: where sources, the store and the policy are."""
+"""The one resource every asset and check uses: where sources, the store and the policy are.
+
+Settings that come from the environment reach the resources as ``EnvVar`` (definitions.py,
+``from_environment``): Dagster resolves them when a run starts, and the UI's resource config
+shows the variable's name, never its value (a store URI may carry a credential).
+"""
 
 
 import os
 import shlex
 from pathlib import Path
 
-from dagster import ConfigurableResource, Failure
+from dagster import ConfigurableResource, EnvVar, Failure
 
 import fsspec
 
@@ -20,8 +25,25 @@ from integrity.store.versions import VersionStore
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _default(variable: str, relative: str) -> str:
-    return os.environ.get(variable) or str(REPO / relative)
+# Resource -> field -> the environment variable that sets it.
+ENVIRONMENT = {
+    "integrity": {"sources_file": "INTEGRITY_SOURCES", "store_root": "INTEGRITY_STORE",
+                  "policy_file": "INTEGRITY_POLICY", "landing_root": "INTEGRITY_LANDING"},
+    "encoder": {"model": "INTEGRITY_MODEL", "pretrained": "INTEGRITY_PRETRAINED",
+                "device": "INTEGRITY_DEVICE", "precision": "INTEGRITY_PRECISION"},
+    "trainer": {"command": "INTEGRITY_TRAINER_COMMAND"},
+}
+
+
+def from_environment(resource: str) -> dict[str, EnvVar]:
+    """The fields of ``resource`` (a key of ENVIRONMENT) that the environment sets, as EnvVar."""
+    return {field: EnvVar(variable) for field, variable in ENVIRONMENT[resource].items()
+            if os.environ.get(variable)}
+
+
+def environment_value(resource: str, field: str, default: str) -> str:
+    """One setting as a run would resolve it, for code that runs outside a run (demo_run)."""
+    return os.environ.get(ENVIRONMENT[resource][field]) or default
 
 
 class IntegrityResource(ConfigurableResource):
@@ -32,11 +54,11 @@ class IntegrityResource(ConfigurableResource):
     ``data/store`` and the packaged default policy.
     """
 
-    sources_file: str = _default("INTEGRITY_SOURCES", "data/demo/sources.yaml")
-    store_root: str = _default("INTEGRITY_STORE", "data/store")
-    policy_file: str = os.environ.get("INTEGRITY_POLICY") or str(DEFAULT_POLICY)
+    sources_file: str = str(REPO / "data/demo/sources.yaml")
+    store_root: str = str(REPO / "data/store")
+    policy_file: str = str(DEFAULT_POLICY)
     # The landing zone (folder or s3:// prefix) where shards arrive; empty: none.
-    landing_root: str = os.environ.get("INTEGRITY_LANDING", "")
+    landing_root: str = ""
 
     def landed(self) -> list[SourceConfig]:
         """The ready shards of the landing zone, as sources (integrity/ingest/landing.py)."""
@@ -76,10 +98,10 @@ class EncoderResource(ConfigurableResource):
     (fp16, bf16, ...) override its device and precision.
     """
 
-    model: str | None = os.environ.get("INTEGRITY_MODEL") or None
-    pretrained: str | None = os.environ.get("INTEGRITY_PRETRAINED") or None
-    device: str | None = os.environ.get("INTEGRITY_DEVICE") or None
-    precision: str | None = os.environ.get("INTEGRITY_PRECISION") or None
+    model: str | None = None
+    pretrained: str | None = None
+    device: str | None = None
+    precision: str | None = None
     batch_size: int = 64
     workers: int = 1  # decode workers beside the model threads; more on bigger machines
 
@@ -100,6 +122,8 @@ class TrainerResource(ConfigurableResource):
     train.py" (any command that speaks Pipes; see assets/trainers/demo_vqa.py for the contract).
     """
 
-    command: list[str] = shlex.split(os.environ.get("INTEGRITY_TRAINER_COMMAND", "")) or list(
-        DEMO_TRAINER_COMMAND)
+    command: str = ""  # shell words; empty: the demo trainer
     config: dict = {}  # passed to the trainer as the "config" extra
+
+    def command_words(self) -> list[str]:
+        return shlex.split(self.command) or list(DEMO_TRAINER_COMMAND)

@@ -61,3 +61,23 @@ def test_every_job_and_ui_materialization_runs_its_steps_in_one_process():
     assert "__ASSET_JOB" in jobs  # what the UI's "Materialize" launches
     for name in jobs:
         assert defs.resolve_job_def(name).executor_def is in_process_executor, name
+
+
+def test_settings_from_the_environment_reach_resources_as_env_vars(monkeypatch, tmp_path):
+    """Resources once read the environment when definitions.py was imported, so the UI showed
+    resolved values (a store URI with its credential) and a changed variable needed a reload."""
+    from dagster import EnvVar
+
+    from assets.resources import IntegrityResource, TrainerResource, from_environment
+
+    monkeypatch.setenv("INTEGRITY_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("INTEGRITY_TRAINER_COMMAND", "python train.py --fast")
+    monkeypatch.delenv("INTEGRITY_SOURCES", raising=False)
+    settings = from_environment("integrity")
+    assert settings == {"store_root": EnvVar("INTEGRITY_STORE")}  # unset ones keep defaults
+    resource = IntegrityResource(**settings).process_config_and_initialize()
+    assert resource.store_root == str(tmp_path / "store")
+    assert resource.sources_file.endswith("data/demo/sources.yaml")
+    trainer = TrainerResource(**from_environment("trainer")).process_config_and_initialize()
+    assert trainer.command_words() == ["python", "train.py", "--fast"]
+    assert TrainerResource().command_words()[1:] == ["-m", "assets.trainers.demo_vqa"]
