@@ -54,7 +54,9 @@ class IngestResult:
             raise AssertionError(f"{self.source}: {self.records_in} records in, {seen} accounted for")
 
     def quarantine_by_reason(self) -> dict[str, int]:
-        counts = self.quarantine.group_by("reason").len().sort("len", descending=True)
+        # Ties by name: the summary is part of the manifest, and must not depend on hashing.
+        counts = self.quarantine.group_by("reason").len().sort(["len", "reason"],
+                                                               descending=[True, False])
         return dict(counts.iter_rows())
 
     def modality_counts(self) -> dict[str, int]:
