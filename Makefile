@@ -22,7 +22,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 setup: $(BIN)/.installed
 
 $(SOURCES): | $(BIN)/.installed
-	$(BIN)/integrity-demo generate --out $(DEMO) --rows $(DEMO_ROWS) --seed $(DEMO_SEED) > /dev/null
+	$(BIN)/python -m demo generate --out $(DEMO) --rows $(DEMO_ROWS) --seed $(DEMO_SEED) > /dev/null
 
 # Registers one partition per source and runs audit_source for each (raw -> scored -> audited,
 # checks included: a failed blocking check stops the demo), then mix_and_train (the demo model

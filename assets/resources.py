@@ -50,7 +50,7 @@ class IntegrityResource(ConfigurableResource):
     """Paths of the sources file, the version store (local or s3://) and the policy file.
 
     Defaults come from INTEGRITY_SOURCES, INTEGRITY_STORE and INTEGRITY_POLICY, else the
-    demo's sources file (``data/demo/sources.yaml``, written by ``integrity-demo generate``),
+    demo's sources file (``data/demo/sources.yaml``, written by ``python -m demo generate``),
     ``data/store`` and the packaged default policy.
     """
 

@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
-    from integrity.demo.generate import DemoConfig, generate
+    from demo.generate import DemoConfig, generate
 
     work = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     generate(work / "demo", DemoConfig(rows=args.rows, seed=args.seed))

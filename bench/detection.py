@@ -28,11 +28,11 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from integrity.demo.model import demo_encoder_config
+from demo.model import demo_encoder_config
 from integrity.decide.audit import audit_rows
-from integrity.demo.generate import DemoConfig, generate
-from integrity.demo.hard import generate_hard
-from integrity.demo.labels import GROUND_TRUTH_CLASSES
+from demo.generate import DemoConfig, generate
+from demo.hard import generate_hard
+from demo.labels import GROUND_TRUTH_CLASSES
 from integrity.detect import score_pairs
 from integrity.detect.registry import flaw_classes
 from integrity.store.embedding_cache import EmbeddingCache

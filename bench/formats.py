@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from integrity.demo.model import demo_encoder_config
-from integrity.demo.generate import DemoConfig, generate  # noqa: E402
+from demo.model import demo_encoder_config
+from demo.generate import DemoConfig, generate  # noqa: E402
 from integrity.ingest import SourceConfig, ingest_source  # noqa: E402
 
 TOKEN = "<image>"
@@ -233,7 +233,7 @@ def llava_export_replay(accepted: pl.DataFrame, out: Path) -> tuple[int, dict[st
 def model_fit(demo: Path, store: Path) -> dict[str, float | None]:
     from integrity.detect.encoder import Encoder
     from integrity.decide.policy import model_fit_auc
-    from integrity.demo.model import REFERENCE_WEIGHTS
+    from demo.model import REFERENCE_WEIGHTS
     from integrity.detect import score_pairs
 
     raw = ingest_source(SourceConfig(name="fit", uri=str(demo / "llava.jsonl"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from integrity.ingest.images import ImageResolver
 from integrity.ingest import SourceConfig, ingest_source
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from integrity.demo.model import demo_encoder_config
-from integrity.demo.generate import DemoConfig, generate
+from demo.model import demo_encoder_config
+from demo.generate import DemoConfig, generate
 from integrity.ingest import SourceConfig
 from integrity.decide.policy import Policy
 from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store

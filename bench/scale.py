@@ -33,7 +33,7 @@ NON_MODEL = ("ingest", "rescore", "audit", "mix")  # the non-model run's stages
 
 def corpus(work: Path, rows: int, rows_per_image: int) -> Path:
     """The demo world of ``rows`` llava rows, generated once into ``work``."""
-    from integrity.demo.generate import DemoConfig, generate
+    from demo.generate import DemoConfig, generate
 
     folder = work / f"corpus-{rows}-{rows_per_image}"
     if not (folder / "summary.json").is_file():
@@ -57,7 +57,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
     its figures on ``queue``."""
     import torch
 
-    from integrity.demo.model import demo_encoder_config
+    from demo.model import demo_encoder_config
     from integrity.ingest import SourceConfig
     from integrity.decide.policy import load_policy
     from integrity.stages import (

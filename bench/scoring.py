@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from integrity.demo.reference import REFERENCE_WEIGHTS
-from integrity.demo.shapes import COLORS, POSITIONS, SHAPES, draw_shapes
+from demo.reference import REFERENCE_WEIGHTS
+from demo.shapes import COLORS, POSITIONS, SHAPES, draw_shapes
 from integrity.store.embedding_cache import EmbeddingCache
 from integrity.detect.encoder import Encoder, EncoderConfig
 

@@ -17,7 +17,7 @@ For each seed and each condition a demo corpus (llava.jsonl only) is generated:
   and plain chosen / rejected pairs).
 
 Each corpus is ingested, scored with the reference CLIP and audited under the default policy
-once; the demo trainer (integrity/demo/trainer.py) is then trained, with the same seed as the
+once; the demo trainer (demo/trainer.py) is then trained, with the same seed as the
 corpus, on (a) every accepted raw row and (b) the audited mix (build_mix: kept rows, modality
 band, curriculum). The table gives mean +/- std over seeds of the rows trained, the rows of the
 training set that the ground truth marks flawed ("contaminated rows"), accuracy, blind
@@ -45,9 +45,9 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from integrity.demo.model import demo_encoder_config
-from integrity.demo.generate import GROUND_TRUTH_FILE, LLAVA_FILE, DemoConfig, generate
-from integrity.demo.trainer import TrainConfig, train
+from demo.model import demo_encoder_config
+from demo.generate import GROUND_TRUTH_FILE, LLAVA_FILE, DemoConfig, generate
+from demo.trainer import TrainConfig, train
 from integrity.ingest import SourceConfig
 from integrity.mix.training_mix import MixInput, build_mix, export_llava
 from integrity.decide.policy import load_policy

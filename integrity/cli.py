@@ -13,7 +13,7 @@
     integrity lineage taint (--source S | --version V) [--store DIR] [--json]
     integrity verify [--store DIR] [--asset A]
 
-The demo world has its own command, ``integrity-demo`` (integrity/demo/cli.py): the product
+The demo world has its own command, ``python -m demo`` (demo/cli.py): the product
 never imports the demo.
 """
 

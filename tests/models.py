@@ -2,7 +2,7 @@
 
 import json
 
-from integrity.demo.reference import REFERENCE_CONFIG, REFERENCE_WEIGHTS
+from demo.reference import REFERENCE_CONFIG, REFERENCE_WEIGHTS
 
 DEMO_MODEL = {"name": "shapes-clip", "pretrained": str(REFERENCE_WEIGHTS),
               "config": str(REFERENCE_CONFIG)}

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from integrity.demo.model import demo_encoder_config
+from demo.model import demo_encoder_config
 from integrity.decide.calibration import (
     CLEAN,
     CalibrationError,
@@ -23,8 +23,8 @@ from integrity.decide.calibration import (
     threshold_curve,
     wilson,
 )
-from integrity.demo.generate import DemoConfig, generate
-from integrity.demo.labels import label_of, truth_classes
+from demo.generate import DemoConfig, generate
+from demo.labels import label_of, truth_classes
 from integrity.ingest import SourceConfig
 from integrity.detect.registry import flaw_classes
 from integrity.decide.policy import Policy

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from integrity.cli import main
-from integrity.demo.cli import main as demo_main
+from demo.cli import main as demo_main
 from integrity.store.versions import VersionStore
 
 BROKEN_TO_REASON = {
@@ -252,7 +252,7 @@ def test_scoring_needs_a_named_model_and_never_falls_back_to_the_demo_s(tmp_path
     assert main(["score", sources, "--store", store, "--source", "llava",
                  "--model", "ViT-B-32"]) == 2
     assert "a model and its weights go together" in capsys.readouterr().err
-    from integrity.demo.reference import REFERENCE_WEIGHTS
+    from demo.reference import REFERENCE_WEIGHTS
 
     assert main(["score", sources, "--store", store, "--source", "llava", "--model", "ViT-B-32",
                  "--pretrained", str(REFERENCE_WEIGHTS)]) == 2

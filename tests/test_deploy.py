@@ -36,7 +36,7 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
 from assets.resources import EncoderResource, IntegrityResource
 from definitions import defs
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from tests.models import DEMO_MODEL_YAML
 
 REPO = Path(__file__).resolve().parents[1]

@@ -105,37 +105,38 @@ def test_only_the_images_module_opens_an_image():
 
 
 def demo_imports(source: str, filename: str = "<string>") -> list[int]:
-    """Lines that import the demo world: ``integrity.demo`` in an import, or named as a string
-    (``importlib.import_module("integrity.demo...")``)."""
+    """Lines that import the demo world (the top-level ``demo`` package): in an import
+    statement, or named as a dotted string (``importlib.import_module("demo.reference")``)."""
     lines = []
     for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             names = [node.module or ""]
-            if node.module == "integrity":
-                names += [f"integrity.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            names = [node.value] if re.fullmatch(r"integrity\.demo(\.\w+)*", node.value) else []
+            names = [node.value] if re.fullmatch(r"demo(\.\w+)+", node.value) else []
         else:
             continue
-        if any(name == "integrity.demo" or name.startswith("integrity.demo.") for name in names):
+        if any(name == "demo" or name.startswith("demo.") for name in names):
             lines.append(node.lineno)
     return sorted(lines)
 
 
 def test_the_demo_detector_sees_every_form():
-    source = ("from integrity.demo.generate import generate\nimport integrity.demo\n"
-              "from integrity import demo\nimportlib.import_module('integrity.demo.reference')\n"
-              "from integrity.demos import x\nfrom integrity.decide import policy\n")
+    source = ("from demo.generate import generate\nimport demo\n"
+              "import demo.model\nimportlib.import_module('demo.reference')\n"
+              "from integrity.demos import x\nfrom integrity.decide import policy\n"
+              "name = 'demo'\nimport demonstration\n")
     assert demo_imports(source) == [1, 2, 3, 4]
 
 
 def test_the_product_never_imports_the_demo():
-    """The demo uses the product (integrity/demo/ imports integrity), never the reverse: the
-    demo's commands live in integrity-demo, its model config comes from its sources file."""
+    """The demo world lives beside the product (demo/ imports integrity), never the reverse:
+    its commands are ``python -m demo``, its model config and weights are named in its sources
+    file, and the wheel carries none of it."""
+    assert (REPO / "demo" / "__init__.py").is_file() and not (CORE / "demo").exists()
     offenders = {str(path.relative_to(REPO)): demo_imports(path.read_text(), str(path))
-                 for path in CORE.rglob("*.py") if CORE / "demo" not in path.parents}
+                 for path in CORE.rglob("*.py")}
     assert {path: lines for path, lines in offenders.items() if lines} == {}
 
 

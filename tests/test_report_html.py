@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image, ImageStat
 
-from integrity.demo.model import demo_encoder_config
-from integrity.demo.generate import DemoConfig, generate
+from demo.model import demo_encoder_config
+from demo.generate import DemoConfig, generate
 from integrity.ingest import SourceConfig
 from integrity.decide.policy import Policy, load_policy
 from integrity.decide.fairness import (

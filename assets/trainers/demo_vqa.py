@@ -5,9 +5,9 @@ default) and passes, as Pipes extras:
 
 - ``mix_path`` (required): the exported training mix, LLaVA json with absolute image paths;
 - ``out_path`` (required): where to write the checkpoint;
-- ``config`` (optional): a dict of ``integrity.demo.trainer.TrainConfig`` fields.
+- ``config`` (optional): a dict of ``demo.trainer.TrainConfig`` fields.
 
-It trains (``integrity.demo.trainer.train``; all logic lives there), streams progress through
+It trains (``demo.trainer.train``; all logic lives there), streams progress through
 ``context.log`` and reports one asset materialization whose metadata is the metrics
 (``accuracy``, ``blind_accuracy``, ``visual_reliance``, ``cka``, ...) plus ``checkpoint_path``
 and ``checkpoint_sha256``.
@@ -34,13 +34,13 @@ import sys
 
 from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
-from integrity.demo.trainer import TrainConfig, train
+from demo.trainer import TrainConfig, train
 
 
 def main() -> int:
     if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
         print("assets.trainers.demo_vqa runs under Dagster Pipes (training_checkpoint); to "
-              "train by hand use `python -m integrity.demo.trainer --mix ... --out ...`",
+              "train by hand use `python -m demo.trainer --mix ... --out ...`",
               file=sys.stderr)
         return 2
     with open_dagster_pipes() as context:

@@ -15,7 +15,7 @@ from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
 from assets.scored import scored_sft
 from definitions import defs
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from tests.models import DEMO_MODEL_YAML
 
 consumed: list[str] = []

@@ -10,7 +10,7 @@ from dagster import materialize
 from assets.resources import EncoderResource, IntegrityResource
 from definitions import defs
 from integrity.cli import main
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from integrity.names import AUDITED_SFT
 from integrity.store.versions import VersionStore
 

@@ -11,7 +11,7 @@ from dagster import materialize
 
 from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from definitions import defs
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from integrity.store.lineage import checkpoint_lineage
 from integrity.names import AUDITED_SFT, REPORT_FILE, TRAINING_CHECKPOINT
 from integrity.store.versions import VersionStore

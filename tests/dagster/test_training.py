@@ -7,7 +7,7 @@ from dagster import materialize
 from assets.resources import EncoderResource, IntegrityResource, TrainerResource
 from assets.gate import GateClosed
 from definitions import defs
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from integrity.names import AUDITED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
 from tests.models import DEMO_MODEL_YAML
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from integrity.demo import COLORS, POSITIONS, DemoConfig, DemoConfigError, draw_shapes, generate
-from integrity.demo.generate import (
+from demo import COLORS, POSITIONS, DemoConfig, DemoConfigError, draw_shapes, generate
+from demo.generate import (
     BLIND_IN_QUESTION_TEMPLATES,
     CONSTANT_PRIOR_QA,
     FLAWS,
@@ -29,7 +29,7 @@ from integrity.demo.generate import (
     _shifted_copy,
     plan_counts,
 )
-from integrity.demo.shapes import COUNT_WORDS, REGIONS, caption, describe, short_answer
+from demo.shapes import COUNT_WORDS, REGIONS, caption, describe, short_answer
 
 SMALL = DemoConfig(rows=1000, seed=3, images=150, image_size=64)
 FILES = ("llava.jsonl", "sharegpt.json", "preference_dpo.json")

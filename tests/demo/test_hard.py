@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from integrity.demo.cli import main as demo_main
-from integrity.demo import wording as W
-from integrity.demo.generate import DemoConfig
-from integrity.demo.hard import HARD_FLAWS, generate_hard
+from demo.cli import main as demo_main
+from demo import wording as W
+from demo.generate import DemoConfig
+from demo.hard import HARD_FLAWS, generate_hard
 
 
 def _hashes(root: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ import open_clip
 import pytest
 import torch
 
-from integrity.demo.reference import (
+from demo.reference import (
     MODEL_NAME,
     REFERENCE_CONFIG,
     REFERENCE_WEIGHTS,
@@ -22,7 +22,7 @@ from integrity.demo.reference import (
     zero_shot_accuracy,
     zero_shot_prompts,
 )
-from integrity.demo.shapes import all_truths
+from demo.shapes import all_truths
 
 TEST_EVAL_SEED = 31_337  # fresh images: neither the training stream nor the default eval seed
 # Measured on the shipped weights (n=200, this seed): 1.0 for every attribute. Color and shape

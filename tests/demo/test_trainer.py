@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 import torch
 
-from integrity.demo.generate import DemoConfig, generate
-from integrity.demo.trainer import (
+from demo.generate import DemoConfig, generate
+from demo.trainer import (
     CHECKPOINT_FORMAT,
     TrainConfig,
     TrainerError,
@@ -229,4 +229,4 @@ def test_the_pipes_script_refuses_to_run_outside_dagster():
     result = subprocess.run([sys.executable, "-m", "assets.trainers.demo_vqa"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "integrity.demo.trainer" in result.stderr
+    assert "demo.trainer" in result.stderr

@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 import torch
 
-from integrity.demo.model import demo_encoder_config
-from integrity.demo.generate import DemoConfig, generate
-from integrity.demo.hard import generate_hard
-from integrity.demo.labels import GROUND_TRUTH_CLASSES
+from demo.model import demo_encoder_config
+from demo.generate import DemoConfig, generate
+from demo.hard import generate_hard
+from demo.labels import GROUND_TRUTH_CLASSES
 from integrity.store.embedding_cache import EmbeddingCache
 from integrity.detect.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source

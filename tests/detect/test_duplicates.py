@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageChops
 
-from integrity.demo.shapes import draw_shapes
+from demo.shapes import draw_shapes
 from integrity.detect.duplicates import (
     Duplicate,
     nearest_neighbours,

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 import torch
 
-from integrity.demo.model import demo_encoder_config
+from demo.model import demo_encoder_config
 from integrity.decide.audit import audit_rows
-from integrity.demo.shapes import draw_shapes
+from demo.shapes import draw_shapes
 from integrity.detect import score_pairs
 from integrity.detect.grounding import score_grounding
 from integrity.store.embedding_cache import EmbeddingCache

@@ -164,7 +164,7 @@ def test_ids_missing_on_the_columnar_path_are_positions(files):
 def test_the_demo_world_reads_the_same_rows_either_way(tmp_path):
     """The demo's own files (broken lines, captions as metadata, text-only rows) give the same
     raw_sft and quarantine on both paths, so no audit verdict can move."""
-    from integrity.demo.generate import DemoConfig, generate
+    from demo.generate import DemoConfig, generate
     from integrity.ingest import SourceConfig, ingest_source
 
     generate(tmp_path / "demo", DemoConfig(rows=1200, seed=8, broken_rate=0.02))

@@ -288,7 +288,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
 
 
 def test_encoder_errors_and_bad_review_lines_are_one_line(tmp_path, capsys):
-    from integrity.demo.model import REFERENCE_CONFIG
+    from demo.model import REFERENCE_CONFIG
 
     (tmp_path / "data.jsonl").write_text('{"conversations": [{"from": "human", "value": "a"}, '
                                          '{"from": "gpt", "value": "b"}]}\n')

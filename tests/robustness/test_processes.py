@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from integrity.demo.generate import DemoConfig, generate
+from demo.generate import DemoConfig, generate
 from integrity.store.versions import STAGING_DIR, VersionStore
 from tests.models import DEMO_MODEL
 

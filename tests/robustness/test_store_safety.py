@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from integrity.demo.model import demo_encoder_config
-from integrity.demo.trainer import TrainerError, load_checkpoint
+from demo.model import demo_encoder_config
+from demo.trainer import TrainerError, load_checkpoint
 from integrity.store.embedding_cache import EmbeddingCache
 from integrity.ingest import SourceConfig
 from integrity.stages import ingest_to_store
 from integrity.store.versions import VersionStore
 
-SHIPPED = Path(__file__).resolve().parents[2] / "integrity" / "models" / "shapes-clip.pt"
+SHIPPED = Path(__file__).resolve().parents[2] / "demo" / "models" / "shapes-clip.pt"
 PICKLE_MAGIC = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
 
 
@@ -37,7 +37,7 @@ class _Payload:
 def hostile_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
     marker = tmp_path / "code-ran"
     path = tmp_path / "hostile.pt"
-    torch.save({"format": "sft-integrity/demo-vqa/1", "state_dict": _Payload(marker)}, path)
+    torch.save({"format": "sft-demo-vqa/1", "state_dict": _Payload(marker)}, path)
     return path, marker
 
 

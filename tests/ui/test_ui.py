@@ -57,7 +57,7 @@ def _world(root: Path) -> dict[str, str]:
     """Corpus, sources file, failing policy and DAGSTER_HOME; the env ``dagster dev`` needs."""
     from assets.partitions import register_sources
     from dagster import DagsterInstance
-    from integrity.demo.generate import DemoConfig, generate
+    from demo.generate import DemoConfig, generate
     from integrity.decide.policy import DEFAULT_POLICY
 
     generate(root / "demo", DemoConfig(rows=200, seed=3))

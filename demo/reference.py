@@ -1,13 +1,13 @@
 """The demo's reference CLIP: a small open_clip model trained from scratch on the shapes world.
 
-No weights can be downloaded here, so the demo ships its own: ``integrity/models/`` holds the
+No weights can be downloaded here, so the demo ships its own: ``demo/models/`` holds the
 open_clip model config ``shapes-clip.json`` and the weights ``shapes-clip.pt`` (an fp16
 state_dict of plain tensors). They load through the same path users take for real weights::
 
     register_model_configs()  # makes "shapes-clip" a known open_clip model name
     open_clip.create_model_and_transforms("shapes-clip", pretrained=str(REFERENCE_WEIGHTS))
 
-``train_reference`` reproduces the weights (``integrity-demo train-reference``): contrastive
+``train_reference`` reproduces the weights (``python -m demo train-reference``): contrastive
 training with open_clip's own ``ClipLoss`` on freshly drawn images (seeds >= 10_000, disjoint
 from the demo corpus, which uses small seeds) and varied captions. Each step has two parts:
 
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from integrity.demo.generate import DemoConfigError
-from integrity.demo.model import MODEL_NAME, MODELS_DIR, REFERENCE_CONFIG, REFERENCE_WEIGHTS  # noqa: F401
-from integrity.demo.shapes import (
+from demo.generate import DemoConfigError
+from demo.model import MODEL_NAME, MODELS_DIR, REFERENCE_CONFIG, REFERENCE_WEIGHTS  # noqa: F401
+from demo.shapes import (
     COLORS,
     COUNT_WORDS,
     COUNTS,
@@ -88,7 +88,7 @@ _QUESTIONS: dict[str, str] = {
 
 
 def register_model_configs() -> None:
-    """Make ``"shapes-clip"`` (and any config in integrity/models/) a known open_clip name."""
+    """Make ``"shapes-clip"`` (and any config in demo/models/) a known open_clip name."""
     import open_clip
 
     if MODEL_NAME not in open_clip.list_models():
@@ -104,7 +104,7 @@ def load_reference(device: str | torch.device = "cpu", weights: str | Path | Non
     path = Path(weights) if weights is not None else REFERENCE_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: run `integrity-demo train-reference --out {path}`")
+            f"{path} not found: run `python -m demo train-reference --out {path}`")
     return _load_as(MODEL_NAME, path, device)
 
 

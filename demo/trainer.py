@@ -3,7 +3,7 @@
 It stands in for a real VLM's SFT run so that ``training_checkpoint`` has something to train and
 measure in the demo world. The model has three parts:
 
-- vision tower: the reference CLIP's image encoder (``integrity/models/shapes-clip``, loaded
+- vision tower: the reference CLIP's image encoder (``demo/models/shapes-clip``, loaded
   through ``open_clip.create_model_and_transforms``), copied and fine-tuned at a low learning
   rate; by default only its last residual stage and attention pool (``vision_tune="top"``), so
   the frozen layers below run once per image instead of once per step. BatchNorm layers stay in
@@ -43,7 +43,7 @@ Cost: on 2 CPU threads a 2000-row demo mix (about 3600 short-answer pairs) train
 about 5 s (``vision_tune="all"``: about 4x that), plus about 12 s to load the model and images
 and evaluate. Results are deterministic for a fixed seed, thread count and machine.
 
-CLI: ``python -m integrity.demo.trainer --mix mix.json --out ckpt.pt [--epochs N]``.
+CLI: ``python -m demo.trainer --mix mix.json --out ckpt.pt [--epochs N]``.
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from integrity.demo.generate import IMAGE_TOKEN, QUESTION_ATTRIBUTES, QUESTION_TEMPLATES
-from integrity.demo.reference import MODEL_NAME, REFERENCE_WEIGHTS, register_model_configs
-from integrity.demo.shapes import BACKGROUND, all_truths, draw_shapes, short_answer
+from demo.generate import IMAGE_TOKEN, QUESTION_ATTRIBUTES, QUESTION_TEMPLATES
+from demo.reference import MODEL_NAME, REFERENCE_WEIGHTS, register_model_configs
+from demo.shapes import BACKGROUND, all_truths, draw_shapes, short_answer
 from integrity.errors import UserError
 from integrity.ingest.images import ImageRefused, load_rgb
 
-CHECKPOINT_FORMAT = "sft-integrity/demo-vqa/1"
+CHECKPOINT_FORMAT = "sft-demo-vqa/1"
 # top: the last residual stage and the attention pool of a ModifiedResNet tower (the layers
 # below are frozen, so their output is computed once per image); all: the whole tower (about
 # 4x slower); none: a frozen tower (features computed once per image, no drift).
@@ -668,9 +668,9 @@ def load_checkpoint(path: str | Path) -> tuple[DemoVQA, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m integrity.demo.trainer --mix mix.json --out ckpt.pt``: train, print metrics."""
+    """``python -m demo.trainer --mix mix.json --out ckpt.pt``: train, print metrics."""
     parser = argparse.ArgumentParser(
-        prog="python -m integrity.demo.trainer",
+        prog="python -m demo.trainer",
         description="Train the demo VQA model on a LLaVA-format mix; print metrics as JSON.")
     parser.add_argument("--mix", required=True, help="LLaVA json (array) or jsonl mix")
     parser.add_argument("--out", required=True, help="checkpoint path to write")

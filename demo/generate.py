@@ -51,7 +51,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageChops
 
-from integrity.demo.shapes import (
+from demo.shapes import (
     BACKGROUND,
     COLORS,
     COUNT_WORDS,
@@ -990,7 +990,7 @@ def generate(out_dir: str | Path, config: DemoConfig) -> dict:
 def demo_sources_file() -> str:
     """The demo's sources file, written beside its data (paths are relative to it): the three
     files in their formats, and the demo's reference CLIP from the package's data."""
-    from integrity.demo.model import MODEL_NAME, REFERENCE_CONFIG, REFERENCE_WEIGHTS
+    from demo.model import MODEL_NAME, REFERENCE_CONFIG, REFERENCE_WEIGHTS
 
     document = {
         "model": {"name": MODEL_NAME, "pretrained": str(REFERENCE_WEIGHTS),
@@ -1000,7 +1000,7 @@ def demo_sources_file() -> str:
                     {"name": "shapes_preference", "uri": PREFERENCE_FILE,
                      "format": "preference"}],
     }
-    return ("# The demo world's sources, written by `integrity-demo generate` (paths relative to\n"
+    return ("# The demo world's sources, written by `python -m demo generate` (paths relative to\n"
             "# this file). The model is the demo's own reference CLIP; real data names a real one,\n"
             "# e.g. {name: ViT-L-14, pretrained: openai}.\n"
             + yaml.safe_dump(document, sort_keys=False))

@@ -1,11 +1,11 @@
-"""`integrity-demo`: generate, label and train the synthetic shapes world.
+"""`python -m demo`: generate, label and train the synthetic shapes world.
 
 The product's CLI, `integrity`, never imports the demo; the demo uses the product.
 
-    integrity-demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
-    integrity-demo generate --hard --split tune|heldout --out DIR ...
-    integrity-demo label SAMPLE_FILE --out FILE [--truth data/demo/ground_truth.jsonl]
-    integrity-demo train-reference [--out integrity/models/shapes-clip.pt] [--minutes 8]
+    python -m demo generate --out DIR [--rows N] [--seed S] [--images K] [--text-only-share F]
+    python -m demo generate --hard --split tune|heldout --out DIR ...
+    python -m demo label SAMPLE_FILE --out FILE [--truth data/demo/ground_truth.jsonl]
+    python -m demo train-reference [--out demo/models/shapes-clip.pt] [--minutes 8]
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from integrity.cli import run
 
 
 def cmd_demo_generate(args: argparse.Namespace) -> int:
-    from integrity.demo.generate import DemoConfig, DemoConfigError, generate
+    from demo.generate import DemoConfig, DemoConfigError, generate
 
     options = {field.name: getattr(args, field.name) for field in fields(DemoConfig)
                if getattr(args, field.name, None) is not None}
     if args.hard:
-        from integrity.demo.hard import generate_hard
+        from demo.hard import generate_hard
 
         summary = generate_hard(Path(args.out), DemoConfig(**options), split=args.split)
     elif args.split:
@@ -37,7 +37,7 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_train_reference(args: argparse.Namespace) -> int:
-    from integrity.demo.reference import REFERENCE_WEIGHTS, train_reference
+    from demo.reference import REFERENCE_WEIGHTS, train_reference
 
     out = Path(args.out) if args.out else REFERENCE_WEIGHTS
     metrics = train_reference(out, seed=args.seed, minutes=args.minutes,
@@ -47,7 +47,7 @@ def cmd_demo_train_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_label(args: argparse.Namespace) -> int:
-    from integrity.demo.labels import label_sample
+    from demo.labels import label_sample
 
     count = label_sample(Path(args.sample_file), Path(args.truth), Path(args.out))
     print(f"{count} rows labelled from {args.truth} -> {args.out}")
@@ -55,9 +55,9 @@ def cmd_demo_label(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from integrity.demo.generate import RATE_FIELDS
+    from demo.generate import RATE_FIELDS
 
-    parser = argparse.ArgumentParser(prog="integrity-demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     demo_commands = parser.add_subparsers(dest="demo_command", required=True)
     generate = demo_commands.add_parser("generate", help="write the demo corpus")
     generate.add_argument("--out", required=True)
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     label.set_defaults(run=cmd_demo_label)
     train_ref = demo_commands.add_parser("train-reference",
                                          help="train the demo's reference CLIP from scratch")
-    train_ref.add_argument("--out", help="weights file (default: integrity/models/shapes-clip.pt)")
+    train_ref.add_argument("--out", help="weights file (default: demo/models/shapes-clip.pt)")
     train_ref.add_argument("--minutes", type=float, default=8.0, help="training wall time")
     train_ref.add_argument("--seed", type=int, default=12345, help=">= 10000")
     train_ref.set_defaults(run=cmd_demo_train_reference)
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     return run(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)),
-               prog="integrity-demo")
+               prog="python -m demo")
 
 
 if __name__ == "__main__":

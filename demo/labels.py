@@ -1,7 +1,7 @@
 """The demo's ground truth as reviewers' labels: what a human would say of each sampled row.
 
 On the demo world the injected flaws are known, so the ground truth can stand in for reviewers
-when calibrating the auditor (``integrity-demo label``), and the true precision and recall of
+when calibrating the auditor (``python -m demo label``), and the true precision and recall of
 every detector can be computed over the whole corpus to check the sampled estimates against.
 """
 

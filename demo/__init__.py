@@ -1,7 +1,7 @@
 """The demo world: a synthetic shapes VQA corpus with known flaws, to run and measure offline."""
 
-from integrity.demo.generate import FLAWS, LLAVA_FLAWS, DemoConfig, DemoConfigError, generate
-from integrity.demo.shapes import (
+from demo.generate import FLAWS, LLAVA_FLAWS, DemoConfig, DemoConfigError, generate
+from demo.shapes import (
     COLORS,
     COUNTS,
     POSITIONS,

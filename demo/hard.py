@@ -36,8 +36,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from integrity.demo import wording as W
-from integrity.demo.generate import (
+from demo import wording as W
+from demo.generate import (
     GROUND_TRUTH_FILE,
     LLAVA_FILE,
     SUMMARY_FILE,
@@ -47,7 +47,7 @@ from integrity.demo.generate import (
     draw_pool,
     plan_counts,
 )
-from integrity.demo.shapes import COLORS, COUNT_WORDS, COUNTS, POSITION_PHRASES, POSITIONS, SHAPES
+from demo.shapes import COLORS, COUNT_WORDS, COUNTS, POSITION_PHRASES, POSITIONS, SHAPES
 from integrity.ingest.images import load_rgb
 
 HARD_FLAWS: tuple[str, ...] = (
