@@ -9,11 +9,13 @@ the per-record path whenever it holds something the columns cannot say the same 
 - any key the mapper reads that the columns leave out (``images`` on a LLaVA line);
 - extra keys other than strings, integers and booleans (their metadata JSON is built by
   polars, byte for byte what orjson writes for those types);
-- a count of ``":`` in the line that differs from the keys parsed (an explicit null, a key
-  nested where no column looks, or a ``":`` inside a string: rare, and always safe).
-A batch that does not parse is split in halves until the lines that fail are found; they, and
-every line sent back, go the per-record way, which parses, maps or quarantines them as before.
-A test holds both paths to the same rows on hostile lines.
+- a count of ``"`` followed by a colon (spaces between allowed) that differs from the keys
+  parsed: every key adds one, so a higher count is an explicit null, a key nested where no
+  column looks, or such text inside a string (rare, and always safe).
+When a window of lines does not parse, Arrow names the failing row: it goes the per-record way
+and the parse resumes after it (halving the lines where Arrow names none). The per-record path
+parses, maps or quarantines every line sent to it as before. A test holds both paths to the
+same rows on hostile lines.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import pyarrow.json as pa_json
 from integrity.ingest.formats import ROLE_ALIASES
 from integrity.ingest.records import Record
 
-_TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
 WINDOW = 4096  # lines parsed at once
 SMALLEST_SPLIT = 16  # below this many lines, lines that fail to parse go record by record
 _SIMPLE = (pl.String, pl.Int64, pl.Boolean)  # extra keys whose JSON polars writes as orjson does
@@ -145,7 +146,7 @@ def _member(name: str) -> pl.Expr:
     return pl.when(pl.col(name).is_not_null()).then(encoded)
 
 
-def _rows(table: pa.Table, shape: _Shape, keys_in_line: list[int]) -> pl.DataFrame:
+def _rows(table: pa.Table, shape: _Shape, keys_in_line: pl.Series) -> pl.DataFrame:
     """Canonical columns of one parsed run, with ``_back``: the rows the per-record path redoes."""
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -173,7 +174,7 @@ def _rows(table: pa.Table, shape: _Shape, keys_in_line: list[int]) -> pl.DataFra
         dialog.list.eval(turn.field(shape.role).is_null() | turn.field(shape.content).is_null())
         .list.any(),
         blank_image.fill_null(False),
-        pl.Series(keys_in_line, dtype=pl.Int64) != keys,
+        keys_in_line.cast(pl.Int64) != keys,
         *(pl.col(name).is_not_null() for name in other),
         pl.lit(False) if id_is_text else pl.col("id").is_not_null(),
     )
@@ -217,7 +218,10 @@ def columnar_rows(records: list[Record], origin_format: str
     runs, leftover = _lines_to_parse(records, shape.schema())
     frames, taken = [], []
     for run, table in _merged(runs):
-        rows = _rows(table, shape, [record.line.count(b'":') for record in run]).with_columns(
+        # Lines are valid UTF-8 here (_lines_to_parse); a key is `"` then a colon, spaces between.
+        keys_in_line = (pl.Series([record.line for record in run], dtype=pl.Binary)
+                        .cast(pl.String).str.count_matches(r'"\s*:'))
+        rows = _rows(table, shape, keys_in_line).with_columns(
             row_index=pl.Series([record.index for record in run], dtype=pl.Int64))
         back = rows["_back"].to_list()
         leftover.extend(record for record, again in zip(run, back, strict=True) if again)

@@ -75,6 +75,12 @@ def _llava_hostile() -> list[str]:
         '"value": "x"}]}',
         '{"id" : "s1", "image" : "a.png", "conversations" : [{"from" : "human", "value" : '
         '"<image>\\nQ?"}, {"from" : "gpt", "value" : "A."}]}',
+        # A space before one colon and an explicit null elsewhere: a count of `":` alone balances
+        # them, and the null (kept in metadata by the per-record path) was lost.
+        '{"id" : "w1", "image": "a.png", "caption": null, "conversations": [{"from": "human", '
+        '"value": "<image>\\nQ?"}, {"from": "gpt", "value": "A."}]}',
+        '{"id": "w2", "image": "a.png", "caption":\t"x", "n": null, "conversations": [{"from": '
+        '"human", "value": "<image>\\nQ?"}, {"from": "gpt", "value": "A."}]}',
         '{"id": "broken", "image": "a.png", "conversations": [',
         '[1, 2]', '"text"', '5', 'null',
         '{"id": "bad-utf8", "image": "a.png", "conversations": [], "x": "INVALID-UTF8"}',
