@@ -50,8 +50,8 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/scoring.py
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.scoring
 
 clean:
 	rm -rf data

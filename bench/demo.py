@@ -1,6 +1,6 @@
 """`make demo`'s Dagster part, timed: every source's raw -> scored -> audited, then mix and train.
 
-    python bench/demo_wall_time.py [--rows 2000] [--seed 7] [--skip-baseline]
+    python -m bench.demo_wall_time [--rows 2000] [--seed 7] [--skip-baseline]
 
 Ours: ``python -m assets.demo_run`` (one process; every run in process), on a fresh instance and
 store; its own lines give the wall time of each run and each asset's rate. Baseline, from the

@@ -1,6 +1,6 @@
 """Detection quality on wording the detectors were never tuned on, beside the easy demo's.
 
-    python bench/detection.py [--split heldout] [--seeds 0 1 2] [--rates 0.005 0.02 0.05 0.1]
+    python -m bench.detection [--split heldout] [--seeds 0 1 2] [--rates 0.005 0.02 0.05 0.1]
                               [--rows 3000] [--work DIR] [--policy FILE] [--no-easy]
 
 For every seed and flaw rate, the hard demo (``integrity-demo generate --hard``) draws a corpus

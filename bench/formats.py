@@ -1,7 +1,7 @@
 """Real formats in, trainer-loadable exports out: what each public format's reader accepts, and
 how many rows of the LLaVA export LLaVA's own loader takes.
 
-    python bench/formats.py [--rows 240] [--seed 3] [--model-fit]
+    python -m bench.formats [--rows 240] [--seed 3] [--model-fit]
 
 The demo corpus's LLaVA rows (and its dpo pairs) are rewritten into each public format the way
 its own tools write it: Data-Juicer (llava_to_dj's dialog text, caption rows, image_bytes in

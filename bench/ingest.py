@@ -1,6 +1,6 @@
 """Ingest throughput on a generated LLaVA file, as a ratio to polars' plain read of it.
 
-    python bench/ingest.py [--rows 200000] [--images 4000] [--repeat 3]
+    python -m bench.ingest [--rows 200000] [--images 4000] [--repeat 3]
 
 Baseline: ``pl.read_ndjson`` of the same file in the same process (parse only: no mapping,
 no validation, no image checks). Ours: ``ingest_source`` end to end (parse, map to the

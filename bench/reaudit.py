@@ -1,6 +1,6 @@
 """Re-audit after a policy change: no model work, a small fraction of the first audit's time.
 
-    python bench/reaudit.py [--rows 200000] [--images 20000] [--corpus DIR]
+    python -m bench.reaudit [--rows 200000] [--images 20000] [--corpus DIR]
 
 Baseline: the first pass over a generated LLaVA corpus: score with the reference CLIP (every
 distinct image and text encoded), then audit. Then three changed policies (other thresholds)

@@ -1,6 +1,6 @@
 """Scale: ingest -> score -> audit -> mix at 10k, 100k and 1M rows on this machine.
 
-    python bench/scale.py [--sizes 10000 100000 1000000] [--rows-per-image 50] [--work DIR]
+    python -m bench.scale [--sizes 10000 100000 1000000] [--rows-per-image 50] [--work DIR]
 
 The corpus is the demo world (``integrity-demo generate``, 32 px images, ``rows /
 rows-per-image`` distinct images), generated once per size into ``--work`` and reused. Each

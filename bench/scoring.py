@@ -1,6 +1,6 @@
 """Image encoding throughput: the bare model vs the end-to-end pipeline, in one process.
 
-    python bench/scoring.py [--images 256] [--models ViT-B-32,shapes-clip] [--workers 1]
+    python -m bench.scoring [--images 256] [--models ViT-B-32,shapes-clip] [--workers 1]
 
 For each model: (1) bare model forward images/s on pre-decoded, pre-processed tensors (the
 baseline: what the hardware can do); (2) end-to-end ``Encoder.encode_images`` images/s on

@@ -1,6 +1,6 @@
 """The seed's table in miniature: raw rows vs the audited, balanced mix, four conditions.
 
-    python bench/seed_table.py [--rows 2000] [--seeds 3] [--steps 150] [--max-answer-words 12]
+    python -m bench.seed_table [--rows 2000] [--seeds 3] [--steps 150] [--max-answer-words 12]
                                [--epochs N] [--out DIR]
 
 Every training set is trained for the same ``--steps`` optimizer steps (equal compute: a
