@@ -27,7 +27,7 @@ AUDITED_SFT_BLOCKING_CHECKS = blocking_check_names()
 def audited_sft(context: AssetExecutionContext, integrity: IntegrityResource) -> MaterializeResult:
     """Keep / drop / review for every row with all its reasons; the kept rows are what mixes
     and training may read. Refuses a scored_sft whose blocking checks failed or never ran."""
-    store, policy = integrity.store(), integrity.policy()
+    store, policy = integrity.store(context.instance), integrity.policy()
     scored_version = require_checks_passed(context, scored_sft.key, SCORED_SFT_BLOCKING_CHECKS)
     source = integrity.source(context.partition_key)
     calibration = current_calibration(store, policy)

@@ -33,7 +33,7 @@ def training_checkpoint(context: AssetExecutionContext, integrity: IntegrityReso
     """Trains on the latest mix whose blocking checks passed (the trainer command runs as its
     own process and reports metrics back through Pipes) and stores the checkpoint with a
     manifest naming the mix; metadata carries the whole lineage down to the raw versions."""
-    store = integrity.store()
+    store = integrity.store(context.instance)
     mix_version = require_checks_passed(context, training_mix.key, TRAINING_MIX_BLOCKING_CHECKS)
     with tempfile.TemporaryDirectory() as folder:
         # The trainer reads the export's bytes as verified against the sha256 recorded when the

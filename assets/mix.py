@@ -39,7 +39,7 @@ def training_mix(context: AssetExecutionContext, integrity: IntegrityResource) -
     the policy's band, per-source weights, curriculum order; exported for LLaVA and
     LLaMA-Factory. Refuses when any source's latest audit failed its blocking checks or never
     ran: training must not start on data that failed (fix or remove the source)."""
-    store, policy = integrity.store(), integrity.policy()
+    store, policy = integrity.store(context.instance), integrity.policy()
     sources = sorted(context.instance.get_dynamic_partitions(sources_partitions.name))
     if not sources:
         raise GateClosed("no sources are registered: nothing to mix")

@@ -21,7 +21,7 @@ RAW_SFT_BLOCKING_CHECKS = ("raw_sft_contract", "raw_sft_quarantine_rate")
 )
 def raw_sft(context: AssetExecutionContext, integrity: IntegrityResource) -> MaterializeResult:
     """Every record of one source, in the canonical schema; bad records quarantined with a reason."""
-    store = integrity.store()
+    store = integrity.store(context.instance)
     result, manifest = ingest_to_store(integrity.source(context.partition_key), store)
     summary = result.summary()
     context.log.info(f"{result.source}: {summary['accepted']} accepted, "

@@ -10,11 +10,12 @@ import os
 import shlex
 from pathlib import Path
 
-from dagster import ConfigurableResource, EnvVar, Failure
+from dagster import ConfigurableResource, DagsterInstance, EnvVar, Failure
 
 import fsspec
 
 from assets.trainers import DEMO_TRAINER_COMMAND
+from assets.versions import MaterializedVersions
 from integrity.detect.encoder import EncoderConfig, encoder_config
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import model_for
@@ -82,8 +83,9 @@ class IntegrityResource(ConfigurableResource):
     def eval_sets(self) -> list[SourceConfig]:
         return load_eval_sets(self.sources_file)
 
-    def store(self) -> VersionStore:
-        return VersionStore(self.store_root)
+    def store(self, instance: DagsterInstance) -> VersionStore:
+        """The store as a run reads it: "latest" is what ``instance`` materialized."""
+        return VersionStore(self.store_root, latest_from=MaterializedVersions(instance))
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file)

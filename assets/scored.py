@@ -32,7 +32,7 @@ def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
     answerability, preference pollution, contradictions, duplicates, image sanity).
 
     Refuses (GateClosed) a raw_sft partition whose blocking checks failed or never ran."""
-    store = integrity.store()
+    store = integrity.store(context.instance)
     raw_version = require_checks_passed(context, raw_sft.key, RAW_SFT_BLOCKING_CHECKS)
     source = integrity.source(context.partition_key)
     model = make_encoder(encoder.config_for(source, integrity.sources_file), store)

@@ -2,6 +2,13 @@
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, EventLogRecord
 
+from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
+
+# The store assets this code location materializes (tests/test_definitions.py keeps it equal to
+# the Definitions' assets). Others (calibration: human labels through the CLI) stay the store's.
+MATERIALIZED_ASSETS = frozenset({RAW_SFT, SCORED_SFT, AUDITED_SFT, TRAINING_MIX,
+                                 TRAINING_CHECKPOINT})
+
 
 def latest_materialization(instance: DagsterInstance, asset_key: AssetKey,
                            partition: str | None) -> EventLogRecord | None:
@@ -12,6 +19,21 @@ def latest_materialization(instance: DagsterInstance, asset_key: AssetKey,
         limit=1,
     ).records
     return records[0] if records else None
+
+
+class MaterializedVersions:
+    """The store's "latest" inside Dagster (``VersionStore(latest_from=...)``): the ``version``
+    metadata of the partition's latest materialization, so a run never reads a version that
+    Dagster did not materialize (and check), such as one the CLI wrote beside it."""
+
+    assets = MATERIALIZED_ASSETS
+
+    def __init__(self, instance: DagsterInstance) -> None:
+        self.instance = instance
+
+    def __call__(self, asset: str, partition: str | None) -> str | None:
+        record = latest_materialization(self.instance, AssetKey(asset), partition)
+        return None if record is None else record.asset_materialization.metadata["version"].value
 
 
 def materialized_version(context, asset_key: AssetKey) -> str:

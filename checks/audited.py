@@ -24,7 +24,7 @@ from integrity.stages import current_calibration, latest_audits
 
 def _judged(context, integrity: IntegrityResource, check: gate.Check) -> AssetCheckResult:
     version = materialized_version(context, audited_sft.key)
-    return check_result(check(integrity.store(), version, integrity.policy()), version)
+    return check_result(check(integrity.store(context.instance), version, integrity.policy()), version)
 
 
 @asset_check(asset=audited_sft, blocking=True, partitions_def=sources_partitions)
@@ -63,7 +63,7 @@ def audited_sft_over_audit(context: AssetCheckExecutionContext,
                            integrity: IntegrityResource) -> AssetCheckResult:
     """Over-audit guard (WARN, never blocks): the dropped share stays under the bound and close
     to the share over every audited source."""
-    store = integrity.store()
+    store = integrity.store(context.instance)
     version = materialized_version(context, audited_sft.key)
     extra = store.manifest(AUDITED_SFT, version).extra
     audits = latest_audits(store, list(integrity.sources()))
@@ -79,7 +79,7 @@ def audited_sft_over_audit(context: AssetCheckExecutionContext,
 def audited_sft_diversity(context: AssetCheckExecutionContext,
                           integrity: IntegrityResource) -> AssetCheckResult:
     """Diversity kept (WARN): most question templates and image clusters keep a row."""
-    store = integrity.store()
+    store = integrity.store(context.instance)
     version = materialized_version(context, audited_sft.key)
     diversity = store.manifest(AUDITED_SFT, version).extra.get("diversity", {})
     return check_result(rules.diversity_verdict(diversity, integrity.policy()), version,
@@ -92,7 +92,7 @@ def audited_sft_calibrated_precision(context: AssetCheckExecutionContext,
     """The auditor's own quality (WARN): every dropping rule's precision, estimated from the
     latest labelled sample (`integrity calibrate`) under the current policy, is at least
     ``calibration.min_precision``. Passes, saying so, while nothing has been labelled."""
-    store, policy = integrity.store(), integrity.policy()
+    store, policy = integrity.store(context.instance), integrity.policy()
     version = materialized_version(context, audited_sft.key)
     calibration = current_calibration(store, policy)
     if calibration is None:

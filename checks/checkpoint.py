@@ -12,7 +12,7 @@ from integrity.names import TRAINING_CHECKPOINT
 
 def _verdicts(context, integrity: IntegrityResource):
     version = materialized_version(context, training_checkpoint.key)
-    metrics = integrity.store().manifest(TRAINING_CHECKPOINT, version).extra["metrics"]
+    metrics = integrity.store(context.instance).manifest(TRAINING_CHECKPOINT, version).extra["metrics"]
     return version, checkpoint_verdicts(metrics, integrity.policy())
 
 

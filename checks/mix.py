@@ -15,7 +15,7 @@ from integrity.names import TRAINING_MIX
 
 def _verdict(context, integrity: IntegrityResource, name: str) -> AssetCheckResult:
     version = materialized_version(context, training_mix.key)
-    store = integrity.store()
+    store = integrity.store(context.instance)
     review = gate.MixUnderReview(store.read(TRAINING_MIX, version),
                                  store.manifest(TRAINING_MIX, version).upstream, store,
                                  integrity.policy(), integrity.eval_sets())

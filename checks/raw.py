@@ -24,7 +24,7 @@ def raw_sft_contract(
 ) -> AssetCheckResult:
     """GX suite: required columns, unique non-null ids, roles alternate, <image> tokens match images."""
     version = materialized_version(context, raw_sft.key)
-    verdict = gate.raw_sft_contract(integrity.store(), version, integrity.policy())
+    verdict = gate.raw_sft_contract(integrity.store(context.instance), version, integrity.policy())
     return check_result(verdict, version, metadata={
         "failed_expectations": MetadataValue.md(verdict.figures["failed_expectations"])})
 
@@ -35,7 +35,7 @@ def raw_sft_quarantine_rate(
 ) -> AssetCheckResult:
     """The share of a source's rows quarantined at ingest stays under the policy's bound."""
     version = materialized_version(context, raw_sft.key)
-    return check_result(gate.raw_sft_quarantine_rate(integrity.store(), version,
+    return check_result(gate.raw_sft_quarantine_rate(integrity.store(context.instance), version,
                                                      integrity.policy()), version)
 
 
@@ -45,5 +45,5 @@ def raw_sft_has_rows(
 ) -> AssetCheckResult:
     """WARN: the source gave records at all (an empty or blank file is usually a mistake)."""
     version = materialized_version(context, raw_sft.key)
-    return check_result(gate.raw_sft_has_rows(integrity.store(), version, integrity.policy()),
+    return check_result(gate.raw_sft_has_rows(integrity.store(context.instance), version, integrity.policy()),
                         version, AssetCheckSeverity.WARN)

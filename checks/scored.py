@@ -18,7 +18,7 @@ def scored_sft_coverage(
 ) -> AssetCheckResult:
     """Every accepted raw_sft row has exactly one scored row, and no signal is NaN."""
     version = materialized_version(context, scored_sft.key)
-    return check_result(gate.scored_sft_coverage(integrity.store(), version, integrity.policy()),
+    return check_result(gate.scored_sft_coverage(integrity.store(context.instance), version, integrity.policy()),
                         version)
 
 
@@ -28,7 +28,7 @@ def scored_sft_distribution(
 ) -> AssetCheckResult:
     """Model signals are not near-constant (a broken encoder scores everything alike)."""
     version = materialized_version(context, scored_sft.key)
-    return check_result(gate.scored_sft_distribution(integrity.store(), version,
+    return check_result(gate.scored_sft_distribution(integrity.store(context.instance), version,
                                                      integrity.policy()), version)
 
 
@@ -39,7 +39,7 @@ def scored_sft_model_fit(
     """The model tells matched from shuffled image-answer pairs apart (AUC above the policy's
     bound); the description names the model when it cannot."""
     version = materialized_version(context, scored_sft.key)
-    return check_result(gate.scored_sft_model_fit(integrity.store(), version,
+    return check_result(gate.scored_sft_model_fit(integrity.store(context.instance), version,
                                                   integrity.policy()), version)
 
 

@@ -81,3 +81,10 @@ def test_settings_from_the_environment_reach_resources_as_env_vars(monkeypatch, 
     trainer = TrainerResource(**from_environment("trainer")).process_config_and_initialize()
     assert trainer.command_words() == ["python", "train.py", "--fast"]
     assert TrainerResource().command_words()[1:] == ["-m", "assets.trainers.demo_vqa"]
+
+
+def test_every_asset_of_the_code_location_reads_latest_from_its_materializations():
+    from assets.versions import MATERIALIZED_ASSETS
+
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == MATERIALIZED_ASSETS

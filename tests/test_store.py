@@ -277,6 +277,29 @@ def test_an_unpublished_version_is_kept_but_never_latest(tmp_path: Path) -> None
         store.publish("mix", "0" * 16)
 
 
+def test_latest_of_an_asset_the_resolver_owns_is_the_resolvers(tmp_path: Path) -> None:
+    """``latest_from`` (a Dagster run's materializations) decides "latest" for the assets it
+    owns; the store's pointer still answers for the rest (calibration, written by the CLI)."""
+    plain = VersionStore(str(tmp_path / "store"))
+    first = plain.write("raw_sft", {"data": _data(3)}, partition="a", code_version="c1")
+    second = plain.write("raw_sft", {"data": _data(4)}, partition="a", code_version="c1")
+    labels = plain.write("calibration", {"data": _data(2)}, code_version="c1")
+
+    class Materialized:
+        assets = frozenset({"raw_sft"})
+        answers = {("raw_sft", "a"): first.version, ("raw_sft", "b"): "f" * 16}
+
+        def __call__(self, asset: str, partition: str | None) -> str | None:
+            return self.answers.get((asset, partition))
+
+    store = VersionStore(str(tmp_path / "store"), latest_from=Materialized())
+    assert plain.latest("raw_sft", "a") == plain.pointer("raw_sft", "a") == second.version
+    assert store.latest("raw_sft", "a") == first.version
+    assert store.latest("raw_sft", "b") is None  # named, but not in this store
+    assert store.latest("raw_sft", "c") is None
+    assert store.latest("calibration") == labels.version
+
+
 def test_partition_names_are_safe_file_names(tmp_path: Path) -> None:
     store = VersionStore(str(tmp_path))
     man = store.write("raw_sft", {"data": _data()}, partition="hf/llava 665k", code_version="1")

@@ -27,7 +27,7 @@ import json
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import fsspec.core
@@ -223,16 +223,27 @@ def _polars_s3_options(options: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in out.items() if v}
 
 
+class LatestVersions(Protocol):
+    """Says which version of each of ``assets`` is the latest (a Dagster run's materializations)."""
+
+    assets: frozenset[str]
+
+    def __call__(self, asset: str, partition: str | None) -> str | None: ...
+
+
 class VersionStore:
     """Immutable, content-addressed versions of assets under ``root`` (a folder or s3://...)."""
 
-    def __init__(self, root: str, *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: str, *, storage_options: dict[str, Any] | None = None,
+                 latest_from: LatestVersions | None = None) -> None:
         """Open the store at ``root``; a local folder is created if missing.
 
         ``storage_options`` go to fsspec (for S3: ``key``, ``secret``,
-        ``client_kwargs={"endpoint_url": ...}``).
+        ``client_kwargs={"endpoint_url": ...}``). ``latest_from``: who says which version of
+        its ``assets`` is the latest (see :meth:`latest`); by default the store's own pointers.
         """
         self.storage_options: dict[str, Any] = dict(storage_options or {})
+        self._latest_from = latest_from
         self.fs, path = fsspec.core.url_to_fs(root, **self.storage_options)
         self._path: str = path.rstrip("/")
         self._local = isinstance(self.fs, LocalFileSystem)
@@ -404,12 +415,25 @@ class VersionStore:
         return problems
 
     def latest(self, asset: str, partition: str | None = None) -> str | None:
-        """Return the version last written for ``partition`` of ``asset``, or None if none."""
+        """The latest version of ``partition`` of ``asset``, or None: the one every reader
+        (audit peers, calibration, the gate, the CLI) means by "latest".
+
+        It is the version last committed by whoever owns the asset: the store's pointer
+        (:meth:`pointer`) unless ``latest_from`` owns the asset. A Dagster run passes its
+        materializations for the assets of the code location, so nothing in a run reads a
+        version Dagster never materialized and checked (one written by the CLI, say).
+        """
+        if self._latest_from is not None and asset in self._latest_from.assets:
+            version = self._latest_from(asset, partition)
+        else:
+            version = self.pointer(asset, partition)
+        return version if version is not None and self.exists(asset, version) else None
+
+    def pointer(self, asset: str, partition: str | None = None) -> str | None:
+        """The version last committed to this store for ``partition`` of ``asset`` (by any
+        writer), or None."""
         path = self._latest_path(asset, partition)
-        if not self._is_file(path):
-            return None
-        version = self._read_json(path)["version"]
-        return version if self.exists(asset, version) else None
+        return self._read_json(path)["version"] if self._is_file(path) else None
 
     # -- writing -------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ from checks.audited import AUDITED_SFT_CHECKS
 from checks.raw import raw_sft_contract, raw_sft_quarantine_rate
 from checks.scored import SCORED_SFT_CHECKS
 from integrity.decide.calibration import parse_labels
-from integrity.names import AUDITED_SFT
-from integrity.stages import calibrate_to_store, calibration_sample
+from integrity.names import AUDITED_SFT, SCORED_SFT
+from integrity.stages import audit_to_store, calibrate_to_store, calibration_sample, latest_audits
+from integrity.store.versions import VersionStore
 
 ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
           *SCORED_SFT_CHECKS, *AUDITED_SFT_CHECKS]
@@ -53,7 +54,7 @@ def test_raw_to_audited_in_one_run_and_a_warn_failure_does_not_block(world, inst
     assert trained == ["good_llava"]
     [audited] = result.asset_materializations_for_node("audited_sft")
     assert (audited.metadata["kept"].value, audited.metadata["dropped"].value) == (4, 8)
-    store = world["resource"].store()
+    store = world["resource"].store(instance)
     manifest = store.manifest(AUDITED_SFT, audited.metadata["version"].value)
     assert manifest.tables["data"].rows == 4 and manifest.params["policy"]
     verdicts = store.read(AUDITED_SFT, manifest.version, "verdicts")
@@ -91,9 +92,9 @@ def test_a_calibration_that_finds_a_dropping_rule_imprecise_warns_and_does_not_b
 
     # Reviewers call every sampled row clean: each rule that drops rows has precision 0.
     integrity = world["resource"]
-    sample = calibration_sample(integrity.store(), ["good_llava"], integrity.policy(), n=12)
+    sample = calibration_sample(integrity.store(instance), ["good_llava"], integrity.policy(), n=12)
     labels = parse_labels([json.dumps({**row, "label": "clean"}) for row in sample.to_dicts()])
-    _, calibration, _ = calibrate_to_store(integrity.store(), labels, integrity.policy())
+    _, calibration, _ = calibrate_to_store(integrity.store(instance), labels, integrity.policy())
 
     second = _run(world, instance)
     assert second.success and trained == ["good_llava"]  # WARN: the mix may still read it
@@ -107,3 +108,26 @@ def test_a_calibration_that_finds_a_dropping_rule_imprecise_warns_and_does_not_b
     assert audited.metadata["calibration_version"].text == calibration.version
     assert "| blind_answerable | drop | 0.00 [" in audited.metadata["calibration"].value
     assert "Auditor calibration" in Path(audited.metadata["report"].value).read_text()
+
+
+def test_a_run_reads_what_dagster_materialized_not_a_version_written_beside_it(world, instance):
+    """One meaning of "latest": inside Dagster, the partition's last materialization. A version
+    the CLI commits beside Dagster moves the store's pointer (what the CLI reads) but no peer,
+    calibration or gate inside a run reads it until Dagster materializes it."""
+    assert _run(world, instance).success
+    integrity = world["resource"]
+    in_dagster = integrity.store(instance)
+    materialized = in_dagster.latest(AUDITED_SFT, "good_llava")
+    policy = integrity.policy()
+    stricter = policy.model_copy(update={"audit": policy.audit.model_copy(
+        update={"max_drop_rate": 0.1})})
+    scored = in_dagster.manifest(AUDITED_SFT, materialized).upstream[SCORED_SFT]
+    _, beside, _ = audit_to_store("good_llava", scored, VersionStore(integrity.store_root),
+                                  stricter, report=False)
+    assert beside.version != materialized
+
+    assert VersionStore(integrity.store_root).latest(AUDITED_SFT, "good_llava") == beside.version
+    assert in_dagster.latest(AUDITED_SFT, "good_llava") == materialized
+    assert latest_audits(in_dagster, ["good_llava"])["good_llava"]["version"] == materialized
+    # Nothing Dagster owns was ever materialized for another source: none is latest there.
+    assert in_dagster.latest(AUDITED_SFT, "good_sharegpt") is None

@@ -42,7 +42,7 @@ def _evaluations(result) -> dict[str, bool]:
 
 def test_two_sources_materialize_with_versions_and_metadata(world, instance):
     instance.add_dynamic_partitions("sources", ["good_llava", "good_sharegpt"])
-    store = world["resource"].store()
+    store = world["resource"].store(instance)
     versions = {}
     for partition, accepted in (("good_llava", 12), ("good_sharegpt", 6)):
         result = _run(world, instance, partition)

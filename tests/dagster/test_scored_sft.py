@@ -43,7 +43,7 @@ def test_scored_sft_versions_link_to_raw_and_checks_pass(world, instance):
     assert scored.metadata["raw_sft_version"].value == raw.metadata["version"].value
     assert scored.metadata["model_id"].value.startswith("shapes-clip@")
     assert "grounding_margin" in scored.metadata["signals"].value
-    store = world["resource"].store()
+    store = world["resource"].store(instance)
     manifest = store.manifest(SCORED_SFT, scored.metadata["version"].value)
     assert manifest.upstream == {"raw_sft": raw.metadata["version"].value}
     rows = store.read(SCORED_SFT, manifest.version)

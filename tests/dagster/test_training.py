@@ -56,7 +56,7 @@ def test_mix_and_checkpoint_record_what_they_consumed(corpus, instance):
     assert all(checks[name] for name in ("training_mix_modality_band", "training_mix_curriculum",
                                          "training_mix_traceable",
                                          "training_mix_no_eval_overlap"))
-    store = integrity.store()
+    store = integrity.store(instance)
     [mix] = result.asset_materializations_for_node("training_mix")
     [checkpoint] = result.asset_materializations_for_node("training_checkpoint")
     audited = {source: store.latest(AUDITED_SFT, source) for source in ("llava", "sharegpt")}
@@ -98,7 +98,7 @@ def test_a_mix_outside_the_modality_band_blocks_the_checkpoint(corpus, instance)
     [mix] = result.asset_materializations_for_node("training_mix")
     assert result.is_node_untouched("training_checkpoint")
     # The failed mix is kept to inspect, but it is not the store's latest and has no exports.
-    store = integrity.store()
+    store = integrity.store(instance)
     assert store.latest(TRAINING_MIX) is None
     assert mix.metadata["published"].value is False
     assert "llava_export" not in mix.metadata
@@ -109,4 +109,4 @@ def test_a_mix_outside_the_modality_band_blocks_the_checkpoint(corpus, instance)
     # A later run of the checkpoint alone is refused by the in-code gate.
     with pytest.raises(GateClosed, match="training_mix_modality_band failed"):
         _train(integrity, instance, names=["training_checkpoint"], raise_on_error=True)
-    assert integrity.store().latest(TRAINING_CHECKPOINT) is None
+    assert integrity.store(instance).latest(TRAINING_CHECKPOINT) is None
