@@ -40,7 +40,7 @@ from integrity.stages import audit_to_store, ingest_to_store, make_encoder, scor
 from integrity.store.versions import VersionStore
 from tests.browser import headless_chromium, require_browser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "test-artifacts" / "report"
