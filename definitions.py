@@ -13,6 +13,7 @@ from assets.automation import (
     train_job,
 )
 from assets.checkpoint import training_checkpoint
+from assets.duplicate_index import duplicate_index
 from assets.mix import training_mix
 from assets.raw import raw_sft
 from assets.resources import (
@@ -28,6 +29,7 @@ from checks.checkpoint import training_checkpoint_cka, training_checkpoint_visua
 from checks.mix import (
     training_mix_curriculum,
     training_mix_modality_band,
+    training_mix_no_duplicates,
     training_mix_no_eval_overlap,
     training_mix_traceable,
 )
@@ -35,13 +37,13 @@ from checks.raw import raw_sft_contract, raw_sft_has_rows, raw_sft_quarantine_ra
 from checks.scored import SCORED_SFT_CHECKS
 
 defs = Definitions(
-    assets=[raw_sft, scored_sft, audited_sft, training_mix, training_checkpoint],
+    assets=[raw_sft, scored_sft, duplicate_index, audited_sft, training_mix, training_checkpoint],
     asset_checks=[
         raw_sft_contract, raw_sft_quarantine_rate, raw_sft_has_rows,
         *SCORED_SFT_CHECKS,
         *AUDITED_SFT_CHECKS,
         training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
-        training_mix_no_eval_overlap,
+        training_mix_no_eval_overlap, training_mix_no_duplicates,
         training_checkpoint_visual_reliance, training_checkpoint_cka,
     ],
     jobs=[audit_job, mix_job, train_job],

@@ -22,10 +22,10 @@ GATED_EAGER = AutomationCondition.eager() & AutomationCondition.all_deps_blockin
 
 audit_job = define_asset_job(
     "audit_source",
-    selection=AssetSelection.keys("raw_sft", "scored_sft", "audited_sft"),
+    selection=AssetSelection.keys("raw_sft", "scored_sft", "duplicate_index", "audited_sft"),
     partitions_def=sources_partitions,
-    description="Ingest, score and audit one source in one run: a failed blocking check stops "
-                "every later step of the run.",
+    description="Ingest, score, index and audit one source in one run: a failed blocking "
+                "check stops every later step of the run.",
 )
 
 train_job = define_asset_job(
@@ -44,7 +44,7 @@ mix_job = define_asset_job(
 
 audit_automation = AutomationConditionSensorDefinition(
     "audit_automation",
-    target=AssetSelection.keys("scored_sft", "audited_sft"),
+    target=AssetSelection.keys("scored_sft", "duplicate_index", "audited_sft"),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )

@@ -69,9 +69,10 @@ def main() -> int:
     started = time.perf_counter()
     timings = {}
     for source in register_sources(instance, environment_value("integrity", "sources_file", IntegrityResource().sources_file)):
-        print(f"== raw_sft, scored_sft, audited_sft [{source}]", flush=True)
+        print(f"== raw_sft, scored_sft, duplicate_index, audited_sft [{source}]", flush=True)
         timings[source] = _run("audit_source", f"audit_source[{source}]",
-                               ("raw_sft", "scored_sft", "audited_sft"), instance, source)
+                               ("raw_sft", "scored_sft", "duplicate_index", "audited_sft"),
+                               instance, source)
     print("== training_mix, training_checkpoint (the demo trainer runs through Dagster Pipes)",
           flush=True)
     timings["mix_and_train"] = _run("mix_and_train", "mix_and_train",

@@ -11,6 +11,7 @@ from dagster import (
 )
 
 from assets.audited import AUDITED_SFT_BLOCKING_CHECKS, audited_sft
+from assets.duplicate_index import duplicate_index
 from assets.gate import GateClosed, require_checks_passed
 from assets.partitions import sources_partitions
 from assets.resources import IntegrityResource
@@ -26,7 +27,7 @@ TRAINING_MIX_BLOCKING_CHECKS = tuple(TRAINING_MIX_CHECKS)
 
 
 @asset(
-    deps=[audited_sft],
+    deps=[audited_sft, duplicate_index],
     code_version=mix.CODE_VERSION,
     group_name="training",
     # Unpartitioned over every source: on_cron/eager would not see per-partition check
@@ -75,6 +76,7 @@ def training_mix(context: AssetExecutionContext, integrity: IntegrityResource) -
             "policy": policy.digest(),
             "image_share": summary["image_share"],
             "upsampled_copies": summary["upsampled_copies"],
+            "copies_removed": MetadataValue.json(manifest.extra["copies_removed"]),
             # Dagster records one combined input version for all partitions: the store's
             # manifest and this entry name the audited version of every source.
             "audited_versions": MetadataValue.json(audited),

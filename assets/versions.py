@@ -2,12 +2,19 @@
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, EventLogRecord
 
-from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
+from integrity.names import (
+    AUDITED_SFT,
+    DUPLICATE_INDEX,
+    RAW_SFT,
+    SCORED_SFT,
+    TRAINING_CHECKPOINT,
+    TRAINING_MIX,
+)
 
 # The store assets this code location materializes (tests/test_definitions.py keeps it equal to
 # the Definitions' assets). Others (calibration: human labels through the CLI) stay the store's.
-MATERIALIZED_ASSETS = frozenset({RAW_SFT, SCORED_SFT, AUDITED_SFT, TRAINING_MIX,
-                                 TRAINING_CHECKPOINT})
+MATERIALIZED_ASSETS = frozenset({RAW_SFT, SCORED_SFT, DUPLICATE_INDEX, AUDITED_SFT,
+                                 TRAINING_MIX, TRAINING_CHECKPOINT})
 
 
 def latest_materialization(instance: DagsterInstance, asset_key: AssetKey,
@@ -21,6 +28,9 @@ def latest_materialization(instance: DagsterInstance, asset_key: AssetKey,
     return records[0] if records else None
 
 
+PAGE = 50  # materialization records read at a time
+
+
 class MaterializedVersions:
     """The store's "latest" inside Dagster (``VersionStore(latest_from=...)``): the ``version``
     metadata of the partition's latest materialization, so a run never reads a version that
@@ -32,8 +42,21 @@ class MaterializedVersions:
         self.instance = instance
 
     def __call__(self, asset: str, partition: str | None) -> str | None:
-        record = latest_materialization(self.instance, AssetKey(asset), partition)
-        return None if record is None else record.asset_materialization.metadata["version"].value
+        """The newest materialization's version, passing over those that say they were not
+        published (a mix that failed its checks: the store never serves it as latest)."""
+        records_filter = AssetRecordsFilter(
+            asset_key=AssetKey(asset), asset_partitions=[partition] if partition else None)
+        cursor = None
+        while True:
+            page = self.instance.fetch_materializations(records_filter, limit=PAGE,
+                                                        cursor=cursor)
+            for record in page.records:
+                metadata = record.asset_materialization.metadata
+                if "published" not in metadata or metadata["published"].value:
+                    return metadata["version"].value
+            if not page.has_more:
+                return None
+            cursor = page.cursor
 
 
 def materialized_version(context, asset_key: AssetKey) -> str:

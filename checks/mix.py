@@ -1,4 +1,5 @@
-"""Checks on training_mix: the modality band, the curriculum, traceability, no eval leakage.
+"""Checks on training_mix: the modality band, the curriculum, traceability, no eval leakage,
+no copies across sources.
 
 Each calls the function of the same name in integrity/decide/gate.py, which training_mix itself runs
 before it publishes a mix: one set of rules, in Dagster and out."""
@@ -48,3 +49,11 @@ def training_mix_no_eval_overlap(context: AssetCheckExecutionContext,
                                  integrity: IntegrityResource) -> AssetCheckResult:
     """No mix row shares an image or a question with a declared eval set."""
     return _verdict(context, integrity, "training_mix_no_eval_overlap")
+
+
+@asset_check(asset=training_mix, blocking=True)
+def training_mix_no_duplicates(context: AssetCheckExecutionContext,
+                               integrity: IntegrityResource) -> AssetCheckResult:
+    """No two mix rows share their images and dialog, and none copies a row of another source
+    (duplicate_index); the metadata names the sources involved."""
+    return _verdict(context, integrity, "training_mix_no_duplicates")

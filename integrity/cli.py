@@ -125,21 +125,27 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from integrity.report.summaries import audit_markdown
     from integrity.names import REPORT_FILE, REVIEW_FILE, SCORED_SFT
     from integrity.stages import audit_to_store, current_calibration, latest_audits
+    from integrity.stages.audit import cross_source_copies
+    from integrity.stages.index import update_index
 
     store = VersionStore(args.store)
     policy = load_policy(args.policy or DEFAULT_POLICY)
     selected = _selected(args.sources_file, args.source)
     calibration = current_calibration(store, policy)
     every_source = [other.name for other in load_sources(args.sources_file)]
+    # Copies across sources: every scored source's keys against every other's, first.
+    update_index(store, {other.name: other.storage_options
+                         for other in load_sources(args.sources_file)})
     audited = []
     for source in selected:
         scored_version = store.latest(SCORED_SFT, source.name)
         if scored_version is None:
             raise StoreError(f"{source.name} has no scored_sft version yet: run `integrity score`")
         peers = latest_audits(store, [name for name in every_source if name != source.name])
+        copies = cross_source_copies(store, source.name, scored_version, every_source, policy)
         _, manifest, files = audit_to_store(source.name, scored_version, store, policy,
                                             storage_options=source.storage_options,
-                                            calibration=calibration, peers=peers)
+                                            calibration=calibration, peers=peers, copies=copies)
         all_audits = {**peers, source.name: {"version": manifest.version, **manifest.extra}}
         audited.append({"source": source.name, "version": manifest.version,
                         "counts": manifest.extra["counts"], "reasons": manifest.extra["reasons"],

@@ -6,6 +6,7 @@ AUDITED_SFT = "audited_sft"
 TRAINING_MIX = "training_mix"
 TRAINING_CHECKPOINT = "training_checkpoint"
 CALIBRATION = "calibration"
+DUPLICATE_INDEX = "duplicate_index"  # per source: its copies of every other source
 
 # Files attached beside versions (VersionStore.attach).
 REPORT_FILE = "report.html"

@@ -13,10 +13,14 @@ from definitions import defs
 def test_code_location_loads_with_the_documented_graph():
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "raw_sft", "scored_sft", "audited_sft", "training_mix", "training_checkpoint"}
+        "raw_sft", "scored_sft", "duplicate_index", "audited_sft", "training_mix",
+        "training_checkpoint"}
     assert graph.get(AssetKey("scored_sft")).parent_keys == {AssetKey("raw_sft")}
-    assert graph.get(AssetKey("audited_sft")).parent_keys == {AssetKey("scored_sft")}
-    assert graph.get(AssetKey("training_mix")).parent_keys == {AssetKey("audited_sft")}
+    assert graph.get(AssetKey("duplicate_index")).parent_keys == {AssetKey("scored_sft")}
+    assert graph.get(AssetKey("audited_sft")).parent_keys == {AssetKey("scored_sft"),
+                                                              AssetKey("duplicate_index")}
+    assert graph.get(AssetKey("training_mix")).parent_keys == {AssetKey("audited_sft"),
+                                                               AssetKey("duplicate_index")}
     assert graph.get(AssetKey("training_checkpoint")).parent_keys == {AssetKey("training_mix")}
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {

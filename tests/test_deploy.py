@@ -48,7 +48,7 @@ LOCAL_DEV = "dagster.dev.yaml"  # the local instance of make demo / make ui
 # (Postgres storage is constructed for real by the PostgreSQL tests below).
 NEEDS_A_SERVICE = {"DagsterPostgresStorage", "PostgresRunStorage", "PostgresEventLogStorage",
                    "PostgresScheduleStorage", "K8sRunLauncher"}
-AUDIT = ["raw_sft", "scored_sft", "audited_sft"]
+AUDIT = ["raw_sft", "scored_sft", "duplicate_index", "audited_sft"]
 
 
 def _load(path: Path) -> Any:

@@ -16,7 +16,7 @@ import polars as pl
 
 from integrity.mix import training_mix as mixing
 from integrity.decide import policy as rules
-from integrity.decide.audit import blocking_check_names, none_kept_check_name
+from integrity.decide.audit import blocking_check_names, counted_matches, none_kept_check_name
 from integrity.detect.registry import flaws
 from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT
 from integrity.detect.eval_overlap import eval_overlap_keys
@@ -155,11 +155,31 @@ def training_mix_no_eval_overlap(mix: MixUnderReview) -> rules.Verdict:
     return mixing.eval_overlap_verdict(mix.frame, images, questions)
 
 
+def training_mix_no_duplicates(mix: MixUnderReview) -> rules.Verdict:
+    """No two mix rows share their images and dialog, and none copies a row of another source
+    (the duplicate index, under the policy's duplicate thresholds)."""
+    from integrity.detect.cross_source import DuplicateIndexError, current_matches
+
+    scored = {key.split("/", 1)[1]: mix.store.manifest(AUDITED_SFT, version).upstream[SCORED_SFT]
+              for key, version in mix.audited.items()}
+    try:
+        copies = counted_matches(current_matches(mix.store, scored), mix.policy)
+    except DuplicateIndexError as error:
+        return rules.Verdict(passed=False, description=str(error))
+    keys = pl.concat([mix.store.read(SCORED_SFT, version, "keys").select(
+        pl.lit(source).alias("source"), "example_id", "exact_key")
+        for source, version in scored.items()]) if mix.policy.signals.duplicate.exact and scored \
+        else pl.DataFrame(schema={"source": pl.String, "example_id": pl.String,
+                                  "exact_key": pl.UInt64})
+    return mixing.no_duplicates_verdict(mix.frame, keys, copies)
+
+
 # The training_mix checks, each blocking: a mix that fails one never becomes the latest mix and
 # its exports are not written (integrity.stages.mix_to_store); Dagster runs the same functions.
 TRAINING_MIX_CHECKS: dict[str, Callable[[MixUnderReview], rules.Verdict]] = {
     check.__name__: check for check in (training_mix_modality_band, training_mix_curriculum,
-                                        training_mix_traceable, training_mix_no_eval_overlap)}
+                                        training_mix_traceable, training_mix_no_eval_overlap,
+                                        training_mix_no_duplicates)}
 
 
 @dataclass(frozen=True)

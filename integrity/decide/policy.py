@@ -159,6 +159,14 @@ class AuditPolicy(_Strict):
     # Diversity kept (WARN): at least this share of a source's question templates and of its
     # image clusters must keep at least one row.
     diversity_floor: float = Field(0.8, ge=0.0, le=1.0)
+    # Which copy of a row found in several sources is kept: the row of the source listed first
+    # here, then of the source whose name sorts first; every other copy gets ``duplicate``.
+    source_priority: list[str] = Field(default_factory=list)
+
+    def source_rank(self, source: str) -> tuple[int, str]:
+        """Lower keeps: the position in ``source_priority`` (unlisted after), then the name."""
+        order = self.source_priority
+        return (order.index(source) if source in order else len(order), source)
 
 
 class CurriculumStage(_Strict):

@@ -23,7 +23,7 @@ from integrity.detect.pairs import qa_pairs
 from integrity.detect.registry import column_worse, detectors
 
 # Bump when a detector changes its output for the same input (Dagster code_version).
-CODE_VERSION = "scoring-5"
+CODE_VERSION = "scoring-6"
 
 # The detectors, in the order they run and their flaw classes are listed in (a detector after
 # those whose columns it reads). Each module registers itself on import.
@@ -43,10 +43,30 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
     Without an ``encoder`` the detectors that need a model are skipped (their columns are
     absent, so the flaw classes they decide are not evaluated); everything else needs none.
     """
-    context = ScoringContext(qa_pairs(raw), encoder=encoder,
-                             storage_options=storage_options or {},
+    return _run_detectors(ScoringContext(qa_pairs(raw), encoder=encoder,
+                                         storage_options=storage_options or {},
+                                         eval_images=eval_images or set(),
+                                         eval_questions=eval_questions or set()))
+
+
+def score_source(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
+                 eval_questions: set[str] | None = None,
+                 storage_options: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame,
+                                                               pl.DataFrame]:
+    """``score_pairs`` plus the source's copy keys for the duplicate index: (scored pairs,
+    ``cross_source.source_keys``, ``cross_source.source_images``); the images are decoded once
+    for all three."""
+    from integrity.detect.cross_source import source_images, source_keys
+
+    context = ScoringContext(qa_pairs(raw), encoder=encoder, storage_options=storage_options or {},
                              eval_images=eval_images or set(),
                              eval_questions=eval_questions or set())
+    pairs = _run_detectors(context)
+    return pairs, source_keys(context.pairs), source_images(context.pairs, context.image_stats())
+
+
+def _run_detectors(context: ScoringContext) -> pl.DataFrame:
+    encoder = context.encoder
     for detector in detectors():
         if detector.needs_encoder and encoder is None:
             continue

@@ -155,7 +155,7 @@ def verify_geometry(stats: pl.DataFrame) -> tuple[int, int, float]:
     return side, max(2, round(VERIFY_SHIFT * side)), VERIFY_BLUR * side / max(short, 1.0)
 
 
-def _spectra(images: list[tuple[str, str]], *, side: int, storage_options: dict,
+def _spectra(images: list[tuple], *, side: int, storage_options: dict,
              blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE) -> np.ndarray:
     """FFTs (n, 3, side, side // 2 + 1) of the images at side x side RGB, each centred and
     scaled to unit norm; channels first, so every 2-D transform runs over contiguous memory.
@@ -166,9 +166,10 @@ def _spectra(images: list[tuple[str, str]], *, side: int, storage_options: dict,
     blocks, 4:2:0 chroma, resampling) lives below that scale; what makes two pictures different
     does not.
     """
-    def load(image: tuple[str, str]) -> np.ndarray:
-        sha256, uri = image
-        rgb = load_rgb(uri, sha256=sha256, storage_options=storage_options)
+    def load(image: tuple) -> np.ndarray:
+        sha256, uri, *options = image  # (sha256, uri[, its own storage options])
+        rgb = load_rgb(uri, sha256=sha256,
+                       storage_options=options[0] if options else storage_options)
         resized = rgb.resize((side, side), Image.LANCZOS)
         return np.asarray(resized.filter(ImageFilter.GaussianBlur(blur)))
 
@@ -197,12 +198,13 @@ def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray,
     return best
 
 
-def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple[str, str]], *,
+def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple], *,
                  side: int, radius: int, storage_options: dict,
                  blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
                  budget: int = SPECTRA_BUDGET) -> np.ndarray:
     """aligned_similarity of every candidate pair (left[i], right[i]) of ``images`` ((sha256,
-    uri) pairs: each read is checked against the hash ingest recorded).
+    uri) pairs, or (sha256, uri, storage options) for images of several sources: each read is
+    checked against the hash ingest recorded).
 
     A pair and its mirror are verified once (the score is symmetric). Pairs go in chunks whose
     spectra fit in ``budget`` bytes; a chunk's spectra are computed, used and dropped, so memory
@@ -271,9 +273,9 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
                "dup_near_image_of": pl.String}).with_columns(pl.col("dup_near_image_sim").fill_nan(None))
 
 
-def dialog_shingles(pairs: pl.DataFrame) -> pl.DataFrame:
-    """(row, shingle): each example's dialog as its set of content words (``text.tokens``), plus
-    its answers' words marked as answers, hashed; ``row`` is the example's position in order of
+def dialog_words(pairs: pl.DataFrame) -> pl.DataFrame:
+    """(row, shingle): each example's dialog as its content words (``text.tokens``), plus its
+    answers' words marked as answers (``=word``); ``row`` is the example's position in order of
     first appearance. Words, not word sequences: a templated copy inserts and swaps words
     ("Please answer: ...", image -> picture) but keeps its answers, which count twice."""
     words = pairs.group_by("example_id", maintain_order=True).agg(
@@ -283,8 +285,12 @@ def dialog_shingles(pairs: pl.DataFrame) -> pl.DataFrame:
         pl.col("row").cast(pl.Int64),
         shingle=pl.concat_list("question", "answer",
                                pl.col("answer").list.eval(pl.lit("=") + pl.element())),
-    ).explode("shingle").drop_nulls("shingle").select(
-        "row", shingle=pl.col("shingle").hash(seed=3))
+    ).explode("shingle").drop_nulls("shingle")
+
+
+def dialog_shingles(pairs: pl.DataFrame) -> pl.DataFrame:
+    """``dialog_words`` hashed (within one run: polars' hash is not stable across versions)."""
+    return dialog_words(pairs).select("row", shingle=pl.col("shingle").hash(seed=3))
 
 
 def near_duplicate_dialogs(pairs: pl.DataFrame) -> pl.DataFrame:

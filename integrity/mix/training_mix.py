@@ -485,3 +485,33 @@ def mix_summary(mix: pl.DataFrame) -> dict:
         "audited_versions": dict(mix.select("source", "audited_version").unique()
                                  .sort("source").iter_rows()),
     }
+
+
+def no_duplicates_verdict(mix: pl.DataFrame, keys: pl.DataFrame, copies: pl.DataFrame) -> Verdict:
+    """Pass when no two distinct mix rows (source, example_id) share an exact key or are copies.
+
+    ``keys``: source, example_id, exact_key of every mix row's example (empty to skip exact
+    keys); ``copies``: the counted cross-source matches (source, example_id, other_source,
+    other_example_id). Upsampled repeats of one row are the same example, not copies.
+    """
+    rows = mix.select("source", "example_id").unique()
+    exact = rows.join(keys, on=["source", "example_id"]).group_by("exact_key").agg(
+        pl.col("source"), rows=pl.len()).filter(pl.col("rows") > 1)
+    near = copies.join(rows, on=["source", "example_id"], how="semi").join(
+        rows.rename({"source": "other_source", "example_id": "other_example_id"}),
+        on=["other_source", "other_example_id"], how="semi")
+    repeated = int((exact["rows"] - 1).sum() or 0)
+    copied = near.select("source", "example_id").unique().height
+    involved = sorted(set(exact["source"].explode()) | set(near["source"])
+                      | set(near["other_source"]))
+    example = "" if near.is_empty() else (
+        f", e.g. {near['source'][0]}/{near['example_id'][0]} copies "
+        f"{near['other_source'][0]}/{near['other_example_id'][0]}")
+    return Verdict(
+        passed=repeated == 0 and copied == 0,
+        description=f"{repeated} mix rows repeat another row's images and dialog, {copied} copy "
+                    f"a row of another source{example}"
+                    + (f" (sources: {', '.join(involved)})" if involved else ""),
+        figures={"rows": rows.height, "exact_repeats": repeated, "cross_source_copies": copied,
+                 "sources_involved": ", ".join(involved) or "none"},
+    )

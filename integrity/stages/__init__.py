@@ -1,5 +1,5 @@
 """Stages: each pipeline stage as one call, inputs in, one committed store version out, one
-module a stage (``ingest``, ``score``, ``audit``, ``mix``, ``train``, ``calibrate``). Dagster's
+module a stage (``ingest``, ``score``, ``index``, ``audit``, ``mix``, ``train``, ``calibrate``). Dagster's
 assets and the CLI both call these and nothing else, so a version made from the command line
 is the version Dagster makes for the same input. Stages compose the folders below them
 (ingest, detect, decide, mix, report, store); nothing below imports a stage.
@@ -15,6 +15,7 @@ from integrity.stages.calibrate import (
     judge_auditor,
     labelled_rows,
 )
+from integrity.stages.index import index_to_store
 from integrity.stages.ingest import ingest_to_store, latest_raw_summaries
 from integrity.stages.mix import mix_to_store
 from integrity.stages.score import make_encoder, score_to_store
@@ -28,6 +29,7 @@ __all__ = [
     "calibration_sample",
     "checkpoint_to_store",
     "current_calibration",
+    "index_to_store",
     "ingest_to_store",
     "judge_auditor",
     "labelled_rows",

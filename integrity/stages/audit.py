@@ -27,16 +27,39 @@ def latest_audits(store: VersionStore, sources: list[str]) -> dict[str, dict]:
     return audits
 
 
+def cross_source_copies(store: VersionStore, source: str, scored_version: str,
+                        sources: list[str], policy) -> pl.DataFrame:
+    """example_id, duplicate_of: ``source``'s rows that another of ``sources`` holds first,
+    from the duplicate index (``current_matches`` over every source indexed so far; the index
+    of ``source`` must be for ``scored_version``)."""
+    from integrity.decide.audit import copies_of_better_sources
+    from integrity.detect.cross_source import current_matches, indexed_scored_versions
+
+    scored = indexed_scored_versions(store, [name for name in sources if name != source])
+    copies = copies_of_better_sources(
+        current_matches(store, {**scored, source: scored_version}), policy)
+    return copies.filter(pl.col("source") == source).drop("source")
+
+
+def _copied_from(verdicts: pl.DataFrame) -> dict[str, int]:
+    """Other source -> how many rows were dropped as its copies."""
+    copied = verdicts.drop_nulls("duplicate_of").select(
+        pl.col("duplicate_of").str.split("/").list.first().alias("source"))
+    return dict(sorted(copied.group_by("source").len().iter_rows()))
+
+
 def audit_to_store(source: str, scored_version: str, store: VersionStore, policy, *,
                    storage_options: dict | None = None, report: bool = True,
                    calibration: tuple[str, dict] | None = None,
-                   peers: dict[str, dict] | None = None) -> tuple:
+                   peers: dict[str, dict] | None = None,
+                   copies: pl.DataFrame | None = None) -> tuple:
     """Verdicts for one scored_sft version; commit kept raw rows ("data") and every verdict
     ("verdicts", with the row's modality and grounding margin for the checks), then attach the
     review rows (JSONL) and, with ``report``, the HTML report beside the version: with the
     over-audit section (removal per source of ``peers``, ``latest_audits`` of the other sources,
     per template and per image cluster; diversity before and after) and, when given,
-    ``calibration`` (``current_calibration(store, policy)``).
+    ``calibration`` (``current_calibration(store, policy)``). ``copies``: this source's rows
+    that other sources hold first (``cross_source_copies``), dropped as ``duplicate``.
 
     Returns (AuditResult, Manifest, {attachment name: uri}).
     """
@@ -50,7 +73,7 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     scored_ids = set(pairs["example_id"])  # once: per review it cost 161 s for 200 reviews
     reviews = [r for r in load_reviews(store, source) if r["example_id"] in scored_ids]
     result = audit_rows(pairs, policy, rows_in=raw_counts["rows_in"],
-                        quarantined=raw_counts["quarantined"], reviews=reviews)
+                        quarantined=raw_counts["quarantined"], reviews=reviews, copies=copies)
     raw = store.read(RAW_SFT, raw_version)
     scored = store.read(SCORED_SFT, scored_version)
     margin = [pl.col("grounding_margin")] if "grounding_margin" in scored.columns else []
@@ -72,7 +95,8 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
                  "counts": result.counts(), "reasons": result.reasons(),
                  "diversity": diversity_change(slices),
                  "most_removed": most_removed(slices).to_dicts(),
-                 "policy": policy.audit.model_dump(), "human_reviews": len(reviews)}
+                 "policy": policy.audit.model_dump(), "human_reviews": len(reviews),
+                 "copies_of_other_sources": _copied_from(result.verdicts)}
         manifest = store.write(
             AUDITED_SFT, {"data": kept, "verdicts": verdicts}, partition=source,
             upstream={SCORED_SFT: scored_version, RAW_SFT: raw_version},

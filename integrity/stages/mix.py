@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import polars as pl
 
 from integrity.errors import redact
 from integrity.ingest import SourceConfig
@@ -20,7 +20,9 @@ def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
                  gate: dict[str, dict] | None = None,
                  eval_sets: list[SourceConfig] | None = None) -> tuple:
     """Build the training mix from the kept rows of ``audited`` (source -> audited_sft version),
-    run its blocking checks, and commit it (table "data", in training order).
+    run its blocking checks, and commit it (table "data", in training order). Rows another
+    source holds first (the duplicate index's keep rule) are left out and counted
+    (``copies_removed``).
 
     Only a mix whose blocking checks all pass is published (the store's latest mix) with its
     exports attached; a failed mix is kept as a version to inspect, never latest, and no export
@@ -33,12 +35,22 @@ def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
     from integrity.mix import training_mix as mixing
     from integrity.decide.gate import TRAINING_MIX_CHECKS, MixUnderReview
 
-    inputs = []
+    from integrity.decide.audit import copies_of_better_sources
+    from integrity.detect.cross_source import current_matches
+
+    scored = {source: store.manifest(AUDITED_SFT, version).upstream[SCORED_SFT]
+              for source, version in audited.items()}
+    # An audit made before another source was indexed kept rows that source holds first: the
+    # keep rule is applied again over the whole index, so any order of audits mixes the same.
+    copies = copies_of_better_sources(current_matches(store, scored), policy)
+    inputs, removed = [], {}
     for source, version in sorted(audited.items()):
-        scored_version = store.manifest(AUDITED_SFT, version).upstream[SCORED_SFT]
-        inputs.append(mixing.MixInput(source=source, audited_version=version,
-                                      kept=store.read(AUDITED_SFT, version),
-                                      scored=store.read(SCORED_SFT, scored_version)))
+        kept = store.read(AUDITED_SFT, version).join(
+            copies.filter(pl.col("source") == source), on="example_id", how="anti",
+            maintain_order="left")
+        removed[source] = store.manifest(AUDITED_SFT, version).tables["data"].rows - kept.height
+        inputs.append(mixing.MixInput(source=source, audited_version=version, kept=kept,
+                                      scored=store.read(SCORED_SFT, scored[source])))
     mix = mixing.build_mix(inputs, policy.mix)
     upstream = {f"{AUDITED_SFT}/{source}": version for source, version in audited.items()}
     review = MixUnderReview(mix, upstream, store, policy, list(eval_sets or []))
@@ -55,6 +67,7 @@ def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
             params={"policy": policy.digest(), "mix": policy.mix.model_dump(),
                     "eval_sets": sorted(redact(eval_set.uri) for eval_set in eval_sets or [])},
             extra={"summary": mixing.mix_summary(mix), "gate": gate or {},
+                   "copies_removed": removed,
                    "checks": {name: {"passed": verdict.passed,
                                      "description": verdict.description}
                               for name, verdict in verdicts.items()},

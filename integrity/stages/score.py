@@ -33,7 +33,8 @@ def score_to_store(
     source: SourceConfig, raw_version: str, store: VersionStore, *, encoder=None,
     eval_sets: list[SourceConfig] | None = None,
 ) -> tuple[pl.DataFrame, Manifest, dict]:
-    """Score one source's raw_sft version; commit rows ("data") and pairs ("pairs").
+    """Score one source's raw_sft version; commit rows ("data"), pairs ("pairs") and the copy
+    keys the duplicate index compares across sources ("keys", "images": ``cross_source``).
 
     Returns the rows, the manifest and this run's facts (speed, cache use, signal summary):
     when the version already existed, its manifest keeps the facts of the run that made it.
@@ -41,8 +42,9 @@ def score_to_store(
     raw = store.read(RAW_SFT, raw_version)
     started = time.perf_counter()
     eval_images, eval_questions = eval_overlap_keys(eval_sets or [], store)
-    pairs = detect.score_pairs(raw, encoder=encoder, storage_options=source.storage_options,
-                                eval_images=eval_images, eval_questions=eval_questions)
+    pairs, keys, images = detect.score_source(
+        raw, encoder=encoder, storage_options=source.storage_options, eval_images=eval_images,
+        eval_questions=eval_questions)
     rows = detect.score_rows(pairs)
     seconds = time.perf_counter() - started
     fit_auc, fit_pairs = model_fit_auc(pairs, raw)
@@ -67,7 +69,7 @@ def score_to_store(
     }
     manifest = store.write(
         SCORED_SFT,
-        {"data": rows, "pairs": pairs},
+        {"data": rows, "pairs": pairs, "keys": keys, "images": images},
         partition=source.name,
         upstream={RAW_SFT: raw_version},
         code_version=detect.CODE_VERSION,

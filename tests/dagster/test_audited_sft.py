@@ -6,6 +6,7 @@ from pathlib import Path
 from dagster import asset, materialize
 
 from assets.audited import audited_sft
+from assets.duplicate_index import duplicate_index
 from assets.partitions import sources_partitions
 from assets.raw import raw_sft
 from assets.resources import EncoderResource, IntegrityResource
@@ -18,7 +19,7 @@ from integrity.names import AUDITED_SFT, SCORED_SFT
 from integrity.stages import audit_to_store, calibrate_to_store, calibration_sample, latest_audits
 from integrity.store.versions import VersionStore
 
-ASSETS = [raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
+ASSETS = [raw_sft, scored_sft, duplicate_index, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
           *SCORED_SFT_CHECKS, *AUDITED_SFT_CHECKS]
 trained: list[str] = []
 

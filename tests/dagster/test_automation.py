@@ -11,6 +11,7 @@ from dagster import (
 )
 
 from assets.audited import audited_sft
+from assets.duplicate_index import duplicate_index
 from assets.automation import audit_job, mix_job, nightly_audit, nightly_mix
 from assets.mix import training_mix
 from assets.raw import raw_sft
@@ -20,6 +21,7 @@ from checks.audited import AUDITED_SFT_CHECKS
 from checks.mix import (
     training_mix_curriculum,
     training_mix_modality_band,
+    training_mix_no_duplicates,
     training_mix_no_eval_overlap,
     training_mix_traceable,
 )
@@ -30,7 +32,7 @@ from definitions import defs
 SCORED_CHECKS = list(SCORED_SFT_CHECKS)
 AUDIT_CHECKS = list(AUDITED_SFT_CHECKS)
 MIX_CHECKS = [training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
-              training_mix_no_eval_overlap]
+              training_mix_no_eval_overlap, training_mix_no_duplicates]
 
 
 
@@ -64,7 +66,7 @@ def test_automation_holds_scoring_back_after_a_failed_blocking_check(world, inst
 def test_the_end_to_end_job_and_its_automation_sensor_are_defined():
     job = defs.resolve_job_def("audit_source")
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
-        "raw_sft", "scored_sft", "audited_sft"}
+        "raw_sft", "scored_sft", "duplicate_index", "audited_sft"}
     sensor = defs.resolve_sensor_def("audit_automation")
     assert sensor.default_status.value == "RUNNING"
 
@@ -72,7 +74,7 @@ def test_the_end_to_end_job_and_its_automation_sensor_are_defined():
 def test_a_schedule_tick_runs_each_source_end_to_end_and_the_gate_holds(world, instance):
     instance.add_dynamic_partitions("sources", ["good_llava", "dup_ids"])
     scheduled = Definitions(
-        assets=[raw_sft, scored_sft, audited_sft], jobs=[audit_job], schedules=[nightly_audit],
+        assets=[raw_sft, scored_sft, duplicate_index, audited_sft], jobs=[audit_job], schedules=[nightly_audit],
         asset_checks=[raw_sft_contract, raw_sft_quarantine_rate, *SCORED_CHECKS, *AUDIT_CHECKS],
         resources={"integrity": world["resource"],
                    "encoder": EncoderResource(workers=0, batch_size=16)},
@@ -89,13 +91,14 @@ def test_a_schedule_tick_runs_each_source_end_to_end_and_the_gate_holds(world, i
         materialized = {e.asset_key.to_user_string()
                         for e in result.get_asset_materialization_events()}
         if request.partition_key == "good_llava":
-            assert materialized == {"raw_sft", "scored_sft", "audited_sft"}
+            assert materialized == {"raw_sft", "scored_sft", "duplicate_index", "audited_sft"}
         else:  # duplicate ids fail the raw contract: scoring and audit never start
             assert materialized == {"raw_sft"} and not result.success
 
 
 def test_nightly_jobs_run_every_check_of_what_they_materialize():
-    for name, checked in (("audit_source", {"raw_sft", "scored_sft", "audited_sft"}),
+    for name, checked in (("audit_source", {"raw_sft", "scored_sft", "duplicate_index",
+                                            "audited_sft"}),
                           ("build_mix", {"training_mix"}),
                           ("mix_and_train", {"training_mix", "training_checkpoint"})):
         in_job = defs.resolve_job_def(name).asset_layer.asset_graph.asset_check_keys
@@ -111,7 +114,7 @@ def test_nightly_mix_tick_is_refused_while_a_source_audit_failed(world, instance
     resources = {"integrity": world["resource"],
                  "encoder": EncoderResource(workers=0, batch_size=16)}
     for partition in ("good_llava", "dup_ids"):
-        materialize([raw_sft, scored_sft, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
+        materialize([raw_sft, scored_sft, duplicate_index, audited_sft, raw_sft_contract, raw_sft_quarantine_rate,
                      *SCORED_CHECKS, *AUDIT_CHECKS], partition_key=partition,
                     instance=instance, resources=resources, raise_on_error=False)
     tick = nightly_mix.evaluate_tick(build_schedule_context(

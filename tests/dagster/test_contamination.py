@@ -9,6 +9,7 @@ import pytest
 from dagster import asset, materialize
 
 from assets.audited import AUDITED_SFT_BLOCKING_CHECKS, audited_sft
+from assets.duplicate_index import duplicate_index
 from assets.gate import GateClosed, require_checks_passed
 from assets.partitions import sources_partitions
 from assets.raw import raw_sft
@@ -36,7 +37,7 @@ def _audit(tmp_path, instance, config: DemoConfig):
                                   store_root=str(tmp_path / "store"))
     instance.add_dynamic_partitions("sources", ["corpus"])
     consumed.clear()
-    result = materialize([raw_sft, scored_sft, audited_sft, *defs.asset_checks, training_probe],
+    result = materialize([raw_sft, scored_sft, duplicate_index, audited_sft, *defs.asset_checks, training_probe],
                          partition_key="corpus", instance=instance,
                          resources={"integrity": integrity, "encoder": EncoderResource(workers=0)},
                          raise_on_error=False)

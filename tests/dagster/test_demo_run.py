@@ -14,7 +14,7 @@ from demo.generate import DemoConfig, generate
 from integrity.names import AUDITED_SFT
 from integrity.store.versions import VersionStore
 
-AUDIT = ("raw_sft", "scored_sft", "audited_sft")
+AUDIT = ("raw_sft", "scored_sft", "duplicate_index", "audited_sft")
 
 
 def test_dagster_in_process_and_the_cli_give_the_same_verdicts(tmp_path, instance):
@@ -64,7 +64,7 @@ def test_the_demo_runner_runs_every_stage_in_one_process(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert sum(line.startswith("== raw_sft, scored_sft, audited_sft [") for line in lines) == 3
+    assert sum(line.startswith("== raw_sft, scored_sft, duplicate_index, audited_sft [") for line in lines) == 3
     assert any(line.strip().startswith("scored_sft") and "rows/s" in line for line in lines)
     assert lines[-1].startswith("== wall time: ")
     assert VersionStore(str(tmp_path / "store")).latest("training_checkpoint") is not None

@@ -52,7 +52,7 @@ def test_the_demo_graph_runs_on_s3_and_never_records_a_credential(s3_env, tmp_pa
     resources = {"integrity": integrity, "encoder": EncoderResource(workers=0),
                  "trainer": TrainerResource(config={"max_steps": 3, "probe_images": 8})}
     instance.add_dynamic_partitions("sources", ["llava"])
-    audit = materialize(_assets({"raw_sft", "scored_sft", "audited_sft"}), partition_key="llava",
+    audit = materialize(_assets({"raw_sft", "scored_sft", "duplicate_index", "audited_sft"}), partition_key="llava",
                         instance=instance, resources=resources)
     # A 3-step model has not learned to look yet: its reliance check fails; it is still stored.
     train = materialize(_assets({"training_mix", "training_checkpoint"}), instance=instance,

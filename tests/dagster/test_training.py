@@ -12,7 +12,7 @@ from integrity.names import AUDITED_SFT, TRAINING_CHECKPOINT, TRAINING_MIX
 from tests.models import DEMO_MODEL_YAML
 
 TINY_TRAINER = TrainerResource(config={"max_steps": 4, "batch_size": 32, "probe_images": 12})
-AUDIT = ["raw_sft", "scored_sft", "audited_sft"]
+AUDIT = ["raw_sft", "scored_sft", "duplicate_index", "audited_sft"]
 TRAIN = ["training_mix", "training_checkpoint"]
 
 

@@ -36,7 +36,8 @@ ARTIFACTS = REPO / "test-artifacts" / "ui"
 SCREENSHOTS = ("asset-graph.png", "failed-check.png", "first-page.png", "checkpoint-page.png")
 WORLD: dict[str, str] = {}  # the environment dagster_ui serves (its store, its sources)
 SOURCE = "llava"
-ASSETS = ("raw_sft", "scored_sft", "audited_sft", "training_mix", "training_checkpoint")
+ASSETS = ("raw_sft", "scored_sft", "duplicate_index", "audited_sft", "training_mix",
+          "training_checkpoint")
 FAILED_ASSET, FAILED_CHECK = "training_checkpoint", "training_checkpoint_visual_reliance"
 IMPOSSIBLE_RELIANCE = 2.0  # accuracy with minus without the image never exceeds 1
 # One process per run instead of one per step: each step process re-imports torch and Dagster.
