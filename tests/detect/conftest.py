@@ -1,12 +1,24 @@
-"""Build raw_sft frames by hand for detector tests (detectors take frames, not files)."""
+"""Build raw_sft frames by hand for detector tests (detectors take frames, not files), and the
+demo's shapes CLIP with a few of its images for the model-based detectors."""
 
+import hashlib
+import io
 import json
+import random
 
 import polars as pl
 import pytest
+import torch
+from PIL import Image
 
-from integrity.ingest.schema import RAW_SFT_SCHEMA
+from demo.model import demo_encoder_config
+from demo.shapes import draw_shapes
+from integrity.detect.encoder import Encoder
 from integrity.detect.pairs import qa_pairs
+from integrity.ingest.schema import RAW_SFT_SCHEMA
+from integrity.store.embedding_cache import EmbeddingCache
+
+COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
 
 
 def make_raw(rows: list[dict]) -> pl.DataFrame:
@@ -36,3 +48,52 @@ def make_raw(rows: list[dict]) -> pl.DataFrame:
 @pytest.fixture
 def pairs_of():
     return lambda rows: qa_pairs(make_raw(rows))
+
+
+def save_image(path, image: Image.Image, fmt: str = "PNG", **options) -> tuple[str, str]:
+    """Write ``image`` to ``path``; (its uri, the sha256 of its bytes)."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    path.write_bytes(buffer.getvalue())
+    return str(path), hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    """The demo's shapes CLIP (shipped with the repository: nothing is downloaded)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield Encoder(demo_encoder_config(workers=0),
+                  cache=EmbeddingCache(str(tmp_path_factory.mktemp("cache"))))
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Two images per color: two large circles on the left, in two layouts."""
+    folder = tmp_path_factory.mktemp("images")
+    found = {}
+    for color in COLORS:
+        for layout in (0, 1):
+            path = folder / f"{color}{layout}.png"
+            draw_shapes(color, "circle", 2, "left", "large", 128,
+                        rng=random.Random(layout)).save(path)
+            found[color, layout] = (str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
+
+
+def shape_row(images, color, answer, *, layout=0, caption=None,
+              question="What color are the shapes?", row_id=None) -> dict:
+    """A make_raw row asking about one of ``images``."""
+    uri, sha = images[color, layout]
+    row = {"id": row_id or f"{color}{layout}-{answer}", "image": sha, "uri": uri,
+           "qa": [(question, answer)]}
+    if caption:
+        row["caption"] = caption
+    return row
+
+
+def color_labels(images) -> list[dict]:
+    """Every color answered on both of its images: the source's own color paradigm."""
+    return [shape_row(images, color, f"{color.capitalize()}.", layout=layout)
+            for color in COLORS for layout in (0, 1)]

@@ -1,4 +1,5 @@
-import hashlib
+"""Duplicates: exact and near-copy images, near-duplicate dialogs, eval-set overlap."""
+
 import io
 import random
 
@@ -13,15 +14,8 @@ from integrity.detect.duplicates import (
     score_duplicates,
     signatures,
 )
-from integrity.detect.image_sanity import score_image_sanity
 from integrity.detect.pixels import image_stats
-
-
-def _save(path, image, fmt="PNG", **options) -> tuple[str, str]:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    path.write_bytes(buffer.getvalue())
-    return str(path), hashlib.sha256(buffer.getvalue()).hexdigest()
+from tests.detect.conftest import save_image
 
 
 def test_nearest_neighbours_matches_brute_force():
@@ -56,16 +50,17 @@ def test_near_copies_survive_re_encoding_and_unrelated_images_stay_apart(tmp_pat
     small_circle = draw_shapes("green", "circle", 1, "left", "small", 128, rng=random.Random(5))
     small_square = draw_shapes("green", "square", 1, "left", "small", 128, rng=random.Random(5))
     files = {
-        "orig": _save(tmp_path / "a.png", original),
-        "jpeg": _save(tmp_path / "b.jpg", _reencoded(original, quality=60, scale=1.0), "PNG"),
-        "resized": _save(tmp_path / "c.png", _reencoded(original, quality=70, scale=0.9)),
-        "cropped": _save(tmp_path / "d.png", _reencoded(original, quality=80, scale=0.8, crop=2)),
-        "webp": _save(tmp_path / "e.webp", original, "WEBP", quality=80),
-        "shift": _save(tmp_path / "f.png", ImageChops.offset(original, 1, 1)),
-        "circle": _save(tmp_path / "g.png", small_circle),
-        "square": _save(tmp_path / "h.png", small_square),
-        "layout": _save(tmp_path / "i.png", draw_shapes("red", "circle", 2, "left", "large", 128,
-                                                        rng=random.Random(2))),
+        "orig": save_image(tmp_path / "a.png", original),
+        "jpeg": save_image(tmp_path / "b.jpg", _reencoded(original, quality=60, scale=1.0), "PNG"),
+        "resized": save_image(tmp_path / "c.png", _reencoded(original, quality=70, scale=0.9)),
+        "cropped": save_image(tmp_path / "d.png",
+                              _reencoded(original, quality=80, scale=0.8, crop=2)),
+        "webp": save_image(tmp_path / "e.webp", original, "WEBP", quality=80),
+        "shift": save_image(tmp_path / "f.png", ImageChops.offset(original, 1, 1)),
+        "circle": save_image(tmp_path / "g.png", small_circle),
+        "square": save_image(tmp_path / "h.png", small_square),
+        "layout": save_image(tmp_path / "i.png", draw_shapes("red", "circle", 2, "left", "large",
+                                                             128, rng=random.Random(2))),
     }
     rows = [{"id": name, "image": sha, "uri": uri, "qa": [("What color?", "Red.")]}
             for name, (uri, sha) in files.items()]
@@ -124,22 +119,6 @@ def test_short_text_dialogs_are_only_ever_exact_copies(pairs_of):
     assert score_duplicates(pairs, stats)["dup_text_sim"].to_list() == [None, None]
 
 
-def test_text_only_near_copies_are_found_by_lsh_in_a_large_bucket():
-    from integrity.detect.minhash import near_duplicate_texts
-
-    rng = random.Random(0)
-    vocabulary = [f"w{i}" for i in range(400)]
-    texts = [rng.sample(vocabulary, 30) for _ in range(200)]
-    texts.append(texts[7][:28] + ["extra1", "extra2"])  # row 200 copies row 7, lightly edited
-    rows = [(row, word) for row, words in enumerate(texts) for word in words]
-    shingles = pl.DataFrame(rows, schema=["row", "word"], orient="row").select(
-        "row", shingle=pl.col("word").hash())
-    found = near_duplicate_texts(shingles, pl.Series([""] * len(texts)))
-    best = {row: (sim, of) for row, sim, of in found.iter_rows()}
-    assert best[200][1] == 7 and best[200][0] > 0.8 and best[7][1] == 200
-    assert all(sim < 0.5 for row, (sim, _) in best.items() if row not in (7, 200))
-
-
 def test_signatures_ignore_brightness():
     base = np.random.default_rng(1).uniform(0, 200, size=(1, 768)).astype(np.float32)
     both = signatures(np.vstack([base, base + 40]))
@@ -156,24 +135,6 @@ def test_eval_overlap(pairs_of):
                                  "image_thumb": pl.Array(pl.Float32, 768)})
     scores = score_duplicates(pairs, stats, eval_images={"s2"}, eval_questions={"what is shown"})
     assert scores["dup_eval_overlap"].to_list() == [True, True, False]
-
-
-def test_image_sanity(tmp_path, pairs_of):
-    files = {
-        "blank": _save(tmp_path / "blank.png", Image.new("RGB", (64, 64), "white")),
-        "tiny": _save(tmp_path / "tiny.png", Image.effect_noise((8, 8), 60).convert("RGB")),
-        "wide": _save(tmp_path / "wide.png", Image.effect_noise((400, 40), 60).convert("RGB")),
-    }
-    rows = [{"id": name, "image": sha, "uri": uri, "qa": [("Q?", "A.")]}
-            for name, (uri, sha) in files.items()]
-    rows.append({"id": "text", "qa": [("Q?", "A.")]})
-    pairs = pairs_of(rows)
-    uris, shas = zip(*files.values(), strict=True)
-    scores = score_image_sanity(pairs, image_stats(list(uris), list(shas)))
-    assert scores["image_min_side"].to_list() == [64, 8, 40, None]
-    assert scores["image_aspect"].to_list()[:3] == [1.0, 1.0, 10.0]
-    std = scores["image_pixel_std"].to_list()
-    assert std[0] == 0.0 and std[1] > 10 and std[3] is None
 
 
 def test_the_inverted_file_finds_the_near_copies_the_exact_search_finds(monkeypatch):
@@ -213,7 +174,7 @@ def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_deco
     for index in range(40):
         picture = draw_shapes(rng.choice(["red", "green"]), rng.choice(["circle", "square"]), 1,
                               "left", "small", 32, rng=random.Random(index))
-        uri, sha = _save(tmp_path / f"{index}.png", picture)
+        uri, sha = save_image(tmp_path / f"{index}.png", picture)
         images.append((sha, uri))
     left = np.array([i for i in range(40) for j in (1, 2)])
     right = (left + np.array([1, 2] * 40)) % 40

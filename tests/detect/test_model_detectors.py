@@ -1,121 +1,24 @@
-"""Grounding, answer support and caption leakage with the shipped reference CLIP on real images."""
+"""Scoring a source with the model: score_pairs' model calls and caching, caption-derived prose
+flagged end to end from a LLaVA file, and the model-fit guard on grounding's shuffled pairs."""
 
-import hashlib
 import json
 import random
 
 import polars as pl
-import pytest
-import torch
 
 from demo.model import demo_encoder_config
 from integrity.decide.audit import audit_rows
 from demo.shapes import draw_shapes
 from integrity.detect import score_pairs
-from integrity.detect.grounding import score_grounding
 from integrity.store.embedding_cache import EmbeddingCache
 from integrity.detect.encoder import Encoder
 from integrity.ingest import SourceConfig, ingest_source
 from integrity.decide.policy import Policy, flag_rows
-from tests.detect.conftest import make_raw
-
-COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield Encoder(demo_encoder_config(workers=0),
-                  cache=EmbeddingCache(str(tmp_path_factory.mktemp("cache"))))
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """Two images per color: two large circles on the left, in two layouts."""
-    folder = tmp_path_factory.mktemp("images")
-    found = {}
-    for color in COLORS:
-        for layout in (0, 1):
-            path = folder / f"{color}{layout}.png"
-            draw_shapes(color, "circle", 2, "left", "large", 128,
-                        rng=random.Random(layout)).save(path)
-            found[color, layout] = (str(path), hashlib.sha256(path.read_bytes()).hexdigest())
-    return found
-
-
-def _row(images, color, answer, *, layout=0, caption=None,
-         question="What color are the shapes?", row_id=None):
-    uri, sha = images[color, layout]
-    row = {"id": row_id or f"{color}{layout}-{answer}", "image": sha, "uri": uri,
-           "qa": [(question, answer)]}
-    if caption:
-        row["caption"] = caption
-    return row
-
-
-def _labels(images) -> list[dict]:
-    """Every color answered on both of its images: the source's own color paradigm."""
-    return [_row(images, color, f"{color.capitalize()}.", layout=layout)
-            for color in COLORS for layout in (0, 1)]
-
-
-def _scored(rows, encoder) -> dict[str, dict]:
-    pairs = score_pairs(make_raw(rows), encoder=encoder)
-    return {row["example_id"]: row for row in pairs.iter_rows(named=True)}
-
-
-def test_answer_support_ranks_the_pixels_answer_first(images, encoder):
-    rows = _labels(images) + [
-        _row(images, "red", "Blue.", caption="two blue circles on the left", row_id="leak"),
-        {"id": "text", "qa": [("What color is the sky?", "Blue.")]},
-    ]
-    scored = _scored(rows, encoder)
-    labels = [scored[f"{c}{layout}-{c.capitalize()}."] for c in COLORS for layout in (0, 1)]
-    assert all(r["answer_support_prob"] > 0.5 and r["answer_support_rank"] == 1 for r in labels)
-    assert all(r["answer_support_candidates"] == 6 for r in labels)
-    leak = scored["leak"]
-    assert leak["answer_support_prob"] < 0.1 and leak["answer_support_rank"] > 1
-    assert leak["answer_support_claim"] == "blue" and leak["leak_claim"] == "blue"
-    assert leak["leak_text_support"] == 1.0 and leak["leak_score"] > 0.9
-    assert all(r["leak_score"] < 0.1 for r in labels)
-    assert scored["text"]["answer_support_prob"] is None  # text-only: nothing to look at
-
-
-def test_prose_answers_get_a_support_score_for_every_claim(images, encoder):
-    """Prose answers never got an answer-support score, so leak_score was null for them."""
-    rows = _labels(images) + [
-        _row(images, color, f"The image shows two large {color} circles on the left. They are "
-                            "evenly spaced.", question="Describe the image.",
-             row_id=f"prose-{color}") for color in COLORS] + [
-        _row(images, "red", "The image shows two large green circles on the left. They are "
-                            "evenly spaced.", question="Describe the image.", row_id="wrong",
-             caption="two large green circles on the left")]
-    scored = _scored(rows, encoder)
-    assert all(scored[f"prose-{c}"]["answer_support_prob"] > 0.5 for c in COLORS)
-    wrong = scored["wrong"]
-    assert wrong["answer_support_prob"] < 0.2 and wrong["answer_support_claim"] == "green"
-    assert wrong["leak_score"] > 0.8
-
-
-def test_grounding_margin_prefers_the_matching_image(pairs_of, images, encoder):
-    rows = [_row(images, color, f"There are two large {color} circles on the left.",
-                 question="Describe the image.") for color in COLORS]
-    rows.append(_row(images, "red", "There are two large red circles on the left. "
-                                    "They are blue.", question="Describe the image.",
-                     row_id="half-wrong"))
-    pairs = pairs_of(rows)
-    grounding = score_grounding(pairs, encoder=encoder, negatives=5)
-    margins = grounding["grounding_margin"].to_list()
-    assert all(margin > 0 for margin in margins[:6])
-    sentences = grounding["grounding_min_sentence_cos"].to_list()
-    assert sentences[6] < sentences[0]  # the invented sentence is the weakest
-    assert grounding["grounding_cos"].is_not_null().all()
+from tests.detect.conftest import COLORS, color_labels, make_raw, shape_row
 
 
 def test_a_second_scoring_run_makes_no_model_calls(images, tmp_path):
-    rows = _labels(images)
+    rows = color_labels(images)
     config = demo_encoder_config(workers=0)
     first = score_pairs(make_raw(rows), encoder=Encoder(
         config, cache=EmbeddingCache(str(tmp_path / "cache"))))
@@ -127,7 +30,7 @@ def test_a_second_scoring_run_makes_no_model_calls(images, tmp_path):
 
 def test_score_pairs_encodes_each_image_once_even_without_a_cache(images):
     uncached = Encoder(demo_encoder_config(workers=0))
-    scored = score_pairs(make_raw(_labels(images)), encoder=uncached)
+    scored = score_pairs(make_raw(color_labels(images)), encoder=uncached)
     assert uncached.images_encoded == 2 * len(COLORS)
     assert scored["answer_support_rank"].to_list() == [1] * 2 * len(COLORS)
 
@@ -182,9 +85,9 @@ def test_the_model_fit_guard_fails_a_model_that_cannot_tell_matched_from_shuffle
     grounding check blocked a correct source with no hint that the model was the cause."""
     from integrity.decide.policy import model_fit_auc, model_fit_verdict
 
-    rows = _labels(images) + [_row(images, c, f"{c.capitalize()}.", layout=1,
-                                   question="Which color are the shapes?", row_id=f"{c}-again")
-                              for c in COLORS]
+    rows = color_labels(images) + [
+        shape_row(images, c, f"{c.capitalize()}.", layout=1,
+                  question="Which color are the shapes?", row_id=f"{c}-again") for c in COLORS]
     fitted = score_pairs(make_raw(rows), encoder=encoder)
     auc, pairs = model_fit_auc(fitted)
     assert pairs == len(rows) and auc > 0.9
@@ -208,12 +111,12 @@ def test_the_model_fit_leaves_out_answers_nobody_claims_are_right(images, encode
     for color in COLORS:
         for layout in (0, 1):
             group = f"{color}{layout}"
-            rows.append({**_row(images, color, f"{color.capitalize()}.", layout=layout,
-                                row_id=f"{group}#chosen"), "pref_role": "chosen",
+            rows.append({**shape_row(images, color, f"{color.capitalize()}.", layout=layout,
+                                     row_id=f"{group}#chosen"), "pref_role": "chosen",
                          "pref_group": group})
-            rows.append({**_row(images, color, f"{wrong[color].capitalize()}.", layout=layout,
-                                row_id=f"{group}#rejected"), "pref_role": "rejected",
-                         "pref_group": group})
+            rows.append({**shape_row(images, color, f"{wrong[color].capitalize()}.",
+                                     layout=layout, row_id=f"{group}#rejected"),
+                         "pref_role": "rejected", "pref_group": group})
     raw = make_raw(rows)
     pairs = score_pairs(raw, encoder=encoder)
     everything, _ = model_fit_auc(pairs)

@@ -1,4 +1,4 @@
-"""Each reader on small real files: LLaVA, ShareGPT, HF parquet, preference formats, sources file."""
+"""Each reader on small real files: LLaVA, ShareGPT, HF parquet, preference formats."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
-from integrity.ingest import SourcesFileError, load_sources
 from integrity.ingest.schema import QUARANTINE_SCHEMA, RAW_SFT_SCHEMA
 
 LLAVA_ROW = {
@@ -398,61 +397,6 @@ def test_explicit_format_beats_detection(files):
     row = forced.accepted.row(0, named=True)
     assert row["example_id"] == "x1" and row["pref_role"] is None
     assert json.loads(row["metadata"]) == {"chosen": "Hello", "rejected": "Go away"}
-
-
-# --- sources file ----------------------------------------------------------------------------
-def test_load_sources_resolves_paths_against_the_file(files, tmp_path, monkeypatch):
-    files.image("coco/train2017/000000033471.jpg", "JPEG", base=tmp_path / "data" / "imgs")
-    files.jsonl("data/llava.jsonl", [LLAVA_ROW])
-    sources = files.raw(
-        "conf/sources.yaml",
-        "storage_options: {anon: true}\n"
-        "sources:\n"
-        "  - name: llava_mix\n"
-        "    uri: ../data/llava.jsonl\n"
-        "    image_root: ../data/imgs\n"
-        "  - name: remote\n"
-        "    uri: s3://bucket/rlaif/part-0.parquet\n"
-        "    format: preference\n"
-        "    storage_options: {key: k}\n",
-    )
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)  # relative to the sources file, not to the working directory
-    local, remote = load_sources(sources)
-    assert local.uri == str(tmp_path / "data" / "llava.jsonl")
-    assert local.image_root == str(tmp_path / "data" / "imgs")
-    assert local.format == "auto"
-    assert remote.uri == "s3://bucket/rlaif/part-0.parquet"
-    assert remote.format == "preference"
-    assert remote.storage_options == {"anon": True, "key": "k"}
-    assert remote.effective_image_root == "s3://bucket/rlaif"
-    result = files.ingest(local.uri, image_root=local.image_root)
-    assert result.accepted.height == 1
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ("sources:\n  - name: a\n    uri: a.json\n    colour: red\n", r"sources\.0\.colour"),
-        ("sources:\n  - {name: a, uri: a.json}\n  - {name: a, uri: b.json}\n", r"repeated: a"),
-        ("sources:\n  - {name: a, uri: a.json, format: csv}\n", r"sources\.0\.format"),
-        ("sources:\n  - {name: 'a b', uri: a.json}\n", r"sources\.0\.name"),
-        ("source: []\n", r"source"),
-        ("sources: [\n", r"not valid YAML"),
-    ],
-    ids=["bad-key", "duplicate-names", "bad-format", "bad-name", "top-level-key", "bad-yaml"],
-)
-def test_load_sources_rejects_bad_files(files, body, expected):
-    path = files.raw("sources.yaml", body)
-    with pytest.raises(SourcesFileError, match=expected) as error:
-        load_sources(path)
-    assert str(path) in str(error.value)
-
-
-def test_load_sources_missing_file(tmp_path):
-    with pytest.raises(SourcesFileError, match="does not exist"):
-        load_sources(tmp_path / "nope.yaml")
 
 
 # --- determinism -----------------------------------------------------------------------------
