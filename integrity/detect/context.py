@@ -57,7 +57,8 @@ class ScoringContext:
             return None
         from integrity.detect.embeddings import image_matrix
 
-        return self.shared("image_embeddings", lambda: image_matrix(self.pairs, self.encoder))
+        return self.shared("image_embeddings", lambda: image_matrix(
+            self.pairs, self.encoder, storage_options=self.storage_options))
 
     def claims(self):
         """The source's paradigms, claim words, text words and their translation

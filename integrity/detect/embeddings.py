@@ -28,13 +28,18 @@ def distinct_texts(texts: pl.Series, encoder: Encoder) -> tuple[np.ndarray, np.n
     return index.to_numpy().astype(np.int64), encoder.encode_texts(distinct["text"].to_list())
 
 
-def image_matrix(pairs: pl.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows with an image, each row's index into the matrix, the distinct image embeddings)."""
+def image_matrix(pairs: pl.DataFrame, encoder: Encoder, *, storage_options: dict | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows with an image, each row's index into the matrix, the distinct image embeddings).
+
+    ``storage_options`` go to fsspec for s3:// image uris (the source's).
+    """
     rows = np.flatnonzero(pairs["image_sha256"].is_not_null().to_numpy())
     with_image = pairs[rows].select("image_sha256", "image_uri")
     distinct = with_image.unique("image_sha256", maintain_order=True).with_row_index("position")
     embeddings = encoder.encode_images(distinct["image_uri"].to_list(),
-                                       distinct["image_sha256"].to_list())
+                                       distinct["image_sha256"].to_list(),
+                                       storage_options=storage_options)
     positions = with_image.join(distinct.select("image_sha256", "position"), on="image_sha256",
                                 how="left", maintain_order="left")["position"]
     return rows, positions.to_numpy().astype(np.int64), embeddings

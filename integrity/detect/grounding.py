@@ -49,13 +49,16 @@ def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.nd
 
 
 def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8,
-                    seed: int = 0, image_embeddings=None) -> pl.DataFrame:
+                    seed: int = 0, image_embeddings=None,
+                    storage_options: dict | None = None) -> pl.DataFrame:
     """Columns grounding_cos, grounding_margin, grounding_min_sentence_cos (one row per pair).
 
-    ``image_embeddings``: ``image_matrix(pairs, encoder)`` when the caller already has it.
+    ``image_embeddings``: ``image_matrix(pairs, encoder)`` when the caller already has it;
+    otherwise the images are read with ``storage_options`` (fsspec, for s3:// uris).
     """
     height = pairs.height
-    rows, image_of_row, images = image_embeddings or image_matrix(pairs, encoder)
+    rows, image_of_row, images = image_embeddings or image_matrix(
+        pairs, encoder, storage_options=storage_options)
     if len(rows) == 0:
         empty = pl.Series([None] * height, dtype=pl.Float32)
         return pl.DataFrame({"grounding_cos": empty, "grounding_margin": empty,
@@ -109,7 +112,8 @@ register(Detector(
     columns={"grounding_cos": "lower", "grounding_margin": "lower",
              "grounding_min_sentence_cos": "lower", "grounding_shuffled_cos": "higher"},
     score=lambda context: score_grounding(context.pairs, encoder=context.encoder,
-                                          image_embeddings=context.image_embeddings()),
+                                          image_embeddings=context.image_embeddings(),
+                                          storage_options=context.storage_options),
     needs_encoder=True,
     # Weak grounding is evidence of answers not written from the pixels; the audited grounding
     # check bounds how many kept rows fall under this cut.
