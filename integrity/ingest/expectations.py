@@ -18,6 +18,9 @@ from integrity.ingest.schema import MODALITIES, RAW_SFT_SCHEMA
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+# Columns every row must fill (a list column may be empty, never null).
+NOT_NULL = ("example_id", "modality", "turns", "images", "image_uris", "image_sha256")
+
 
 @dataclass(frozen=True)
 class SuiteResult:
@@ -27,7 +30,8 @@ class SuiteResult:
 
 
 def _contract_view(frame: pl.DataFrame) -> pl.DataFrame:
-    """Scalar columns GX can check: the required ones present, plus derived contract columns."""
+    """Scalar columns GX can check: the scalar columns present, each list column present as its
+    length (null where the list is), plus derived contract columns."""
     derived = {
         "roles_alternate": roles_alternate() if "turns" in frame.columns else pl.lit(None),
         "n_image_tokens": image_token_count() if "turns" in frame.columns else pl.lit(None),
@@ -36,8 +40,9 @@ def _contract_view(frame: pl.DataFrame) -> pl.DataFrame:
         if "image_sha256" in frame.columns
         else pl.lit(None),
     }
-    scalar = [name for name, dtype in frame.schema.items() if not isinstance(dtype, pl.List)]
-    return frame.select(*scalar, **derived)
+    columns = [pl.col(name).list.len() if isinstance(dtype, pl.List) else pl.col(name)
+               for name, dtype in frame.schema.items()]
+    return frame.select(*columns, **derived)
 
 
 def validate_raw_sft(frame: pl.DataFrame) -> SuiteResult:
@@ -48,14 +53,17 @@ def validate_raw_sft(frame: pl.DataFrame) -> SuiteResult:
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     view = _contract_view(frame).to_pandas()
     expectations = [
-        *(gx.expectations.ExpectColumnToExist(column=name) for name in RAW_SFT_SCHEMA.names()
-          if not isinstance(RAW_SFT_SCHEMA[name], pl.List)),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column="example_id"),
+        *(gx.expectations.ExpectColumnToExist(column=name) for name in RAW_SFT_SCHEMA.names()),
+        *(gx.expectations.ExpectColumnValuesToNotBeNull(column=name) for name in NOT_NULL),
         gx.expectations.ExpectColumnValuesToBeUnique(column="example_id"),
         gx.expectations.ExpectColumnValuesToBeInSet(column="modality", value_set=list(MODALITIES)),
         gx.expectations.ExpectColumnValuesToBeInSet(column="roles_alternate", value_set=[True]),
-        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="n_image_tokens", column_B="n_images"),
-        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="n_image_hashes", column_B="n_images"),
+        # A null turns, images or image_sha256 is reported by its own not-null expectation,
+        # not again as a count mismatch.
+        gx.expectations.ExpectColumnPairValuesToBeEqual(
+            column_A="n_image_tokens", column_B="n_images", ignore_row_if="either_value_is_missing"),
+        gx.expectations.ExpectColumnPairValuesToBeEqual(
+            column_A="n_image_hashes", column_B="n_images", ignore_row_if="either_value_is_missing"),
     ]
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
