@@ -75,9 +75,13 @@ def import_reviews(store: VersionStore, file: Path) -> dict[str, int]:
             raise ReviewError(f"{file}:{number}: verdict must be keep or drop, got {verdict!r}")
         if not source or not record.get("example_id"):
             raise ReviewError(f"{file}:{number}: needs 'source' and 'example_id'")
+        for key in ("source", "example_id"):
+            if not isinstance(record[key], str):
+                raise ReviewError(f"{file}:{number}: {key} must be a string, got {record[key]!r}")
         by_source.setdefault(source, {})[record["example_id"]] = {
             "example_id": record["example_id"], "verdict": verdict,
             "reviewer": record.get("reviewer"), "note": record.get("note")}
+    # Every source is checked before any is written, so a refused file records nothing.
     for source, reviews in by_source.items():
         version = store.latest(AUDITED_SFT, source)
         if version is None:
@@ -87,6 +91,7 @@ def import_reviews(store: VersionStore, file: Path) -> dict[str, int]:
         if unknown:
             raise ReviewError(f"{file}: {len(unknown)} example ids are not in {source}'s latest "
                               f"audit: {', '.join(unknown[:5])}")
+    for source, reviews in by_source.items():
         merged = {**{r["example_id"]: r for r in load_reviews(store, source)}, **reviews}
         fs, path = fsspec.core.url_to_fs(_reviews_uri(store, source), **store.storage_options)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
