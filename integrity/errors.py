@@ -11,11 +11,13 @@ from __future__ import annotations
 import errno
 import re
 
-# scheme://user:secret@host and secret-bearing query parameters (presigned URLs, tokens).
+# scheme://user:secret@host and secret-bearing query parameters (presigned URLs, tokens). A
+# value ends at & # or a space, or before the punctuation that ends the URI in a sentence
+# ("...?X-Amz-Signature=abc: not found", "('...?token=t')."): that stays in the text.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _SECRET_QUERY = re.compile(
     r"(?P<name>[?&](?:[^=&\s]*(?:token|signature|secret|password|passwd|credential|key)"
-    r"[^=&\s]*))=[^&\s#]*", re.IGNORECASE)
+    r"[^=&\s]*))=[^&\s#]*?(?=[.,:;!?)\]}>'\"]*(?:[&\s#]|$))", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
