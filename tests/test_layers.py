@@ -205,3 +205,17 @@ def test_the_core_shows_the_datas_way_in_its_folders():
     for folder in ("ingest", "detect", "decide", "mix", "report", "store"):
         docstring = ast.get_docstring(ast.parse((CORE / folder / "__init__.py").read_text()))
         assert docstring and len(docstring.split()) >= 20, folder
+
+
+def test_every_core_module_has_its_test_module():
+    """Tests mirror the package: integrity/<folder>/<name>.py is tested in
+    tests/<folder>/test_<name>.py (a loose module in tests/test_<name>.py)."""
+    missing = []
+    for module in sorted(CORE.rglob("*.py")):
+        if module.name == "__init__.py":
+            continue
+        relative = module.relative_to(CORE)
+        mirror = REPO / "tests" / relative.parent / f"test_{relative.name}"
+        if not mirror.is_file():
+            missing.append(f"{relative} -> {mirror.relative_to(REPO)}")
+    assert not missing, "core modules without their test module:\n" + "\n".join(missing)

@@ -221,7 +221,11 @@ def _cells(frame: pl.DataFrame, among: pl.Expr, hit: pl.Expr) -> pl.DataFrame:
             .group_by("source", "stratum")
             .agg(rows=pl.col("weight").filter("_among").sum(), labelled=pl.col("_among").sum(),
                  hits=pl.col("_hit").sum())
-            .filter(pl.col("labelled") > 0))
+            .filter(pl.col("labelled") > 0)
+            # In a fixed order: the estimates sum over cells, and floating-point sums in another
+            # order differ in the last bit, which made every calibration of the same labels a
+            # new version.
+            .sort("source", "stratum"))
 
 
 def _z(confidence: float) -> float:

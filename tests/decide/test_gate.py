@@ -6,6 +6,7 @@ thing its version breaks, with a description that says what."""
 from __future__ import annotations
 
 import json
+import re
 
 import polars as pl
 import pytest
@@ -224,7 +225,7 @@ def test_the_contract_check_lists_each_failed_expectation(store):
     versions = chain(store, raw=raw_rows(["a", "a", "c"]))
     verdict = gate.raw_sft_contract(store, versions[RAW_SFT], Policy())
     assert not verdict.passed
-    assert verdict.description == "1 of 14 expectations failed"
+    assert re.fullmatch(r"1 of \d+ expectations failed", verdict.description)
     assert verdict.figures == {"failed_expectations": "- expect_column_values_to_be_unique "
                                                       "{'column': 'example_id'}: 2 rows"}
     good = chain(store, "t")

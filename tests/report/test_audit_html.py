@@ -3,14 +3,12 @@
 The corpus is generated, ingested, scored with the shipped reference CLIP (and once without a
 model) and audited in a temporary store once per module; the page is parsed for its structure
 and opened in headless Chromium to prove every image actually renders. Each of the three reports
-is also rendered from hostile text, and no module of integrity/ may build HTML outside the
-templates.
+is also rendered from hostile text (the calibration report and the fairness section in their
+own test modules; the templates and the rule that no module builds HTML outside them in
+test_render.py).
 """
 
-import ast
 import hashlib
-import json
-import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,19 +24,17 @@ from integrity.ingest import SourceConfig
 from integrity.decide.policy import Policy, load_policy
 from integrity.decide.fairness import (
     MIN_SLICE_ROWS,
-    diversity_change,
     removal_by_slice,
     slice_rows,
 )
-from integrity.report.calibration import render_calibration_report
 from integrity.report.fairness import fairness_section
 from integrity.report.audit_html import render_audit_report
-from integrity.report.render import clip
 from integrity.ingest.schema import RAW_SFT_SCHEMA
 from integrity.names import AUDITED_SFT, RAW_SFT, SCORED_SFT
 from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store
 from integrity.store.versions import VersionStore
 from tests.browser import headless_chromium, require_browser
+from tests.report.hostile import HOSTILE, assert_inert, hostile_image, raw_frame
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -388,92 +384,17 @@ def test_scores_read_as_numbers_and_hashes_short():
     assert _format(True) == "yes" and _format(None) is None
 
 
-# --- hostile data on every report --------------------------------------------------------------
-
-# Markup that would run or break the page if any of it reached the HTML unescaped: a script, an
-# attribute break-out with an event handler, an entity (shown, never decoded) and a closing tag.
-HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(1)>&amp;</div>'
-
-
-class Elements(HTMLParser):
-    """Every element, end tag and text of a page, as a browser's tokenizer would split them."""
-
-    def __init__(self, page: str):
-        super().__init__(convert_charrefs=True)
-        self.starts: list[tuple[str, dict]] = []
-        self.ends: list[str] = []
-        self.texts: list[str] = []
-        self.feed(page)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.starts.append((tag, dict(attrs)))
-
-    def handle_endtag(self, tag: str) -> None:
-        self.ends.append(tag)
-
-    def handle_data(self, data: str) -> None:
-        self.texts.append(data)
-
-    def attribute_values(self) -> list[str]:
-        return [value or "" for _, attrs in self.starts for value in attrs.values()]
-
-
-def _assert_inert(page: str, shown: list[str], in_attributes: list[str] = ()) -> None:
-    """No element the data could have made (a script, an event handler, its img, a closed div)
-    and every hostile value visible as the text it is."""
-    elements = Elements(page)
-    tags = [tag for tag, _ in elements.starts]
-    assert "script" not in tags
-    assert not [(tag, name) for tag, attrs in elements.starts for name in attrs
-                if name.lower().startswith("on")]
-    assert not [attrs for tag, attrs in elements.starts if tag == "img" and attrs.get("src") == "x"]
-    assert elements.ends.count("div") == tags.count("div")  # no </div> from the data
-    text = "".join(elements.texts)
-    for value in shown:
-        assert value in text, value
-    attributes = elements.attribute_values()
-    for value in in_attributes:
-        assert any(value in attribute for attribute in attributes), value
-
-
-def _raw(rows: list[dict]) -> pl.DataFrame:
-    """raw_sft rows from (example_id, question, answer, caption, image_uri, image_sha256)."""
-    return pl.DataFrame({
-        "example_id": [row["example_id"] for row in rows],
-        "source": ["hostile"] * len(rows),
-        "origin_format": ["llava"] * len(rows),
-        "row_index": list(range(len(rows))),
-        "images": [[Path(row["image_uri"]).name] if row.get("image_uri") else [] for row in rows],
-        "image_uris": [[row["image_uri"]] if row.get("image_uri") else [] for row in rows],
-        "image_sha256": [[row.get("image_sha256") or "0" * 64] if row.get("image_uri") else []
-                         for row in rows],
-        "turns": [[{"role": "user", "content": ("<image>\n" if row.get("image_uri") else "")
-                    + row["question"]},
-                   {"role": "assistant", "content": row["answer"]}] for row in rows],
-        "metadata": [json.dumps({"caption": row["caption"]}) if row.get("caption") else "{}"
-                     for row in rows],
-        "pref_role": [None] * len(rows),
-        "pref_group": [None] * len(rows),
-        "modality": ["image-text" if row.get("image_uri") else "text" for row in rows],
-    }, schema=RAW_SFT_SCHEMA)
-
-
-def _hostile_image(folder: Path) -> tuple[str, str]:
-    """A readable image whose file name is hostile (a name holds no '/'), and its sha256."""
-    image = folder / ('x"><img src=x onerror=alert(1)>&amp;' + ".png")
-    Image.new("RGB", (40, 30), (220, 30, 30)).save(image)
-    return str(image), hashlib.sha256(image.read_bytes()).hexdigest()
+# --- hostile data -----------------------------------------------------------------------------
 
 
 def test_hostile_text_everywhere_stays_text_in_the_audit_report(tmp_path):
-    readable, digest = _hostile_image(tmp_path)
+    readable, digest = hostile_image(tmp_path)
     missing = str(tmp_path / "gone" / (HOSTILE + ".png"))  # its '/' make folders: never read
     rows = [{"example_id": f"id-{n}{HOSTILE}", "question": f"question-{n}{HOSTILE}",
              "answer": f"answer-{n}{HOSTILE}", "caption": f"caption-{n}{HOSTILE}",
              "image_uri": uri, "image_sha256": sha}
             for n, (uri, sha) in enumerate([(readable, digest), (missing, None), (None, None)])]
-    raw = _raw(rows)
+    raw = raw_frame(rows)
     ids = raw["example_id"]
     scored = pl.DataFrame({"example_id": ids, "leak_score": [0.9, 0.8, None],
                            f"note{HOSTILE}": [f"score{HOSTILE}"] * 3})
@@ -485,7 +406,7 @@ def test_hostile_text_everywhere_stays_text_in_the_audit_report(tmp_path):
         verdicts=verdicts, policy=Policy(), model={"model_id": f"model{HOSTILE}",
                                                     "model_fit_auc": 0.91})
     flagged = rows[:2]
-    _assert_inert(
+    assert_inert(
         page,
         shown=[f"source{HOSTILE}", f"version{HOSTILE}", f"model{HOSTILE}", f"reason{HOSTILE}",
                f"note{HOSTILE}", f"score{HOSTILE}",
@@ -496,149 +417,3 @@ def test_hostile_text_everywhere_stays_text_in_the_audit_report(tmp_path):
     sections = ReportPage(page).sections
     assert sections[f"reason{HOSTILE}"][0]["media"] == ["thumb"]
     assert sections["caption_derived"][0]["media"] == ["image-unavailable"]
-
-
-def test_hostile_text_everywhere_stays_text_in_the_calibration_report():
-    sources = [f"source-a{HOSTILE}", f"source-b{HOSTILE}"]
-    estimates = pl.DataFrame([
-        {"scope": scope, "flaw_class": flaw_class, "metric": metric, "value": 0.8, "low": 0.6,
-         "high": 0.9, "labelled": 10, "labelled_hits": 8}
-        for scope in ["all", *sources]
-        for flaw_class, metric in [("caption_derived", "precision"), ("any", "rate")]])
-    curve = pl.DataFrame({"threshold": [0.9, 0.7, 0.5], "precision": [1.0, 0.9, 0.6],
-                          "recall": [0.2, 0.6, 1.0]})
-    judged = {
-        "labelled": pl.DataFrame({"source": sources * 2}),
-        "estimates": estimates,
-        "curves": {"leak_score": curve, "grounding_margin": curve.clear()},
-        "recommended": {"leak_score": {"threshold": 0.7, "precision": 0.9, "recall": 0.6},
-                        "grounding_margin": None},
-    }
-    page = render_calibration_report(version=f"version{HOSTILE}", judged=judged,
-                                     policy=Policy())
-    _assert_inert(page, shown=[f"Calibration version{HOSTILE}", *sources],
-                  in_attributes=sources)
-    assert "No curve for grounding_margin (no labelled caption_derived row)." in page
-    assert 'data-signal="leak_score"' in page
-
-
-def test_hostile_text_everywhere_stays_text_in_the_fairness_section(tmp_path):
-    readable, digest = _hostile_image(tmp_path)
-    missing = str(tmp_path / "gone" / (HOSTILE + ".png"))
-    images = [(readable, digest), (missing, None)] + [(None, None)] * (MIN_SLICE_ROWS - 1)
-    rows = [{"example_id": f"id-{n}{HOSTILE}", "question": f"q-{n}{HOSTILE}",
-             "answer": f"a-{n}{HOSTILE}", "image_uri": uri, "image_sha256": sha}
-            for n, (uri, sha) in enumerate(images)]
-    raw = _raw(rows)
-    ids = raw["example_id"]
-    verdicts = pl.DataFrame({"example_id": ids,
-                             "verdict": ["drop", "review"] + ["keep"] * (len(rows) - 2),
-                             "reasons": [[f"reason{HOSTILE}"], ["caption_derived"]]
-                             + [[]] * (len(rows) - 2)})
-    template, cluster = f"template{HOSTILE}", f"cluster{HOSTILE}"
-    pairs = pl.DataFrame({"example_id": ids, "div_question_template": [template] * len(rows),
-                          "div_image_cluster": [cluster] * len(rows)})
-    sliced = slice_rows(pairs, verdicts)
-    slices = removal_by_slice(sliced)
-    counts = {"keep": 9, "drop": 1, "review": 1}
-    section = fairness_section(
-        source=f"this{HOSTILE}", raw=raw, verdicts=verdicts, sliced=sliced, slices=slices,
-        audits={f"this{HOSTILE}": {"counts": counts}, f"other{HOSTILE}": {"counts": counts}},
-        diversity=diversity_change(slices))
-    _assert_inert(
-        section,
-        shown=[f"this{HOSTILE}", f"other{HOSTILE}", clip(template, 60), clip(cluster, 60),
-               f"reason{HOSTILE}", clip(f"q-0{HOSTILE}", 120), clip(f"q-1{HOSTILE}", 120)],
-        in_attributes=[readable, missing, f"id-0{HOSTILE}", f"id-1{HOSTILE}",
-                       f"this{HOSTILE}", f"other{HOSTILE}"])
-    assert section.count('<img class="thumb"') == 2  # one slice example per kind
-    assert section.count(">image unavailable</div>") == 2
-
-
-# --- no HTML outside the templates -------------------------------------------------------------
-
-HTML_ELEMENTS = frozenset(
-    "a abbr article aside b body br button caption code col dd details div dl dt em fieldset "
-    "figcaption figure footer form h1 h2 h3 h4 h5 h6 head header hr html i iframe img input "
-    "label li link main meta nav ol option p pre script section select small span strong style "
-    "sub summary sup svg table tbody td textarea tfoot th thead title tr u ul video".split())
-_TAG = re.compile(r"<(?:!doctype|/?([A-Za-z][A-Za-z0-9]*))", re.IGNORECASE)
-
-
-def html_tags(text: str) -> list[str]:
-    """The HTML tags ``text`` holds; not LLaVA's ``<image>`` token nor ``a < b``."""
-    return [match.group(0) for match in _TAG.finditer(text)
-            if match.group(1) is None or match.group(1).lower() in HTML_ELEMENTS]
-
-
-def html_building(source: str, filename: str = "<string>") -> list[str]:
-    """``line: how`` for every place ``source`` formats a string holding an HTML tag (f-string,
-    str.format, %) or escapes by hand with html.escape: what the templates are for."""
-    found = []
-    for node in ast.walk(ast.parse(source, filename)):
-        if isinstance(node, ast.JoinedStr):
-            literal = "".join(part.value for part in node.values
-                              if isinstance(part, ast.Constant))
-            how = "f-string"
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr == "format" and isinstance(node.func.value, ast.Constant)):
-            literal, how = str(node.func.value.value), "str.format"
-        elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
-              and isinstance(node.left, ast.Constant)):
-            literal, how = str(node.left.value), "%"
-        elif (isinstance(node, ast.Attribute) and node.attr == "escape"
-              and isinstance(node.value, ast.Name) and node.value.id == "html"):
-            found.append(f"{node.lineno}: html.escape")
-            continue
-        elif isinstance(node, ast.ImportFrom) and node.module == "html":
-            found += [f"{node.lineno}: from html import {alias.name}" for alias in node.names
-                      if alias.name == "escape"]
-            continue
-        else:
-            continue
-        if html_tags(literal):
-            found.append(f"{node.lineno}: {how} {html_tags(literal)[0]}")
-    return sorted(found, key=lambda hit: int(hit.split(":")[0]))
-
-
-def test_the_html_finder_sees_every_form():
-    source = (
-        "import html\n"
-        "from html import escape\n"
-        "a = f'<td>{x}</td>'\n"
-        "b = '<p>{}</p>'.format(x)\n"
-        "c = '<b>%s' % x\n"
-        "d = html.escape(x)\n"
-        "e = f'{prefix}<image>\\n{question}'\n"  # LLaVA's image token is not HTML
-        "f = f'{a} < {b}'\n"
-        "g = f'<!doctype html>{x}'\n"
-    )
-    assert html_building(source) == ["2: from html import escape", "3: f-string <td",
-                                     "4: str.format <p", "5: % <b", "6: html.escape",
-                                     "9: f-string <!doctype"]
-
-
-def test_no_module_builds_html_outside_the_templates():
-    files = sorted((REPO / "integrity").rglob("*.py"))
-    assert len(files) > 10
-    offenders = {str(path.relative_to(REPO)): hits for path in files
-                 if (hits := html_building(path.read_text(), str(path)))}
-    assert offenders == {}
-
-
-def test_the_templates_ship_with_the_package():
-    """An installed wheel renders reports only if pyproject lists the templates as package data
-    and the environment escapes them."""
-    import tomllib
-
-    from integrity.report.render import ENVIRONMENT
-
-    data = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = data["tool"]["setuptools"]["package-data"]["integrity"]
-    templates = sorted((REPO / "integrity" / "report" / "templates").iterdir())
-    assert templates
-    for template in templates:
-        relative = template.relative_to(REPO / "integrity")
-        assert any(relative.match(pattern) for pattern in patterns), relative
-        assert ENVIRONMENT.autoescape(template.name) is True
-    assert ENVIRONMENT.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
