@@ -169,13 +169,18 @@ def _near_text(left: SourceKeys, right: SourceKeys) -> tuple[pl.DataFrame, int]:
     if reps["l"].is_empty() or reps["r"].is_empty():
         return pl.DataFrame(schema=MATCH_SCHEMA), 0
     buckets, skipped = {}, 0
+    bucket = ["image_key", "band", "key"]
     for side, frame in reps.items():
         exploded = frame.select("image_key", "rep", band=pl.int_ranges(pl.col("bands").list.len()),
-                                key="bands").explode("band", "key")
-        ranked = exploded.with_columns(
-            rank=pl.col("rep").rank("ordinal").over("image_key", "band", "key"))
-        skipped += ranked.filter(pl.col("rank") > MAX_BAND_BUCKET).height
-        buckets[side] = ranked.filter(pl.col("rank") <= MAX_BAND_BUCKET).drop("rank")
+                                key="bands").explode("band", "key").with_columns(
+            size=pl.len().over(bucket))
+        # Ranking is the costly part: only buckets over the cap are ranked (smallest ids kept).
+        large = exploded.filter(pl.col("size") > MAX_BAND_BUCKET).with_columns(
+            rank=pl.col("rep").rank("ordinal").over(bucket))
+        skipped += large.filter(pl.col("rank") > MAX_BAND_BUCKET).height
+        buckets[side] = pl.concat([
+            exploded.filter(pl.col("size") <= MAX_BAND_BUCKET).drop("size"),
+            large.filter(pl.col("rank") <= MAX_BAND_BUCKET).drop("size", "rank")])
     candidates = buckets["l"].join(buckets["r"], on=["image_key", "band", "key"],
                                    suffix="_r").select("rep", "rep_r").unique()
     shingles = {side: frame.select("rep", "shingles", "members") for side, frame in reps.items()}
@@ -227,27 +232,49 @@ def _image_candidates(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, 
     return pairs[:, 0], pairs[:, 1]
 
 
-def _near_image(left: SourceKeys, right: SourceKeys) -> pl.DataFrame:
-    """Both directions' near_image matches (images both sources hold are no near copies)."""
-    shared = left.images.join(right.images, on="image_sha256", how="semi")["image_sha256"]
-    images = {side: keys.images.filter(~pl.col("image_sha256").is_in(shared.implode()))
-              for side, keys in (("l", left), ("r", right))}
-    if images["l"].is_empty() or images["r"].is_empty():
+def near_image_matches(left: SourceKeys, rights: list[SourceKeys]) -> pl.DataFrame:
+    """Both directions' near_image matches between ``left`` and each of ``rights``. Candidates
+    are found pair by pair of sources (images both of a pair hold are no near copies there);
+    all candidates are verified together, so each image is decoded once. ``rights`` need only
+    example_id and image_sha256 of their examples."""
+    blocks, listed = [], [(sha, uri, left.storage_options) for sha, uri in
+                          left.images.select("image_sha256", "image_uri").iter_rows()]
+    signature = _thumb_signatures(left.images)
+    for right in rights:
+        shared = left.images.join(right.images, on="image_sha256", how="semi")["image_sha256"]
+        rows = np.flatnonzero(~left.images["image_sha256"].is_in(shared.implode()).to_numpy())
+        other = right.images.filter(~pl.col("image_sha256").is_in(shared.implode()))
+        if not len(rows) or other.is_empty():
+            continue
+        i, j = _image_candidates(signature[rows], _thumb_signatures(other))
+        blocks.append((right, other, rows[i], j, len(listed)))
+        listed += [(sha, uri, right.storage_options)
+                   for sha, uri in other.select("image_sha256", "image_uri").iter_rows()]
+    if not any(len(block[2]) for block in blocks):
         return pl.DataFrame(schema=MATCH_SCHEMA)
-    i, j = _image_candidates(_thumb_signatures(images["l"]), _thumb_signatures(images["r"]))
-    if not len(i):
-        return pl.DataFrame(schema=MATCH_SCHEMA)
-    listed = [(sha, uri, keys.storage_options)
-              for side, keys in (("l", left), ("r", right))
-              for sha, uri in images[side].select("image_sha256", "image_uri").iter_rows()]
-    side, radius, blur = verify_geometry(pl.concat([images["l"], images["r"]]))
-    similarity = verify_pairs(i, j + images["l"].height, listed, side=side, radius=radius,
+    side, radius, blur = verify_geometry(pl.concat(
+        [left.images.select("image_width", "image_height"),
+         *(block[1].select("image_width", "image_height") for block in blocks)]))
+    left_at = np.concatenate([block[2] for block in blocks])
+    right_at = np.concatenate([block[3] + block[4] for block in blocks])
+    similarity = verify_pairs(left_at, right_at, listed, side=side, radius=radius,
                               storage_options={}, blur=blur)
-    keep = similarity >= IMAGE_FLOOR
-    verified = pl.DataFrame({
-        "image": images["l"]["image_sha256"].gather(i[keep]),
-        "other_image": images["r"]["image_sha256"].gather(j[keep]),
-        "similarity": similarity[keep]})
+    found, start = [], 0
+    for right, other, i, j, _ in blocks:
+        scores = similarity[start:start + len(i)]
+        start += len(i)
+        keep = scores >= IMAGE_FLOOR
+        if keep.any():
+            found += _expand(left, right, pl.DataFrame({
+                "image": left.images["image_sha256"].gather(i[keep]),
+                "other_image": other["image_sha256"].gather(j[keep]),
+                "similarity": scores[keep]}))
+    return pl.concat(found) if found else pl.DataFrame(schema=MATCH_SCHEMA)
+
+
+def _expand(left: SourceKeys, right: SourceKeys, verified: pl.DataFrame) -> list[pl.DataFrame]:
+    """Image pairs (image of left, other_image of right) as example matches both ways: every
+    example using one image matches the first example (smallest id) using the other."""
     users = {side: keys.examples.select("example_id", image="image_sha256").explode("image")
              for side, keys in (("l", left), ("r", right))}
     first = {side: frame.group_by("image").agg(first=pl.col("example_id").min())
@@ -257,19 +284,34 @@ def _near_image(left: SourceKeys, right: SourceKeys) -> pl.DataFrame:
         on="other_image")
     backward = verified.join(users["r"].rename({"image": "other_image"}), on="other_image").join(
         first["l"].rename({"first": "other_example_id"}), on="image")
-    return pl.concat([_directed(left, right, forward, "near_image"),
-                      _directed(right, left, backward, "near_image")])
+    return [_directed(left, right, forward, "near_image"),
+            _directed(right, left, backward, "near_image")]
+
+
+def text_matches(left: SourceKeys, right: SourceKeys) -> tuple[pl.DataFrame, int]:
+    """Both directions' exact and near_text matches, and the band-bucket members not compared."""
+    near_text, skipped = _near_text(left, right)
+    return pl.concat([_exact(left, right), _exact(right, left), near_text]), skipped
+
+
+def best_matches(found: list[pl.DataFrame]) -> pl.DataFrame:
+    """One row per example, other source and kind (the most similar), as MATCH_SCHEMA."""
+    if not found:
+        return pl.DataFrame(schema=MATCH_SCHEMA)
+    return _best(pl.concat(found).cast(MATCH_SCHEMA))
 
 
 def match_sources(left: SourceKeys, right: SourceKeys) -> tuple[pl.DataFrame, dict]:
     """Every copy between two sources, both directions (MATCH_SCHEMA, one row per example,
     other source and kind), and facts: matches per kind, band-bucket members not compared."""
-    near_text, skipped = _near_text(left, right)
-    found = _best(pl.concat([_exact(left, right), _exact(right, left), near_text,
-                             _near_image(left, right)]).cast(MATCH_SCHEMA))
+    text, skipped = text_matches(left, right)
+    found = best_matches([text, near_image_matches(left, [right])])
+    return found, {"matches": count_kinds(found), "band_members_not_compared": skipped}
+
+
+def count_kinds(found: pl.DataFrame) -> dict[str, int]:
     counts = dict(found.group_by("kind").len().iter_rows())
-    return found, {"matches": {kind: counts.get(kind, 0) for kind in KINDS},
-                   "band_members_not_compared": skipped}
+    return {kind: counts.get(kind, 0) for kind in KINDS}
 
 
 # -- reading the index (integrity.stages.index writes it) -----------------------------------

@@ -17,10 +17,13 @@ import time
 import polars as pl
 
 from integrity.detect.cross_source import (
-    MATCH_SCHEMA,
+    SourceKeys,
+    best_matches,
+    count_kinds,
     indexed_scored_versions,
-    match_sources,
+    near_image_matches,
     stored_keys,
+    text_matches,
 )
 from integrity.names import DUPLICATE_INDEX, SCORED_SFT
 from integrity.store.versions import Manifest, VersionStore
@@ -38,16 +41,19 @@ def index_to_store(source: str, scored_version: str, store: VersionStore,
     options = storage_options or {}
     started = time.perf_counter()
     this = stored_keys(store, source, scored_version, options.get(source))
-    found, per_source, not_compared = [], {}, 0
-    for other, version in sorted(others.items()):
-        if other == source:
-            continue
-        matches, facts = match_sources(this, stored_keys(store, other, version, options.get(other)))
-        found.append(matches)
-        per_source[other] = facts["matches"]
-        not_compared += facts["band_members_not_compared"]
-    matches = pl.concat(found) if found else pl.DataFrame(schema=MATCH_SCHEMA)
     against = {other: version for other, version in sorted(others.items()) if other != source}
+    found, images, not_compared = [], [], 0
+    for other, version in against.items():  # one other source's dialogs in memory at a time
+        keys = stored_keys(store, other, version, options.get(other))
+        text, skipped = text_matches(this, keys)
+        found.append(text)
+        not_compared += skipped
+        images.append(SourceKeys(other, keys.examples.select("example_id", "image_sha256"),
+                                 keys.images, keys.storage_options))
+    matches = best_matches([*found, near_image_matches(this, images)])
+    per_source = {other: count_kinds(matches.filter((pl.col("source") == other)
+                                                    | (pl.col("other_source") == other)))
+                  for other in against}
     return store.write(
         DUPLICATE_INDEX, {"matches": matches.sort("source", "example_id", "other_source", "kind")},
         partition=source,
