@@ -9,13 +9,13 @@ into ``--shards`` equal shards (100k rows each at 1M), registered as sources ``s
 as the landing sensor registers the shards of one dataset: they share images and repeat rows,
 so every pair of shards has copies to find.
 
-Each size runs in a process of its own (peak RSS from resource.getrusage is its own):
+Each size runs in two processes, so each peak RSS (resource.getrusage) is its own:
 
-    keys     scoring's share: each shard's copy keys and thumbnails (per 100k rows)
+    keys     scoring's share: each shard's copy keys and thumbnails
     rebuild  the baseline: every shard's index version made again, each against every other
              shard (what re-materializing duplicate_index for every partition does)
-    update   one new shard (the last one, its index removed) indexed against the others, as
-             the audit job does when a shard lands; it reads their keys, never their rows
+    update   (a process of its own) the last shard indexed against the others, as the audit
+             job does when a shard lands; it reads their keys, never their rows
 
 The figures: seconds, update / rebuild, and the update's cost per 100k new rows.
 """
@@ -23,10 +23,11 @@ The figures: seconds, update / rebuild, and the update's cost per 100k new rows.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
 import time
 from pathlib import Path
+
+from bench.scale import in_child
 
 SIZES = (100_000, 1_000_000)
 
@@ -35,8 +36,8 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_size(rows: int, shard_count: int, work: str, queue) -> None:
-    """Keys, rebuild and update for one corpus size in this (child) process."""
+def run_size(rows: int, shard_count: int, work: str, phase: str, queue) -> None:
+    """``phase`` "build" (keys and rebuild) or "update" for one corpus size, in this child."""
     import polars as pl
 
     from bench.scale import corpus
@@ -50,10 +51,6 @@ def run_size(rows: int, shard_count: int, work: str, queue) -> None:
 
     folder = corpus(Path(work), rows, 50)
     store = VersionStore(str(Path(work) / f"store-{rows}-50"))
-    source = SourceConfig(name="scale", uri=str(folder / "llava.jsonl"), image_root=str(folder))
-    raw_version = store.latest(RAW_SFT, source.name) or ingest_to_store(source, store)[1].version
-    raw = store.read(RAW_SFT, raw_version)
-    shard_rows = -(-raw.height // shard_count)
     shards = [f"shard_{number:02d}" for number in range(shard_count)]
     seconds: dict[str, float] = {}
 
@@ -64,6 +61,24 @@ def run_size(rows: int, shard_count: int, work: str, queue) -> None:
         print(f"  {rows:>9,} {name:8} {seconds[name]:7.1f} s   peak RSS so far "
               f"{_peak_mb():,.0f} MB", flush=True)
         return value
+
+    if phase == "update":
+        scored = {shard: store.latest(SCORED_SFT, shard) for shard in shards}
+        new = shards[-1]
+        others = {shard: version for shard, version in scored.items() if shard != new}
+        update = timed("update", lambda: index_to_store(new, scored[new], store, others))
+        matches = store.read(DUPLICATE_INDEX, update.version, "matches")
+        queue.put({"seconds": seconds, "peak_rss_mb": _peak_mb(),
+                   "new_rows": store.read(SCORED_SFT, scored[new], "keys").height,
+                   "copied_rows_of_new_shard": matches.filter(
+                       pl.col("source") == new)["example_id"].n_unique(),
+                   "matches": update.extra["matches"]})
+        return
+
+    source = SourceConfig(name="scale", uri=str(folder / "llava.jsonl"), image_root=str(folder))
+    raw_version = store.latest(RAW_SFT, source.name) or ingest_to_store(source, store)[1].version
+    raw = store.read(RAW_SFT, raw_version)
+    shard_rows = -(-raw.height // shard_count)
 
     def keys() -> dict[str, str]:
         scored = {}
@@ -81,26 +96,8 @@ def run_size(rows: int, shard_count: int, work: str, queue) -> None:
     scored = timed("keys", keys)
     timed("rebuild", lambda: [index_to_store(shard, scored[shard], store, scored)
                               for shard in shards])
-    new = shards[-1]
-    others = {shard: version for shard, version in scored.items() if shard != new}
-    before_update = _peak_mb()
-    update = timed("update", lambda: index_to_store(new, scored[new], store, others))
-    copied = store.read(DUPLICATE_INDEX, update.version, "matches").filter(
-        pl.col("source") == new)["example_id"].n_unique()
     queue.put({"rows": raw.height, "shards": len(shards), "seconds": seconds,
-               "new_rows": raw.slice((len(shards) - 1) * shard_rows, shard_rows).height,
-               "copied_rows_of_new_shard": copied, "matches": update.extra["matches"],
-               "peak_rss_mb": _peak_mb(), "peak_rss_before_update_mb": before_update})
-
-
-def _child(context, *args) -> dict:
-    queue = context.Queue()
-    child = context.Process(target=run_size, args=(*args, queue))
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise SystemExit(f"the run of {args[0]:,} rows failed (exit code {child.exitcode})")
-    return queue.get()
+               "peak_rss_mb": _peak_mb()})
 
 
 def main() -> None:
@@ -110,15 +107,21 @@ def main() -> None:
     parser.add_argument("--work", default="data/bench/scale")
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    context = multiprocessing.get_context("spawn")
-    runs = [_child(context, rows, args.shards, args.work) for rows in sorted(args.sizes)]
+    runs = []
+    for rows in sorted(args.sizes):
+        build = in_child(run_size, rows, args.shards, args.work, "build")
+        update = in_child(run_size, rows, args.shards, args.work, "update")
+        runs.append({**build, **update, "build_rss_mb": build["peak_rss_mb"],
+                     "seconds": {**build["seconds"], **update["seconds"]}})
     print(f"\n{'rows':>10} {'shards':>6} {'keys s':>7} {'rebuild s':>9} {'update s':>8} "
-          f"{'update/rebuild':>14} {'update s/100k new':>17} {'peak RSS MB':>11}")
+          f"{'update/rebuild':>14} {'update s/100k new':>17} {'RSS build':>9} "
+          f"{'RSS update':>10}")
     for run in runs:
         s = run["seconds"]
         print(f"{run['rows']:>10,} {run['shards']:>6} {s['keys']:>7.1f} {s['rebuild']:>9.1f} "
               f"{s['update']:>8.1f} {s['update'] / s['rebuild']:>14.2f} "
-              f"{s['update'] / run['new_rows'] * 100_000:>17.1f} {run['peak_rss_mb']:>11,.0f}")
+              f"{s['update'] / run['new_rows'] * 100_000:>17.1f} "
+              f"{run['build_rss_mb']:>7,.0f}MB {run['peak_rss_mb']:>8,.0f}MB")
     for run in runs:
         print(f"{run['rows']:,} rows: the new shard ({run['new_rows']:,} rows) copies "
               f"{run['copied_rows_of_new_shard']:,} rows of the others; matches by shard and "

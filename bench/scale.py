@@ -110,13 +110,16 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def _child(context, *args) -> dict:
+def in_child(target, *args) -> dict:
+    """``target(*args, queue)`` in a spawned process of its own (so its peak RSS is its own);
+    returns what it put on the queue."""
+    context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=run_size, args=(*args, queue))
+    child = context.Process(target=target, args=(*args, queue))
     child.start()
     child.join()  # the figures are small: the queue never blocks the child's exit
     if child.exitcode != 0:
-        raise SystemExit(f"the run {args[:1]} {args[3]} failed (exit code {child.exitcode})")
+        raise SystemExit(f"the run {args} failed (exit code {child.exitcode})")
     return queue.get()
 
 
@@ -127,9 +130,8 @@ def main() -> None:
     parser.add_argument("--work", default="data/bench/scale")
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    context = multiprocessing.get_context("spawn")
-    runs = [(_child(context, rows, args.rows_per_image, args.work, "model"),
-             _child(context, rows, args.rows_per_image, args.work, "non-model"))
+    runs = [(in_child(run_size, rows, args.rows_per_image, args.work, "model"),
+             in_child(run_size, rows, args.rows_per_image, args.work, "non-model"))
             for rows in sorted(args.sizes)]
 
     base_model, base = runs[0]
