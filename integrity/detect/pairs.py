@@ -83,13 +83,13 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         )
         .with_columns(
             answer_words=pl.col("answer_norm").str.count_matches(r"\S+").cast(pl.Int32),
-            # Content words, computed once for every detector that compares texts.
-            question_tokens=tokens(pl.col("question")),
-            answer_tokens=tokens(pl.col("answer")),
-            prompt_tokens=tokens(pl.col("prompt_text")),
-            outside_tokens=tokens(pl.concat_str(pl.col("caption").fill_null(""),
-                                                pl.col("image_names"), separator=" . ")),
+            outside_text=pl.concat_str(pl.col("caption").fill_null(""), pl.col("image_names"),
+                                       separator=" . "),
         )
+        # Content words, computed once for every detector that compares texts.
+        .pipe(_with_tokens, {"question_tokens": "question", "answer_tokens": "answer",
+                             "prompt_tokens": "prompt_text", "outside_tokens": "outside_text"})
+        .drop("outside_text")
         .with_columns(
             short_answer=(pl.col("answer_words") > 0)
             & (pl.col("answer_words") <= SHORT_ANSWER_WORDS)
@@ -97,6 +97,16 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         .sort("row", "pair")
         .drop("row", "norms", "prompts", "system")
     )
+
+
+def _with_tokens(frame: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+    """``frame`` with the content words (``tokens``) of each text column as a new column,
+    computed once per distinct text: datasets repeat their questions, prompts and captions
+    (on the demo 334k questions hold 3.8k distinct texts)."""
+    for name, text in columns.items():
+        distinct = frame.select(pl.col(text).unique()).with_columns(tokens(pl.col(text)).alias(name))
+        frame = frame.join(distinct, on=text, how="left", maintain_order="left", nulls_equal=True)
+    return frame
 
 
 def context_key() -> list[pl.Expr]:

@@ -9,6 +9,9 @@ import polars as pl
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+# Imported before any toy registers: the code location lists its blocking checks at import
+# (assets.audited.AUDITED_SFT_BLOCKING_CHECKS), and a toy seen then would stay in the list.
+from checks.audited import none_kept_check
 from integrity.decide.audit import audit_rows, blocking_check_names
 from integrity.decide.calibration import estimate, threshold_curve
 from integrity.detect import score_pairs, score_rows
@@ -119,8 +122,6 @@ def test_the_report_and_calibration_see_the_new_signal(toy):
 
 
 def test_a_blocking_none_kept_check_is_built_for_the_new_class(toy):
-    from checks.audited import none_kept_check
-
     assert "audited_sft_no_shouting" in blocking_check_names()
     check = none_kept_check(TOY.flaws[0])
     assert [key.name for key in check.check_keys] == ["audited_sft_no_shouting"]
