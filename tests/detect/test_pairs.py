@@ -33,3 +33,18 @@ def test_system_turns_are_not_pairs():
 def test_normalise():
     frame = pl.DataFrame({"t": ["<image>\nWhat's  the COLOR?!", "Ünïcode, ok."]})
     assert frame.select(normalise(pl.col("t")))["t"].to_list() == ["what s the color", "ünïcode ok"]
+
+
+def test_content_words_per_distinct_text_equal_those_of_every_row():
+    """qa_pairs computes tokens once per distinct text and joins them back: the same lists, in
+    row order, repeated and null texts included."""
+    import polars as pl
+
+    from integrity.detect.pairs import _with_tokens
+    from integrity.detect.text import tokens
+
+    texts = ["There are 2 red circles.", None, "What colour?", "There are 2 red circles.",
+             "", "What colour?", "Blue squares"]
+    frame = pl.DataFrame({"text": texts, "row": range(len(texts))})
+    expected = frame.with_columns(tokens(pl.col("text")).alias("words"))
+    assert _with_tokens(frame, {"words": "text"}).equals(expected)
