@@ -9,8 +9,9 @@ is its own, both on one store:
 
     model run      ingest, then score with the reference CLIP on a cold embedding cache
     non-model run  ingest, score again on the warm cache (every detector, no model call),
-                   audit (verdicts, review rows, HTML report), mix (balance, curriculum,
-                   LLaVA and LLaMA-Factory exports)
+                   index (duplicate_index: nothing to compare with one source), audit
+                   (verdicts, review rows, HTML report), mix (balance, curriculum, LLaVA and
+                   LLaMA-Factory exports)
 
 The goal on 1M rows: the non-model run in <= 60 s and <= 4 GB. Baselines, in the same
 processes: parsing every line of the file with orjson and nothing else (ingest does far more;
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 SIZES = (10_000, 100_000, 1_000_000)
-NON_MODEL = ("ingest", "rescore", "audit", "mix")  # the non-model run's stages
+NON_MODEL = ("ingest", "rescore", "index", "audit", "mix")  # the non-model run's stages
 
 
 def corpus(work: Path, rows: int, rows_per_image: int) -> Path:
@@ -62,6 +63,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
     from integrity.decide.policy import load_policy
     from integrity.stages import (
         audit_to_store,
+        index_to_store,
         ingest_to_store,
         make_encoder,
         mix_to_store,
@@ -100,6 +102,8 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
         policy = load_policy()
         _, scored, _ = timed("rescore", lambda: score_to_store(source, raw.version, store,
                                                                encoder=encoder))
+        # One source: its index compares it with nothing, but the mix reads it (as in a run).
+        timed("index", lambda: index_to_store(source.name, scored.version, store, {}))
         audited = timed("audit", lambda: audit_to_store(source.name, scored.version, store,
                                                         policy))[1]
         mix = timed("mix", lambda: mix_to_store({source.name: audited.version}, store,
