@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 from pathlib import Path
 
-from bench.scale import in_child
+from bench.scale import in_child, stage_timer
 
 SIZES = (100_000, 1_000_000)
 
@@ -53,14 +52,7 @@ def run_size(rows: int, shard_count: int, work: str, phase: str, queue) -> None:
     store = VersionStore(str(Path(work) / f"store-{rows}-50"))
     shards = [f"shard_{number:02d}" for number in range(shard_count)]
     seconds: dict[str, float] = {}
-
-    def timed(name: str, step):
-        started = time.perf_counter()
-        value = step()
-        seconds[name] = time.perf_counter() - started
-        print(f"  {rows:>9,} {name:8} {seconds[name]:7.1f} s   peak RSS so far "
-              f"{_peak_mb():,.0f} MB", flush=True)
-        return value
+    timed = stage_timer(seconds, f"{rows:>9,}")
 
     if phase == "update":
         scored = {shard: store.latest(SCORED_SFT, shard) for shard in shards}

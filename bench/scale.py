@@ -43,6 +43,19 @@ def corpus(work: Path, rows: int, rows_per_image: int) -> Path:
     return folder
 
 
+def stage_timer(seconds: dict[str, float], label: str):
+    """``timed(name, step)``: runs ``step``, records its seconds under ``name`` and prints them
+    after ``label`` with the peak RSS so far."""
+    def timed(name: str, step):
+        started = time.perf_counter()
+        value = step()
+        seconds[name] = time.perf_counter() - started
+        print(f"  {label} {name:8} {seconds[name]:7.1f} s   peak RSS so far "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", flush=True)
+        return value
+    return timed
+
+
 def _parses(line: bytes) -> bool:
     import orjson
 
@@ -77,14 +90,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
     store = VersionStore(str(Path(work) / f"store-{rows}-{rows_per_image}"))
     source = SourceConfig(name="scale", uri=str(data), image_root=str(folder))
     seconds: dict[str, float] = {}
-
-    def timed(name: str, step):
-        started = time.perf_counter()
-        value = step()
-        seconds[name] = time.perf_counter() - started
-        print(f"  {rows:>9,} {phase:9} {name:7} {seconds[name]:7.1f} s   peak RSS so far "
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", flush=True)
-        return value
+    timed = stage_timer(seconds, f"{rows:>9,} {phase:9}")
 
     def parse_only() -> int:  # the baseline: every line parsed, nothing else
         with data.open("rb") as lines:
