@@ -10,9 +10,11 @@ import polars as pl
 import pytest
 
 from demo.trainer import TrainConfig, load_checkpoint, train
+from integrity.errors import UserError
 from integrity.names import CHECKPOINT_FILE, MIX_LLAVA_FILE, TRAINING_CHECKPOINT, TRAINING_MIX
 from integrity.stages import checkpoint_to_store, mix_to_store
 from integrity.store.lineage import checkpoint_lineage
+from integrity.store.versions import StoreError
 from tests.stages.world import audit_source, make_world
 
 CONFIG = TrainConfig(max_steps=2, batch_size=8, probe_images=4)
@@ -116,6 +118,22 @@ def test_a_missing_checkpoint_file_is_an_error_naming_it_and_commits_nothing(tra
     with pytest.raises(FileNotFoundError, match="never-written.pt"):
         _commit(trained, checkpoint=missing)
     assert trained["store"].versions(TRAINING_CHECKPOINT) == before
+
+
+def test_a_mix_the_store_lacks_or_that_failed_its_checks_gets_no_checkpoint(trained):
+    store, world = trained["store"], trained["world"]
+    before = store.versions(TRAINING_CHECKPOINT)
+    with pytest.raises(StoreError, match="Unknown version"):
+        checkpoint_to_store("0123456789abcdef", str(trained["checkpoint"]), trained["metrics"],
+                            store, trainer=TRAINER)
+    # The mix's own source declared as an eval set: every row overlaps it.
+    _, failed, _ = mix_to_store(trained["audited"], store, world.policy,
+                                eval_sets=[world.llava])
+    assert failed.extra["failed_checks"] == ["training_mix_no_eval_overlap"]
+    with pytest.raises(UserError, match=f"{failed.version} failed training_mix_no_eval_overlap"):
+        checkpoint_to_store(failed.version, str(trained["checkpoint"]), trained["metrics"],
+                            store, trainer=TRAINER)
+    assert store.versions(TRAINING_CHECKPOINT) == before
 
 
 def test_the_metrics_table_keeps_each_metric_s_type(trained):
