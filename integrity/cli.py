@@ -132,10 +132,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy or DEFAULT_POLICY)
     selected = _selected(args.sources_file, args.source)
     calibration = current_calibration(store, policy)
-    every_source = [other.name for other in load_sources(args.sources_file)]
+    registered = load_sources(args.sources_file)
+    every_source = [other.name for other in registered]
     # Copies across sources: every scored source's keys against every other's, first.
-    update_index(store, {other.name: other.storage_options
-                         for other in load_sources(args.sources_file)})
+    update_index(store, {other.name: other.storage_options for other in registered})
     audited = []
     for source in selected:
         scored_version = store.latest(SCORED_SFT, source.name)

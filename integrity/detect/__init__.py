@@ -43,10 +43,7 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
     Without an ``encoder`` the detectors that need a model are skipped (their columns are
     absent, so the flaw classes they decide are not evaluated); everything else needs none.
     """
-    return _run_detectors(ScoringContext(qa_pairs(raw), encoder=encoder,
-                                         storage_options=storage_options or {},
-                                         eval_images=eval_images or set(),
-                                         eval_questions=eval_questions or set()))
+    return _run_detectors(_context(raw, encoder, eval_images, eval_questions, storage_options))
 
 
 def score_source(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
@@ -58,11 +55,16 @@ def score_source(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | Non
     for all three."""
     from integrity.detect.cross_source import source_images, source_keys
 
-    context = ScoringContext(qa_pairs(raw), encoder=encoder, storage_options=storage_options or {},
-                             eval_images=eval_images or set(),
-                             eval_questions=eval_questions or set())
+    context = _context(raw, encoder, eval_images, eval_questions, storage_options)
     pairs = _run_detectors(context)
     return pairs, source_keys(context.pairs), source_images(context.pairs, context.image_stats())
+
+
+def _context(raw: pl.DataFrame, encoder, eval_images: set[str] | None,
+             eval_questions: set[str] | None, storage_options: dict | None) -> ScoringContext:
+    return ScoringContext(qa_pairs(raw), encoder=encoder, storage_options=storage_options or {},
+                          eval_images=eval_images or set(),
+                          eval_questions=eval_questions or set())
 
 
 def _run_detectors(context: ScoringContext) -> pl.DataFrame:

@@ -45,10 +45,10 @@ def mix_to_store(audited: dict[str, str], store: VersionStore, policy, *,
     copies = copies_of_better_sources(current_matches(store, scored), policy)
     inputs, removed = [], {}
     for source, version in sorted(audited.items()):
-        kept = store.read(AUDITED_SFT, version).join(
-            copies.filter(pl.col("source") == source), on="example_id", how="anti",
-            maintain_order="left")
-        removed[source] = store.manifest(AUDITED_SFT, version).tables["data"].rows - kept.height
+        audited_rows = store.read(AUDITED_SFT, version)
+        kept = audited_rows.join(copies.filter(pl.col("source") == source), on="example_id",
+                                 how="anti", maintain_order="left")
+        removed[source] = audited_rows.height - kept.height
         inputs.append(mixing.MixInput(source=source, audited_version=version, kept=kept,
                                       scored=store.read(SCORED_SFT, scored[source])))
     mix = mixing.build_mix(inputs, policy.mix)
