@@ -1,5 +1,6 @@
 """Stages: each pipeline stage as one call, inputs in, one committed store version out, one
-module a stage (``ingest``, ``score``, ``index``, ``audit``, ``mix``, ``train``, ``calibrate``). Dagster's
+module a stage (``ingest``, ``score``, ``index``, ``audit``, ``mix``, ``train``, ``rl_probe``,
+``calibrate``). Dagster's
 assets and the CLI both call these and nothing else, so a version made from the command line
 is the version Dagster makes for the same input. Stages compose the folders below them
 (ingest, detect, decide, mix, report, store); nothing below imports a stage.
@@ -18,6 +19,7 @@ from integrity.stages.calibrate import (
 from integrity.stages.index import index_to_store
 from integrity.stages.ingest import ingest_to_store, latest_raw_summaries
 from integrity.stages.mix import mix_to_store
+from integrity.stages.rl_probe import release_for_rl, rl_probe_to_store
 from integrity.stages.score import make_encoder, score_to_store
 from integrity.stages.train import checkpoint_to_store
 
@@ -37,5 +39,7 @@ __all__ = [
     "latest_raw_summaries",
     "make_encoder",
     "mix_to_store",
+    "release_for_rl",
+    "rl_probe_to_store",
     "score_to_store",
 ]
