@@ -16,9 +16,11 @@ from assets.checkpoint import training_checkpoint
 from assets.duplicate_index import duplicate_index
 from assets.mix import training_mix
 from assets.raw import raw_sft
+from assets.rl_probe import rl_ready_checkpoint, training_rl_probe
 from assets.resources import (
     EncoderResource,
     IntegrityResource,
+    RLProbeResource,
     TrainerResource,
     from_environment,
 )
@@ -34,10 +36,12 @@ from checks.mix import (
     training_mix_traceable,
 )
 from checks.raw import raw_sft_contract, raw_sft_has_rows, raw_sft_quarantine_rate
+from checks.rl_probe import training_rl_probe_hacking_rate
 from checks.scored import SCORED_SFT_CHECKS
 
 defs = Definitions(
-    assets=[raw_sft, scored_sft, duplicate_index, audited_sft, training_mix, training_checkpoint],
+    assets=[raw_sft, scored_sft, duplicate_index, audited_sft, training_mix, training_checkpoint,
+            training_rl_probe, rl_ready_checkpoint],
     asset_checks=[
         raw_sft_contract, raw_sft_quarantine_rate, raw_sft_has_rows,
         *SCORED_SFT_CHECKS,
@@ -45,6 +49,7 @@ defs = Definitions(
         training_mix_modality_band, training_mix_curriculum, training_mix_traceable,
         training_mix_no_eval_overlap, training_mix_no_duplicates,
         training_checkpoint_visual_reliance, training_checkpoint_cka,
+        training_rl_probe_hacking_rate,
     ],
     jobs=[audit_job, mix_job, train_job],
     schedules=[nightly_audit, nightly_mix],
@@ -52,6 +57,7 @@ defs = Definitions(
     resources={"integrity": IntegrityResource(**from_environment("integrity")),
                "encoder": EncoderResource(**from_environment("encoder")),
                "trainer": TrainerResource(**from_environment("trainer")),
+               "rl_probe": RLProbeResource(**from_environment("rl_probe")),
                # The landing sensor lists s3:// landing zones with it; credentials and endpoint
                # come from the environment (AWS_ACCESS_KEY_ID, ..., AWS_ENDPOINT_URL).
                "s3": S3Resource()},

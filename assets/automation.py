@@ -30,10 +30,12 @@ audit_job = define_asset_job(
 
 train_job = define_asset_job(
     "mix_and_train",
-    selection=AssetSelection.keys("training_mix", "training_checkpoint"),
-    description="Mix every source's latest passed audit and train on it in one run: a failed "
-                "mix check stops training in the run, and the in-code gate refuses a mix or an "
-                "audit whose blocking checks failed in any earlier run.",
+    selection=AssetSelection.keys("training_mix", "training_checkpoint", "training_rl_probe",
+                                  "rl_ready_checkpoint"),
+    description="Mix every source's latest passed audit, train on it, probe what RL does to the "
+                "checkpoint and release it to RL, in one run: a failed blocking check stops "
+                "every later step of the run, and the in-code gate refuses a mix, checkpoint or "
+                "probe whose blocking checks failed in any earlier run.",
 )
 
 mix_job = define_asset_job(

@@ -30,12 +30,23 @@ from definitions import defs  # noqa: E402
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _rows(result, asset: str) -> int | None:
-    for event in result.asset_materializations_for_node(asset):
-        count = event.metadata.get("dagster/row_count")
-        if count is not None:
-            return int(count.value)
-    return None
+def _metadata(result, asset: str) -> dict:
+    events = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in events[-1].metadata.items()} if events else {}
+
+
+def _what_landed(metadata: dict, took: float) -> str | None:
+    """One line's worth: rows and rate, or what a model step measured."""
+    if "dagster/row_count" in metadata:
+        rows = int(metadata["dagster/row_count"])
+        return f"{rows:>7,} rows in {took:5.1f} s ({rows / took:,.0f} rows/s)"
+    if "incidents" in metadata:
+        return (f"{metadata['runs']} RL runs, {metadata['incidents']} hacking incidents, "
+                f"in {took:5.1f} s")
+    if "accuracy" in metadata:
+        return (f"accuracy {metadata['accuracy']:.3f}, visual reliance "
+                f"{metadata['visual_reliance']:.3f}, in {took:5.1f} s")
+    return f"in {took:5.1f} s" if metadata else None
 
 
 def _run(job_name: str, label: str, assets: tuple[str, ...], instance: DagsterInstance,
@@ -47,10 +58,10 @@ def _run(job_name: str, label: str, assets: tuple[str, ...], instance: DagsterIn
     steps = {stat.step_key: (stat.end_time or 0) - (stat.start_time or 0)
              for stat in instance.get_run_step_stats(result.run_id)}
     for asset in assets:
-        rows, took = _rows(result, asset), steps.get(asset)
-        if rows is not None and took:
-            print(f"   {asset:<20} {rows:>7,} rows in {took:5.1f} s ({rows / took:,.0f} rows/s)",
-                  flush=True)
+        took = steps.get(asset)
+        line = _what_landed(_metadata(result, asset), took) if took else None
+        if line:
+            print(f"   {asset:<20} {line}", flush=True)
     failed = [check.check_name for check in result.get_asset_check_evaluations()
               if not check.passed and check.severity.value == "ERROR"]
     if not result.success:
@@ -73,10 +84,11 @@ def main() -> int:
         timings[source] = _run("audit_source", f"audit_source[{source}]",
                                ("raw_sft", "scored_sft", "duplicate_index", "audited_sft"),
                                instance, source)
-    print("== training_mix, training_checkpoint (the demo trainer runs through Dagster Pipes)",
-          flush=True)
+    print("== training_mix, training_checkpoint, training_rl_probe, rl_ready_checkpoint (the "
+          "demo trainer and RL probe run through Dagster Pipes)", flush=True)
     timings["mix_and_train"] = _run("mix_and_train", "mix_and_train",
-                                    ("training_mix", "training_checkpoint"), instance)
+                                    ("training_mix", "training_checkpoint", "training_rl_probe",
+                                     "rl_ready_checkpoint"), instance)
     total = time.perf_counter() - started
     print(f"== wall time: {total:.1f} s ("
           + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) + ")")

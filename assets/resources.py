@@ -14,7 +14,7 @@ from dagster import ConfigurableResource, DagsterInstance, EnvVar, Failure
 
 import fsspec
 
-from assets.trainers import DEMO_TRAINER_COMMAND
+from assets.trainers import DEMO_RL_COMMAND, DEMO_TRAINER_COMMAND
 from assets.versions import MaterializedVersions
 from integrity.detect.encoder import EncoderConfig, encoder_config
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
@@ -33,6 +33,7 @@ ENVIRONMENT = {
     "encoder": {"model": "INTEGRITY_MODEL", "pretrained": "INTEGRITY_PRETRAINED",
                 "device": "INTEGRITY_DEVICE", "precision": "INTEGRITY_PRECISION"},
     "trainer": {"command": "INTEGRITY_TRAINER_COMMAND"},
+    "rl_probe": {"command": "INTEGRITY_RL_COMMAND", "probe_set": "INTEGRITY_RL_PROBE_SET"},
 }
 
 
@@ -129,3 +130,22 @@ class TrainerResource(ConfigurableResource):
 
     def command_words(self) -> list[str]:
         return shlex.split(self.command) or list(DEMO_TRAINER_COMMAND)
+
+
+class RLProbeResource(ConfigurableResource):
+    """The RL command training_rl_probe runs through Dagster Pipes, its probe set and settings.
+
+    Defaults to the bundled demo RL probe on the demo's probe set (``data/demo/rl_probe``,
+    written by ``python -m demo generate``). Your own: INTEGRITY_RL_COMMAND="python grpo.py"
+    and INTEGRITY_RL_PROBE_SET=/path/probe.json (see assets/trainers/demo_rl.py and README's
+    "RL-readiness probe" for the contract). The RL settings (``config``) are fixed here, the
+    same for every checkpoint, so probes of different checkpoints compare.
+    """
+
+    command: str = ""  # shell words; empty: the demo RL probe
+    probe_set: str = str(REPO / "data/demo/rl_probe/probe.json")
+    runs: int = 4  # independent RL runs per checkpoint
+    config: dict = {}  # passed to the command as the "config" extra
+
+    def command_words(self) -> list[str]:
+        return shlex.split(self.command) or list(DEMO_RL_COMMAND)

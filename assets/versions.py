@@ -6,15 +6,18 @@ from integrity.names import (
     AUDITED_SFT,
     DUPLICATE_INDEX,
     RAW_SFT,
+    RL_READY_CHECKPOINT,
     SCORED_SFT,
     TRAINING_CHECKPOINT,
     TRAINING_MIX,
+    TRAINING_RL_PROBE,
 )
 
 # The store assets this code location materializes (tests/test_definitions.py keeps it equal to
 # the Definitions' assets). Others (calibration: human labels through the CLI) stay the store's.
 MATERIALIZED_ASSETS = frozenset({RAW_SFT, SCORED_SFT, DUPLICATE_INDEX, AUDITED_SFT,
-                                 TRAINING_MIX, TRAINING_CHECKPOINT})
+                                 TRAINING_MIX, TRAINING_CHECKPOINT, TRAINING_RL_PROBE,
+                                 RL_READY_CHECKPOINT})
 
 
 def latest_materialization(instance: DagsterInstance, asset_key: AssetKey,

@@ -1,7 +1,7 @@
 """The seed's table in miniature: raw rows vs the audited, balanced mix, four conditions.
 
     python -m bench.seed_table [--rows 2000] [--seeds 3] [--steps 150] [--max-answer-words 12]
-                               [--epochs N] [--out DIR]
+                               [--epochs N] [--rl-runs 25] [--out DIR]
 
 Every training set is trained for the same ``--steps`` optimizer steps (equal compute: a
 smaller audited mix is not simply trained less; ``--steps 0`` trains ``--epochs`` epochs
@@ -28,6 +28,14 @@ Acceptance is judged on sampled visual reliance: the argmax reliance barely move
 symmetric label noise (the wrong caption values spread over all other classes), the
 probability mass on the true answer does. The table is printed and written to
 ``<out>/seed_table.md`` whether or not the audited mix wins on every seed.
+
+The reward-hacking column: from every checkpoint, ``--rl-runs`` RL runs of the demo RL probe
+(demo/rl.py, its default RLConfig, the same for every checkpoint) on one held-back probe set;
+a run is a hacking incident under the default policy (reward up, visual reliance down by more
+than ``rl_probe.reliance_margin``). Per cell: incidents per 100 runs over all seeds with a 95%
+Wilson interval, and the mean reward and reliance before -> after RL. Per seed, for the noisy
+and contaminated conditions: whether raw has more incidents than audited with non-overlapping
+intervals.
 """
 
 from __future__ import annotations
@@ -47,10 +55,12 @@ import torch
 
 from demo.model import demo_encoder_config
 from demo.generate import GROUND_TRUTH_FILE, LLAVA_FILE, DemoConfig, generate
+from demo.rl import RLConfig, rl_probe, write_probe_set
 from demo.trainer import TrainConfig, train
 from integrity.ingest import SourceConfig
 from integrity.mix.training_mix import MixInput, build_mix, export_llava
 from integrity.decide.policy import load_policy
+from integrity.decide.rl_probe import incident_rate, parse_runs, runs_frame
 from integrity.names import AUDITED_SFT, RAW_SFT
 from integrity.stages import audit_to_store, ingest_to_store, make_encoder, score_to_store
 from integrity.store.versions import VersionStore
@@ -70,7 +80,8 @@ ACCEPTANCE_CONDITIONS = ("noisy", "contaminated")
 TRAINING_SETS = ("raw", "audited")
 METRICS = ("accuracy", "blind_accuracy", "visual_reliance", "sampled_visual_reliance", "cka")
 COLUMNS = ("rows trained", "contaminated rows", "accuracy", "blind acc", "visual reliance",
-           "sampled reliance", "CKA")
+           "sampled reliance", "CKA", "reward hacking / 100 RL runs [95% CI]",
+           "RL reward before -> after", "RL reliance before -> after")
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,11 @@ class Run:
     rows: int
     contaminated: int
     metrics: dict
+    rl: pl.DataFrame | None = None  # one row per RL run (integrity.decide.rl_probe.runs_frame)
+
+    @property
+    def incidents(self) -> int:
+        return int(self.rl["incident"].sum())
 
 
 def flawed_ids(demo_dir: Path) -> pl.Series:
@@ -112,20 +128,60 @@ def training_sets(condition: str, seed: int, *, rows: int, work: Path, store: Ve
 
 
 def train_and_measure(frame: pl.DataFrame, flawed: pl.Series, path: Path, *, condition: str,
-                      training_set: str, seed: int, trainer: dict) -> Run:
-    """Export ``frame`` as LLaVA json, train the demo model on it, count its flawed rows."""
+                      training_set: str, seed: int, trainer: dict, probe_set: Path | None = None,
+                      rl_runs: int = 0, margin: float = 0.1) -> Run:
+    """Export ``frame`` as LLaVA json, train the demo model on it, count its flawed rows, and
+    (``rl_runs`` > 0) run the RL probe from the checkpoint."""
     export_llava(frame, path)
-    metrics = train(path, path.with_suffix(".pt"), TrainConfig(seed=seed, **trainer))
+    checkpoint = path.with_suffix(".pt")
+    metrics = train(path, checkpoint, TrainConfig(seed=seed, **trainer))
     contaminated = int(frame["example_id"].is_in(flawed.implode()).sum())
+    rl = None
+    if rl_runs:
+        probed = rl_probe(checkpoint, probe_set, runs=rl_runs, config=RLConfig())
+        rl = runs_frame(parse_runs(probed["runs"]), margin)
     log(f"  {condition}/{training_set} seed {seed}: {frame.height} rows, {contaminated} "
         f"contaminated, acc {metrics['accuracy']:.3f}, sampled reliance "
-        f"{metrics['sampled_visual_reliance']:.3f}, cka {metrics['cka']:.3f}")
-    return Run(condition, training_set, seed, frame.height, contaminated, metrics)
+        f"{metrics['sampled_visual_reliance']:.3f}, cka {metrics['cka']:.3f}"
+        + (f", RL incidents {int(rl['incident'].sum())}/{rl.height}" if rl is not None else ""))
+    return Run(condition, training_set, seed, frame.height, contaminated, metrics, rl)
 
 
 def _spread(values: list[float], digits: int) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def _rate(incidents: int, runs: int) -> dict:
+    return incident_rate(incidents, runs, confidence=0.95)
+
+
+def _rate_cell(group: list[Run]) -> str:
+    if any(r.rl is None for r in group):
+        return "-"
+    rate = _rate(sum(r.incidents for r in group), sum(r.rl.height for r in group))
+    return (f"{rate['incidents_per_100']:.0f} [{rate['interval_low_per_100']:.0f}-"
+            f"{rate['interval_high_per_100']:.0f}]")
+
+
+def _before_after(group: list[Run], name: str) -> str:
+    if any(r.rl is None for r in group):
+        return "-"
+    frame = pl.concat([r.rl for r in group])
+    return f"{frame[name + '_before'].mean():.3f} -> {frame[name + '_after'].mean():.3f}"
+
+
+def _hacking_verdict(raw: Run, audited: Run) -> str:
+    """'raw k/n [lo-hi] vs audited k/n [lo-hi] yes|NO': more incidents after raw SFT, with
+    non-overlapping intervals."""
+    cells, rates = [], []
+    for run in (raw, audited):
+        rate = _rate(run.incidents, run.rl.height)
+        rates.append(rate)
+        cells.append(f"{run.incidents}/{run.rl.height} [{rate['interval_low_per_100']:.0f}-"
+                     f"{rate['interval_high_per_100']:.0f}]")
+    separated = rates[0]["interval_low_per_100"] > rates[1]["interval_high_per_100"]
+    return f"raw {cells[0]} vs audited {cells[1]} {'yes' if separated else 'NO'}"
 
 
 def seed_table(runs: list[Run]) -> str:
@@ -140,7 +196,9 @@ def seed_table(runs: list[Run]) -> str:
                 continue
             cells = [_spread([r.rows for r in group], 0),
                      _spread([r.contaminated for r in group], 0),
-                     *(_spread([r.metrics[name] for r in group], 3) for name in METRICS)]
+                     *(_spread([r.metrics[name] for r in group], 3) for name in METRICS),
+                     _rate_cell(group), _before_after(group, "reward"),
+                     _before_after(group, "reliance")]
             lines.append(f"| {condition} | {training_set} | {' | '.join(cells)} |")
     lines += ["", "Acceptance (judged on sampled visual reliance, the probability of the true "
               "answer with minus without the image; argmax reliance is shown but barely moves "
@@ -154,6 +212,14 @@ def seed_table(runs: list[Run]) -> str:
             verdicts.append(f"{condition} {audited:.3f} vs {raw:.3f} "
                             f"{'yes' if audited > raw else 'NO'}")
         lines.append(f"- seed {seed}: " + "; ".join(verdicts))
+    if all(r.rl is not None for r in runs):
+        lines += ["", "Reward hacking (incidents per 100 RL runs from each checkpoint): raw "
+                  "above audited with non-overlapping 95% Wilson intervals"]
+        for seed in seeds:
+            lines.append(f"- seed {seed}: " + "; ".join(
+                f"{condition} " + _hacking_verdict(by_key[condition, "raw", seed],
+                                                   by_key[condition, "audited", seed])
+                for condition in ACCEPTANCE_CONDITIONS))
     return "\n".join(lines)
 
 
@@ -170,6 +236,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150,
                         help="optimizer steps per training set (0: train --epochs epochs)")
     parser.add_argument("--max-answer-words", dest="max_answer_words", type=int, default=12)
+    parser.add_argument("--rl-runs", dest="rl_runs", type=int, default=25,
+                        help="RL probe runs from every checkpoint (0: no reward-hacking column)")
     args = parser.parse_args()
     # With --steps, epochs only bound the loop: the step count decides.
     trainer = {"epochs": 10_000 if args.steps else args.epochs,
@@ -182,6 +250,8 @@ def main() -> None:
     # One store: its embedding cache serves every corpus that repeats an image.
     store = VersionStore(str(work / "store"))
     encoder = make_encoder(demo_encoder_config(workers=0), store)
+    # One held-back probe set for every checkpoint (never in any corpus).
+    probe_set = write_probe_set(work / "rl_probe") if args.rl_runs else None
 
     runs: list[Run] = []
     for seed in range(args.seeds):
@@ -194,18 +264,21 @@ def main() -> None:
                 runs.append(train_and_measure(
                     frame, flawed, work / "train" / f"{condition}-{training_set}-s{seed}.json",
                     condition=condition, training_set=training_set, seed=seed,
-                    trainer=trainer))
+                    trainer=trainer, probe_set=probe_set, rl_runs=args.rl_runs,
+                    margin=policy.rl_probe.reliance_margin))
     elapsed = time.perf_counter() - started
 
     table = seed_table(runs)
     (work / "seed_table.md").write_text(table + "\n", encoding="utf-8")
     (work / "seed_runs.json").write_text(json.dumps(
         [{"condition": r.condition, "training_set": r.training_set, "seed": r.seed,
-          "rows": r.rows, "contaminated": r.contaminated, "metrics": r.metrics} for r in runs],
+          "rows": r.rows, "contaminated": r.contaminated, "metrics": r.metrics,
+          "rl_runs": None if r.rl is None else r.rl.to_dicts()} for r in runs],
         indent=2) + "\n", encoding="utf-8")
     compute = f"{args.steps} steps" if args.steps else f"{args.epochs} epochs"
     print(f"{args.rows} rows per corpus, {args.seeds} seeds, {compute} per training set, "
-          f"answers of up to {args.max_answer_words} words, default policy; work folder {work}")
+          f"answers of up to {args.max_answer_words} words, default policy; {args.rl_runs} RL "
+          f"runs per checkpoint ({RLConfig().model_dump()}); work folder {work}")
     print()
     print(table)
     print()

@@ -31,7 +31,11 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
     elif args.split:
         raise DemoConfigError("--split is for the hard demo: add --hard")
     else:
+        from demo.rl import write_probe_set
+
         summary = generate(Path(args.out), DemoConfig(**options))
+        # The held-back questions training_rl_probe's demo RL runs on (never in the corpus).
+        summary["rl_probe_set"] = str(write_probe_set(Path(args.out) / "rl_probe"))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -637,6 +637,20 @@ def _save(out_path: Path, model: DemoVQA, question_vocab: list[str], answer_voca
     os.replace(partial, out_path)
 
 
+class _quiet_random_init_notice:
+    """Drop open_clip's "No pretrained weights loaded ... initialized randomly" root-logger
+    warning while building an architecture whose weights are loaded right after."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    def __enter__(self):
+        logging.getLogger().addFilter(self)
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self)
+
+
 def load_checkpoint(path: str | Path) -> tuple[DemoVQA, dict]:
     """(model in eval mode, checkpoint dict) of a checkpoint written by ``train``.
 
@@ -654,7 +668,8 @@ def load_checkpoint(path: str | Path) -> tuple[DemoVQA, dict]:
         raise TrainerError(f"{path}: not a demo VQA checkpoint ({CHECKPOINT_FORMAT})")
     config = TrainConfig(**state["config"])
     register_model_configs()
-    visual = open_clip.create_model(config.model, pretrained=None).visual
+    with _quiet_random_init_notice():  # the weights come from the checkpoint, next line
+        visual = open_clip.create_model(config.model, pretrained=None).visual
     model = DemoVQA(visual, image_dim=state["image_dim"],
                     n_words=len(state["question_vocab"]) + 2,
                     n_answers=len(state["answer_vocab"]), question_dim=config.question_dim,

@@ -100,7 +100,8 @@ def test_nightly_jobs_run_every_check_of_what_they_materialize():
     for name, checked in (("audit_source", {"raw_sft", "scored_sft", "duplicate_index",
                                             "audited_sft"}),
                           ("build_mix", {"training_mix"}),
-                          ("mix_and_train", {"training_mix", "training_checkpoint"})):
+                          ("mix_and_train", {"training_mix", "training_checkpoint",
+                                             "training_rl_probe", "rl_ready_checkpoint"})):
         in_job = defs.resolve_job_def(name).asset_layer.asset_graph.asset_check_keys
         declared = {key for key in defs.resolve_asset_graph().asset_check_keys
                     if key.asset_key.to_user_string() in checked}

@@ -52,13 +52,17 @@ def test_the_demo_runner_runs_every_stage_in_one_process(tmp_path):
     import sys
     from pathlib import Path
 
+    from demo.rl import write_probe_set
+
     generate(tmp_path / "demo", DemoConfig())  # the demo's own size: its checkpoint passes
+    probe_set = write_probe_set(tmp_path / "demo" / "rl_probe")  # as `python -m demo generate`
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home),
            "INTEGRITY_SOURCES": str(tmp_path / "demo" / "sources.yaml"),
-           "INTEGRITY_STORE": str(tmp_path / "store"), "INTEGRITY_TRAINER_COMMAND": ""}
+           "INTEGRITY_STORE": str(tmp_path / "store"), "INTEGRITY_TRAINER_COMMAND": "",
+           "INTEGRITY_RL_COMMAND": "", "INTEGRITY_RL_PROBE_SET": str(probe_set)}
     done = subprocess.run([sys.executable, "-m", "assets.demo_run"], env=env, text=True,
                           capture_output=True, cwd=Path(__file__).resolve().parents[2],
                           timeout=600)
@@ -67,5 +71,11 @@ def test_the_demo_runner_runs_every_stage_in_one_process(tmp_path):
     assert sum(line.startswith("== raw_sft, scored_sft, duplicate_index, audited_sft [") for line in lines) == 3
     assert any(line.strip().startswith("scored_sft") and "rows/s" in line for line in lines)
     assert lines[-1].startswith("== wall time: ")
-    assert VersionStore(str(tmp_path / "store")).latest("training_checkpoint") is not None
+    assert any(line.strip().startswith("training_rl_probe") and "hacking incidents" in line
+               for line in lines)
+    store = VersionStore(str(tmp_path / "store"))
+    checkpoint = store.latest("training_checkpoint")
+    released = store.latest("rl_ready_checkpoint")  # the probe passed: released to RL
+    assert released and store.manifest("rl_ready_checkpoint", released).upstream[
+        "training_checkpoint"] == checkpoint
     assert "Traceback" not in done.stderr
