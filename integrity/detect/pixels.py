@@ -5,49 +5,21 @@ signature (duplicates.py finds near-copy candidates with it). Cost: ~0.3-5 ms pe
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import polars as pl
 from PIL import Image
 
-from integrity.ingest.images import image_threads, opened_image
+from integrity.ingest.images import (  # noqa: F401  (PROBE_ITEMS, THREADED_...: re-exported)
+    PROBE_ITEMS,
+    THREADED_ITEM_SECONDS,
+    map_images,
+    opened_image,
+)
 
 # 16x16 RGB: coarse enough to ignore re-encoding and small shifts, fine enough to tell
 # different layouts of the same objects apart.
 THUMB_SIDE = 16
 THUMB_DIM = THUMB_SIDE * THUMB_SIDE * 3
-
-
-# Items read on the calling thread first, to time them (see map_images).
-PROBE_ITEMS = 32
-# Below this many seconds an item, reading is Python's per-call work, not decoding: threads
-# only contend for the GIL (16k 32 px PNGs: 3.8 s on one thread, 8.2 s on two). Above it,
-# PIL's decoding (which releases the GIL) dominates and threads pay (640x480 JPEGs: 1.9x on two).
-THREADED_ITEM_SECONDS = 0.001
-
-
-def map_images(read, items: list, *, workers: int | None = None) -> list:
-    """``read`` applied to every item (a uri, or a (sha256, uri) pair), in order.
-
-    Remote items go to ``image_threads`` threads (or ``workers``) at once: their wait is the
-    network's. Local ones are timed over the first PROBE_ITEMS on this thread, and the rest go
-    to the threads only when an item costs at least THREADED_ITEM_SECONDS.
-    """
-    remote = any("://" in str(item) for item in items)
-    workers = workers or image_threads(remote)
-    if workers == 1:
-        return [read(item) for item in items]
-    head: list = []
-    if not remote:
-        started = time.perf_counter()
-        head = [read(item) for item in items[:PROBE_ITEMS]]
-        if (len(head) == len(items)
-                or (time.perf_counter() - started) / len(head) < THREADED_ITEM_SECONDS):
-            return head + [read(item) for item in items[len(head):]]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return head + list(pool.map(read, items[len(head):]))
 
 
 def _stats(uri: str, sha256: str, storage_options: dict) -> tuple[int, int, float, np.ndarray]:

@@ -226,3 +226,54 @@ def test_check_many_keeps_input_order(root: Path, tmp_path: Path):
     assert checks[1] == checks[4]
     assert checks[1].sha256 == hashlib.sha256(embedded).hexdigest()
     assert resolver.check_many([]) == []
+
+
+class _ThreadRecordingResolver(ImageResolver):
+    """Records the thread that checks each ref, optionally paying ``cost`` seconds a ref (what
+    a big image's decoding costs)."""
+
+    def __init__(self, *args, cost: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cost, self.threads = cost, []
+
+    def check_ref(self, ref: str):
+        import threading
+        import time
+
+        if self.cost:
+            time.sleep(self.cost)
+        self.threads.append(threading.get_ident())
+        return super().check_ref(ref)
+
+
+def _many_small_images(root: Path, count: int) -> list[str]:
+    for i in range(count):
+        (root / f"small_{i}.png").write_bytes(image_bytes(color=(i % 256, 40, 90), size=(16, 16)))
+    return [f"small_{i}.png" for i in range(count)]
+
+
+def test_check_many_keeps_cheap_local_images_on_the_calling_thread(root: Path):
+    """Small local images cost Python's per-call work, not decoding: two threads only fought
+    for the GIL (ingest's image checks 1.73 s -> 1.11 s on 5,400 images once they stopped)."""
+    import threading
+
+    from integrity.ingest.images import PROBE_ITEMS
+
+    refs = _many_small_images(root, PROBE_ITEMS * 3)
+    resolver = _ThreadRecordingResolver(str(root), workers=2)
+    checks = resolver.check_many(refs)
+    assert all(check.reason is None for check in checks)
+    assert set(resolver.threads) == {threading.get_ident()}
+
+
+def test_check_many_sends_costly_local_images_to_threads(root: Path):
+    import threading
+
+    from integrity.ingest.images import PROBE_ITEMS, THREADED_ITEM_SECONDS
+
+    refs = _many_small_images(root, PROBE_ITEMS * 2)
+    resolver = _ThreadRecordingResolver(str(root), workers=2, cost=THREADED_ITEM_SECONDS * 2)
+    checks = resolver.check_many(refs)
+    assert [check.uri for check in checks] == [resolver.resolve(ref) for ref in refs]  # order
+    assert set(resolver.threads[:PROBE_ITEMS]) == {threading.get_ident()}  # timed here first
+    assert threading.get_ident() not in resolver.threads[PROBE_ITEMS:]

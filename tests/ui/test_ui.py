@@ -37,8 +37,11 @@ SCREENSHOTS = ("asset-graph.png", "failed-check.png", "first-page.png", "checkpo
 WORLD: dict[str, str] = {}  # the environment dagster_ui serves (its store, its sources)
 SOURCE = "llava"
 ASSETS = ("raw_sft", "scored_sft", "duplicate_index", "audited_sft", "training_mix",
-          "training_checkpoint")
-UNCHECKED = {"duplicate_index"}  # evidence for the audit, checked where it is used (the mix)
+          "training_checkpoint", "training_rl_probe", "rl_ready_checkpoint")
+UNCHECKED = {"duplicate_index",  # evidence for the audit, checked where it is used (the mix)
+             "rl_ready_checkpoint"}  # a release record: its gate checks what it consumes
+# Downstream of the failed blocking check: the run stops before them (its check never ran).
+BLOCKED = ("training_rl_probe", "rl_ready_checkpoint")
 FAILED_ASSET, FAILED_CHECK = "training_checkpoint", "training_checkpoint_visual_reliance"
 IMPOSSIBLE_RELIANCE = 2.0  # accuracy with minus without the image never exceeds 1
 # One process per run instead of one per step: each step process re-imports torch and Dagster.
@@ -191,7 +194,7 @@ def dagster_ui(tmp_path_factory) -> Iterator[str]:
 def browser(dagster_ui) -> Iterator:
     """Headless Debian Chromium, wide enough that the lineage graph draws full asset nodes
     (names, check status), not zoomed-out boxes with truncated names."""
-    yield from headless_chromium(2200, 1100)
+    yield from headless_chromium(3200, 1100)
 
 
 def _text(driver) -> str:
@@ -241,12 +244,14 @@ def test_asset_graph_shows_every_asset_and_its_check_status(dagster_ui, browser)
     nodes = _wait(browser, _asset_nodes, f"full nodes of {', '.join(ASSETS)}", "asset-graph.png")
     browser.save_screenshot(str(ARTIFACTS / "asset-graph.png"))
     for name, text in nodes.items():
+        # The UI marks the steps the failed check stopped as failed, never materialized.
+        assert ("Failed" in text.splitlines()) == (name in BLOCKED), (name, text)
         if name in UNCHECKED:
             assert not _CHECKS.search(text), (name, text)
             continue
         passed, total = map(int, _CHECKS.search(text).groups())
         assert total >= 1, (name, text)
-        assert (passed < total) == (name == FAILED_ASSET), (name, text)
+        assert (passed < total) == (name in (FAILED_ASSET, *BLOCKED)), (name, text)
 
 
 def test_failed_check_page_shows_the_check_and_its_failure(dagster_ui, browser):
