@@ -104,7 +104,8 @@ def source_keys(pairs: pl.DataFrame) -> pl.DataFrame:
     exploded = keyed.select("row", "shingles").explode("shingles").drop_nulls("shingles")
     signature = _signatures(exploded["row"].to_numpy(),
                             exploded["shingles"].to_numpy().astype(np.uint64), keyed.height)
-    bands = pl.Series("bands", _band_keys(signature).tolist(), dtype=pl.List(pl.UInt64))
+    # A 2-D array becomes a fixed-size array column without a Python object per value.
+    bands = pl.Series("bands", _band_keys(signature)).arr.to_list()
     too_short = (pl.col("image_key") == "") & (pl.col("shingles").list.len() < MIN_TEXT_SHINGLES)
     return keyed.with_columns(bands=bands).with_columns(
         bands=pl.when(too_short | (pl.col("shingles").list.len() == 0))
