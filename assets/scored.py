@@ -1,6 +1,15 @@
 """scored_sft: every detector's evidence for each example of one source, as one store version."""
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    asset,
+)
 
 from assets.partitions import sources_partitions
 from assets.raw import RAW_SFT_BLOCKING_CHECKS, raw_sft
@@ -54,5 +63,11 @@ def scored_sft(context: AssetExecutionContext, integrity: IntegrityResource,
             "cache_hit_rate": extra["cache_hit_rate"],
             "images_encoded": extra["images_encoded"],
             "signals": MetadataValue.md(signal_table(extra["signals"])),
+            # Which detector the time went to (a version made earlier keeps its own facts).
+            "step_seconds": MetadataValue.table(
+                records=[TableRecord({"step": step, "seconds": round(seconds, 2)})
+                         for step, seconds in extra.get("step_seconds", {}).items()],
+                schema=TableSchema(columns=[TableColumn("step", "string"),
+                                            TableColumn("seconds", "float")])),
         },
     )

@@ -14,6 +14,8 @@ holds.
 
 from __future__ import annotations
 
+import time
+
 import importlib
 
 import polars as pl
@@ -49,22 +51,28 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
 def score_source(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
                  eval_questions: set[str] | None = None,
                  storage_options: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame,
-                                                               pl.DataFrame]:
+                                                               pl.DataFrame, dict[str, float]]:
     """``score_pairs`` plus the source's copy keys for the duplicate index: (scored pairs,
-    ``cross_source.source_keys``, ``cross_source.source_images``); the images are decoded once
-    for all three."""
+    ``cross_source.source_keys``, ``cross_source.source_images``, wall seconds per step); the
+    images are decoded once for all three."""
     from integrity.detect.cross_source import source_images, source_keys
 
     context = _context(raw, encoder, eval_images, eval_questions, storage_options)
     pairs = _run_detectors(context)
-    return pairs, source_keys(context.pairs), source_images(context.pairs, context.image_stats())
+    started = time.perf_counter()
+    keys = source_keys(context.pairs), source_images(context.pairs, context.image_stats())
+    context.seconds["copy_keys"] = time.perf_counter() - started
+    return pairs, *keys, context.seconds
 
 
 def _context(raw: pl.DataFrame, encoder, eval_images: set[str] | None,
              eval_questions: set[str] | None, storage_options: dict | None) -> ScoringContext:
-    return ScoringContext(qa_pairs(raw), encoder=encoder, storage_options=storage_options or {},
+    started = time.perf_counter()
+    pairs = qa_pairs(raw)
+    return ScoringContext(pairs, encoder=encoder, storage_options=storage_options or {},
                           eval_images=eval_images or set(),
-                          eval_questions=eval_questions or set())
+                          eval_questions=eval_questions or set(),
+                          seconds={"qa_pairs": time.perf_counter() - started})
 
 
 def _run_detectors(context: ScoringContext) -> pl.DataFrame:
@@ -72,7 +80,9 @@ def _run_detectors(context: ScoringContext) -> pl.DataFrame:
     for detector in detectors():
         if detector.needs_encoder and encoder is None:
             continue
+        started = time.perf_counter()
         columns = detector.score(context)
+        context.seconds[detector.name] = time.perf_counter() - started
         if columns.columns != list(detector.columns) or columns.height != context.pairs.height:
             raise AssertionError(
                 f"detector {detector.name} wrote {columns.columns} x {columns.height} rows; it "

@@ -25,6 +25,9 @@ class ScoringContext:
     eval_images: set[str] = field(default_factory=set)
     eval_questions: set[str] = field(default_factory=set)
     outputs: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # Wall seconds per step (QA pairs, each detector, copy keys); a value shared by several
+    # detectors (image statistics, ...) counts for the first that asked for it.
+    seconds: dict[str, float] = field(default_factory=dict)
     _shared: dict[str, Any] = field(default_factory=dict)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:

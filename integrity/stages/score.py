@@ -42,7 +42,7 @@ def score_to_store(
     raw = store.read(RAW_SFT, raw_version)
     started = time.perf_counter()
     eval_images, eval_questions = eval_overlap_keys(eval_sets or [], store)
-    pairs, keys, images = detect.score_source(
+    pairs, keys, images, step_seconds = detect.score_source(
         raw, encoder=encoder, storage_options=source.storage_options, eval_images=eval_images,
         eval_questions=eval_questions)
     rows = detect.score_rows(pairs)
@@ -55,6 +55,9 @@ def score_to_store(
         "rows_scored": rows.height,
         "pairs_scored": pairs.height,
         "seconds": seconds,
+        # Where the time went, slowest first (the duplicate index's keys are "copy_keys").
+        "step_seconds": dict(sorted(((step, round(value, 3)) for step, value
+                                     in step_seconds.items()), key=lambda item: -item[1])),
         "rows_per_second": rows.height / seconds if seconds else None,
         "model_id": getattr(encoder, "model_id", None),
         "model": None if encoder is None else {
