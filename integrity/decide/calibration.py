@@ -211,7 +211,9 @@ def wilson(successes: int, trials: int, *,
     z2n = z * z / trials
     centre = (p + z2n / 2) / (1 + z2n)
     half = z * math.sqrt(p * (1 - p) / trials + z2n / (4 * trials)) / (1 + z2n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 or every success an end equals the share in exact arithmetic; floats miss it by a
+    # rounding error, which must not put the share outside its own interval.
+    return p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def _cells(frame: pl.DataFrame, among: pl.Expr, hit: pl.Expr) -> pl.DataFrame:

@@ -111,8 +111,6 @@ def curves_frame(runs: Sequence[RLRun]) -> pl.DataFrame:
 def incident_rate(incidents: int, runs: int, confidence: float) -> dict:
     """Incidents per 100 runs with its Wilson interval (per 100)."""
     share, low, high = wilson(incidents, runs, confidence=confidence)
-    if share is not None:  # at 0 or all runs, wilson's ends miss the share by a rounding error
-        low, high = min(low, share), max(high, share)
     return {"runs": runs, "incidents": incidents,
             "incidents_per_100": None if share is None else 100 * share,
             "interval_low_per_100": None if low is None else 100 * low,
