@@ -37,8 +37,7 @@ from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.clusters import spherical_kmeans
-from integrity.detect.pixels import map_images
-from integrity.ingest.images import load_rgb
+from integrity.ingest.images import load_rgb, map_images
 from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 

@@ -9,12 +9,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from integrity.ingest.images import (  # noqa: F401  (PROBE_ITEMS, THREADED_...: re-exported)
-    PROBE_ITEMS,
-    THREADED_ITEM_SECONDS,
-    map_images,
-    opened_image,
-)
+from integrity.ingest.images import map_images, opened_image
 
 # 16x16 RGB: coarse enough to ignore re-encoding and small shifts, fine enough to tell
 # different layouts of the same objects apart.

@@ -1,21 +1,12 @@
-"""What detectors read of the pixels (pixels.image_stats, pixels.map_images): size, grey-level
-spread and the RGB thumbnail of each distinct image, read in order by threads."""
+"""What detectors read of the pixels (pixels.image_stats): size, grey-level spread and the RGB
+thumbnail of each distinct image."""
 
-import threading
-import time
 
 import polars as pl
 import pytest
 from PIL import Image
 
-from integrity.detect.pixels import (
-    PROBE_ITEMS,
-    THREADED_ITEM_SECONDS,
-    THUMB_DIM,
-    THUMB_SIDE,
-    image_stats,
-    map_images,
-)
+from integrity.detect.pixels import THUMB_DIM, THUMB_SIDE, image_stats
 from integrity.ingest.images import ImageRefused
 from tests.detect.conftest import save_image
 
@@ -67,55 +58,3 @@ def test_an_image_changed_since_ingest_is_refused(tmp_path):
     save_image(tmp_path / "a.png", Image.new("RGB", (8, 8), "blue"))
     with pytest.raises(ImageRefused, match="changed since it was ingested"):
         image_stats([uri], [sha], workers=1)
-
-
-def test_map_images_keeps_the_input_order_whatever_the_threads():
-    items = list(range(40))
-    assert map_images(lambda item: item * item, items, workers=4) == [i * i for i in items]
-    assert map_images(lambda item: item * item, items, workers=1) == [i * i for i in items]
-
-
-def test_map_images_with_one_worker_reads_in_the_calling_thread():
-    seen = set()
-
-    def read(item):
-        seen.add(threading.get_ident())
-        return item
-
-    map_images(read, ["a", "b", "c"], workers=1)
-    assert seen == {threading.get_ident()}
-
-
-def test_remote_images_are_read_by_threads_at_once():
-    seen, barrier = set(), threading.Barrier(2, timeout=10)
-
-    def read_together(item):  # both items in flight at once: two threads at work
-        barrier.wait()
-        seen.add(threading.get_ident())
-        return item
-
-    items = ["s3://bucket/a.png", "s3://bucket/b.png"]
-    assert map_images(read_together, items, workers=2) == items
-    assert len(seen) == 2 and threading.get_ident() not in seen
-
-
-def test_cheap_local_reads_stay_on_this_thread_and_costly_ones_go_to_threads():
-    """Reading a small image is Python's per-call work, which threads only make contend for the
-    GIL (twice as slow on two); decoding a large one releases the GIL, and threads pay."""
-    def reader(seconds):
-        seen = []
-
-        def read(item):
-            time.sleep(seconds)
-            seen.append(threading.get_ident())
-            return item
-        return read, seen
-
-    items = [f"/images/{i}.png" for i in range(PROBE_ITEMS * 3)]
-    cheap, seen = reader(0)
-    assert map_images(cheap, items, workers=2) == items
-    assert set(seen) == {threading.get_ident()}
-    costly, seen = reader(THREADED_ITEM_SECONDS * 2)
-    assert map_images(costly, items, workers=2) == items
-    assert set(seen[:PROBE_ITEMS]) == {threading.get_ident()}  # timed here first
-    assert threading.get_ident() not in seen[PROBE_ITEMS:]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from integrity.ingest.images import ImageRefused, ImageResolver, check_decodable
+from integrity.ingest.images import (
+    PROBE_ITEMS,
+    THREADED_ITEM_SECONDS,
+    ImageRefused,
+    ImageResolver,
+    check_decodable,
+    map_images,
+)
 from integrity.ingest.schema import QuarantineReason
 
 R = QuarantineReason
@@ -237,9 +246,6 @@ class _ThreadRecordingResolver(ImageResolver):
         self.cost, self.threads = cost, []
 
     def check_ref(self, ref: str):
-        import threading
-        import time
-
         if self.cost:
             time.sleep(self.cost)
         self.threads.append(threading.get_ident())
@@ -255,10 +261,6 @@ def _many_small_images(root: Path, count: int) -> list[str]:
 def test_check_many_keeps_cheap_local_images_on_the_calling_thread(root: Path):
     """Small local images cost Python's per-call work, not decoding: two threads only fought
     for the GIL (ingest's image checks 1.73 s -> 1.11 s on 5,400 images once they stopped)."""
-    import threading
-
-    from integrity.ingest.images import PROBE_ITEMS
-
     refs = _many_small_images(root, PROBE_ITEMS * 3)
     resolver = _ThreadRecordingResolver(str(root), workers=2)
     checks = resolver.check_many(refs)
@@ -267,13 +269,62 @@ def test_check_many_keeps_cheap_local_images_on_the_calling_thread(root: Path):
 
 
 def test_check_many_sends_costly_local_images_to_threads(root: Path):
-    import threading
-
-    from integrity.ingest.images import PROBE_ITEMS, THREADED_ITEM_SECONDS
-
     refs = _many_small_images(root, PROBE_ITEMS * 2)
     resolver = _ThreadRecordingResolver(str(root), workers=2, cost=THREADED_ITEM_SECONDS * 2)
     checks = resolver.check_many(refs)
     assert [check.uri for check in checks] == [resolver.resolve(ref) for ref in refs]  # order
     assert set(resolver.threads[:PROBE_ITEMS]) == {threading.get_ident()}  # timed here first
     assert threading.get_ident() not in resolver.threads[PROBE_ITEMS:]
+
+
+# --- map_images: threads only where they pay -----------------------------------------------
+def test_map_images_keeps_the_input_order_whatever_the_threads():
+    items = list(range(40))
+    assert map_images(lambda item: item * item, items, workers=4) == [i * i for i in items]
+    assert map_images(lambda item: item * item, items, workers=1) == [i * i for i in items]
+
+
+def test_map_images_with_one_worker_reads_in_the_calling_thread():
+    seen = set()
+
+    def read(item):
+        seen.add(threading.get_ident())
+        return item
+
+    map_images(read, ["a", "b", "c"], workers=1)
+    assert seen == {threading.get_ident()}
+
+
+def test_remote_images_are_read_by_threads_at_once():
+    seen, barrier = set(), threading.Barrier(2, timeout=10)
+
+    def read_together(item):  # both items in flight at once: two threads at work
+        barrier.wait()
+        seen.add(threading.get_ident())
+        return item
+
+    items = ["s3://bucket/a.png", "s3://bucket/b.png"]
+    assert map_images(read_together, items, workers=2) == items
+    assert len(seen) == 2 and threading.get_ident() not in seen
+
+
+def test_cheap_local_reads_stay_on_this_thread_and_costly_ones_go_to_threads():
+    """Reading a small image is Python's per-call work, which threads only make contend for the
+    GIL (twice as slow on two); decoding a large one releases the GIL, and threads pay."""
+    def reader(seconds):
+        seen = []
+
+        def read(item):
+            time.sleep(seconds)
+            seen.append(threading.get_ident())
+            return item
+        return read, seen
+
+    items = [f"/images/{i}.png" for i in range(PROBE_ITEMS * 3)]
+    cheap, seen = reader(0)
+    assert map_images(cheap, items, workers=2) == items
+    assert set(seen) == {threading.get_ident()}
+    costly, seen = reader(THREADED_ITEM_SECONDS * 2)
+    assert map_images(costly, items, workers=2) == items
+    assert set(seen[:PROBE_ITEMS]) == {threading.get_ident()}  # timed here first
+    assert threading.get_ident() not in seen[PROBE_ITEMS:]
