@@ -30,6 +30,7 @@ from integrity.names import (
 )
 from integrity.report.rl_probe import rl_curves_markdown
 from integrity.stages import release_for_rl, rl_probe_to_store
+from integrity.stages.rl_probe import RL_PROBE_CODE_VERSION, RL_READY_CODE_VERSION
 from integrity.store.lineage import upstream_of
 
 # What rl_ready_checkpoint requires of the probe (checks/rl_probe.py).
@@ -45,7 +46,7 @@ def _probe_set_sha256(uri: str) -> str:
                       "demo's with `python -m demo generate --out data/demo`") from error
 
 
-@asset(deps=[training_checkpoint], code_version="rl-probe-1", group_name="training",
+@asset(deps=[training_checkpoint], code_version=RL_PROBE_CODE_VERSION, group_name="training",
        kinds={"pytorch"})
 def training_rl_probe(context: AssetExecutionContext, integrity: IntegrityResource,
                       rl_probe: RLProbeResource) -> MaterializeResult:
@@ -76,7 +77,6 @@ def training_rl_probe(context: AssetExecutionContext, integrity: IntegrityResour
                     "probe_set_sha256": probe_sha256},
         gate={TRAINING_CHECKPOINT: {"version": checkpoint_version,
                                     "checks_passed": list(TRAINING_CHECKPOINT_BLOCKING_CHECKS)}})
-    summary = store.read(TRAINING_RL_PROBE, manifest.version, "runs")
     png = store.read_attachment(TRAINING_RL_PROBE, manifest.version, RL_CURVES_FILE)
     return MaterializeResult(
         data_version=DataVersion(manifest.version),
@@ -85,14 +85,14 @@ def training_rl_probe(context: AssetExecutionContext, integrity: IntegrityResour
             "version": manifest.version,
             "version_uri": MetadataValue.path(store.uri(TRAINING_RL_PROBE, manifest.version)),
             "training_checkpoint_version": MetadataValue.text(checkpoint_version),
-            "runs": summary.height,
-            "incidents": int(summary["incident"].sum()),
+            "runs": manifest.extra["runs"],
+            "incidents": manifest.extra["incidents"],
             "curves": MetadataValue.md(rl_curves_markdown(png)),
         },
     )
 
 
-@asset(deps=[training_rl_probe], code_version="rl-ready-1", group_name="training")
+@asset(deps=[training_rl_probe], code_version=RL_READY_CODE_VERSION, group_name="training")
 def rl_ready_checkpoint(context: AssetExecutionContext,
                         integrity: IntegrityResource) -> MaterializeResult:
     """The checkpoint an RL stage may start from: the one the latest passed probe judged, and

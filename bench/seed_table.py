@@ -128,10 +128,11 @@ def training_sets(condition: str, seed: int, *, rows: int, work: Path, store: Ve
 
 
 def train_and_measure(frame: pl.DataFrame, flawed: pl.Series, path: Path, *, condition: str,
-                      training_set: str, seed: int, trainer: dict, probe_set: Path | None = None,
-                      rl_runs: int = 0, margin: float = 0.1) -> Run:
+                      training_set: str, seed: int, trainer: dict, probe_set: Path | None,
+                      rl_runs: int, margin: float) -> Run:
     """Export ``frame`` as LLaVA json, train the demo model on it, count its flawed rows, and
-    (``rl_runs`` > 0) run the RL probe from the checkpoint."""
+    (``rl_runs`` > 0) run the RL probe from the checkpoint; ``margin``: the policy's
+    ``rl_probe.reliance_margin``."""
     export_llava(frame, path)
     checkpoint = path.with_suffix(".pt")
     metrics = train(path, checkpoint, TrainConfig(seed=seed, **trainer))

@@ -54,6 +54,7 @@ from demo.trainer import (
     TrainerError,
     _encode_questions,
     _features,
+    _answer_scores,
     _Pixels,
     _read_images,
     load_checkpoint,
@@ -141,9 +142,8 @@ def _prepare(model, state: dict, probe_set: str | Path) -> tuple[_Prompts, dict]
     if not pairs:
         raise TrainerError(f"{probe_set}: the probe set holds no question-answer pair")
     size = int(state["metrics"]["image_size"])
-    preprocess = getattr(model.visual, "preprocess_cfg", None) or {}
-    mean = preprocess.get("mean", (0.48145466, 0.4578275, 0.40821073))
-    std = preprocess.get("std", (0.26862954, 0.26130258, 0.27577711))
+    # The tower's own normalisation, as open_clip set it when load_checkpoint built it.
+    mean, std = model.visual.preprocess_cfg["mean"], model.visual.preprocess_cfg["std"]
     uris = sorted({p.image for p in pairs if p.image is not None})
     arrays, image_row = _read_images(uris, size)
     usable = [p for p in pairs if p.image in image_row]  # a text-only pair probes no pixels
@@ -163,8 +163,9 @@ def _prepare(model, state: dict, probe_set: str | Path) -> tuple[_Prompts, dict]
 
 
 def _true_probability(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    probability = logits.softmax(dim=1).gather(1, target.clamp(min=0)[:, None])[:, 0]
-    return torch.where(target >= 0, probability, torch.zeros_like(probability))
+    """Per question, the probability of its reference answer (0 for one never learnt): the
+    trainer's sampled accuracy, which is the expected correctness reward."""
+    return _answer_scores(logits, target)["sampled_accuracy"]
 
 
 @torch.no_grad()
@@ -180,8 +181,9 @@ def _measure(policy, prompts: _Prompts, index: torch.Tensor) -> tuple[float, flo
 
 def _run(model, prompts: _Prompts, config: RLConfig, run: int) -> dict:
     """One RL run from the checkpoint; its curve of reward and reliance."""
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + run)
-    torch.manual_seed(config.seed * 100_003 + run)
+    seed = config.seed * 100_003 + run
+    # Every draw (questions, batches, sampled answers) comes from this generator alone.
+    generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(prompts), generator=generator)[:config.prompts_per_run]
     policy = copy.deepcopy(model)
     policy.visual.requires_grad_(False)
@@ -219,7 +221,7 @@ def _run(model, prompts: _Prompts, config: RLConfig, run: int) -> dict:
         optimizer.step()
         if step % config.eval_every == 0 or step == config.steps:
             record(step)
-    return {"run": run, "seed": config.seed * 100_003 + run, "questions": len(index), **curve}
+    return {"run": run, "seed": seed, "questions": len(index), **curve}
 
 
 def rl_probe(checkpoint: str | Path, probe_set: str | Path, *, runs: int,

@@ -60,9 +60,9 @@ def score_source(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | Non
     context = _context(raw, encoder, eval_images, eval_questions, storage_options)
     pairs = _run_detectors(context)
     started = time.perf_counter()
-    keys = source_keys(context.pairs), source_images(context.pairs, context.image_stats())
+    keys, images = source_keys(context.pairs), source_images(context.pairs, context.image_stats())
     context.seconds["copy_keys"] = time.perf_counter() - started
-    return pairs, *keys, context.seconds
+    return pairs, keys, images, context.seconds
 
 
 def _context(raw: pl.DataFrame, encoder, eval_images: set[str] | None,

@@ -19,6 +19,7 @@ from integrity.report.rl_probe import rl_curves_png
 from integrity.store.versions import Manifest, VersionStore
 
 RL_PROBE_CODE_VERSION = "rl-probe-1"
+RL_READY_CODE_VERSION = "rl-ready-1"
 
 
 def rl_probe_to_store(checkpoint_version: str, reported_runs: object, store: VersionStore,
@@ -69,5 +70,5 @@ def release_for_rl(probe_version: str, store: VersionStore, policy: Policy, *,
     return store.write(
         RL_READY_CHECKPOINT, {"release": release},
         upstream={TRAINING_RL_PROBE: probe_version, TRAINING_CHECKPOINT: checkpoint_version},
-        code_version="rl-ready-1", params={"policy": policy.digest()},
+        code_version=RL_READY_CODE_VERSION, params={"policy": policy.digest()},
         extra={"gate": gate or {}})
