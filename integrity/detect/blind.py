@@ -55,7 +55,11 @@ def text_only_prior(frame: pl.DataFrame) -> pl.Series:
     the other images asked with that clue whose label is this row's, taken at the lower end of
     its Wilson interval (PRIOR_Z); the row's prior is its most telling clue. Null for unlabelled
     rows."""
-    rows = frame.with_row_index("r").with_columns(clue=question_clues(pl.col("question")))
+    # Clues per distinct question (datasets repeat their questions), joined back to the rows.
+    distinct = frame.select(pl.col("question").unique()).with_columns(
+        clue=question_clues(pl.col("question")))
+    rows = frame.with_row_index("r").join(distinct, on="question", how="left",
+                                          maintain_order="left", nulls_equal=True)
     labelled = rows.filter(pl.col("label").is_not_null())
     clues = labelled.select("r", "image_sha256", "label", "clue").explode("clue").drop_nulls(
         "clue")

@@ -122,8 +122,9 @@ def file_words(images: pl.Expr) -> pl.Expr:
 class Translation:
     """Co-occurrence of text words and claim words over a source's image pairs."""
 
-    together: pl.DataFrame     # token, word, n_tw: pairs whose text holds token and claim word
-    in_paradigm: pl.DataFrame  # token, word, n_tp: ... token and any word of word's paradigm
+    # token, word, n_tw: pairs whose text holds token and claim word; n_tp: token and any word
+    # of word's paradigm (only informative tokens: a text word the translation can use)
+    together: pl.DataFrame
     members: pl.DataFrame      # word, member: the word and its alternatives
 
 
@@ -146,7 +147,7 @@ def learn_translation(claims: pl.DataFrame, texts: pl.DataFrame,
         "token", "word").len("n_tw")
     in_paradigm = members.join(together.rename({"word": "member"}), on="member").group_by(
         "token", "word").agg(n_tp=pl.col("n_tw").sum())
-    return Translation(together, in_paradigm, members)
+    return Translation(together.join(in_paradigm, on=["token", "word"]), members)
 
 
 def wilson_lower(hits: pl.Expr, trials: pl.Expr, z: float = WILSON_Z) -> pl.Expr:
@@ -172,10 +173,12 @@ def stated(translation: Translation, claims: pl.DataFrame, texts: pl.DataFrame) 
     own = claims.join(t.members, on="word").join(
         claims.rename({"word": "member"}), on=["pair_row", "member"], how="semi").group_by(
         "pair_row", "word").len("own_k")
+    # Only the text words the translation knows can bear on a claim: the others are dropped
+    # before the (pair, text word, claim word) join, the largest of the detectors.
+    informative = texts.join(t.together.select("token").unique(), on="token", how="semi")
     learned = (
-        claims.join(texts, on="pair_row")
+        claims.join(informative, on="pair_row")
         .join(t.together, on=["token", "word"])
-        .join(t.in_paradigm, on=["token", "word"])
         .join(own, on=["pair_row", "word"], how="left")
         .with_columns(p=wilson_lower(pl.col("n_tw") - 1,
                                      pl.col("n_tp") - pl.col("own_k").fill_null(1)))
@@ -208,13 +211,15 @@ def source_claims(pairs: pl.DataFrame) -> Claims:
         context=pl.col("prompt_tokens"),
         outside=pl.col("outside_tokens"),
     ).with_columns(pl.col("pair_row").cast(pl.Int64))
-    words = split_token_lists(frame, "claims", "word")
-    context = split_token_lists(frame, "context")
-    texts = pl.concat([context, split_token_lists(frame, "outside")]).unique()
+    words = split_token_lists(frame, pl.col("claims"), "word")
+    context = split_token_lists(frame, pl.col("context"))
+    texts = split_token_lists(frame, pl.concat_list("context", "outside"))
     return Claims(paradigm, words, context, texts, learn_translation(words, texts, paradigm))
 
 
-def split_token_lists(frame: pl.DataFrame, column: str, name: str = "token") -> pl.DataFrame:
-    """(pair, <name>) rows from a list column of tokens, distinct per pair."""
-    return frame.select("pair_row", pl.col(column).alias(name)).explode(name).drop_nulls(
-        name).unique()
+def split_token_lists(frame: pl.DataFrame, tokens: pl.Expr, name: str = "token") -> pl.DataFrame:
+    """(pair, <name>) rows from a list of tokens per pair (one row per pair in ``frame``),
+    distinct per pair: each list made unique before it is exploded, not a million-row unique
+    after."""
+    return frame.select("pair_row", tokens.list.unique().alias(name)).explode(name).drop_nulls(
+        name)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
 ITERATIONS = 15
 
@@ -16,8 +17,12 @@ def spherical_kmeans(vectors: np.ndarray, k: int, *, seed: int = 0,
     assignment = np.zeros(len(vectors), dtype=np.int64)
     for _ in range(iterations):
         assignment = np.argmax(vectors @ centroids.T, axis=1)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assignment, vectors)
+        # Per-cluster sums as a sparse (k x rows) one-hot product: the same sums, in the same
+        # order, as np.add.at, several times faster.
+        one_hot = scipy.sparse.csr_matrix(
+            (np.ones(len(vectors), dtype=vectors.dtype), (assignment, np.arange(len(vectors)))),
+            shape=(k, len(vectors)))
+        sums = np.asarray(one_hot @ vectors)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         filled = norms[:, 0] > 0  # an empty cluster keeps its centroid
         centroids[filled] = sums[filled] / norms[filled]

@@ -24,7 +24,8 @@ Measures, per pair:
 - ``dup_eval_overlap``: the image or the normalised question also appears in an eval set.
 The policy decides what counts as a copy (``signals.duplicate``) and what eval overlap does
 (``audit.actions.eval_overlap``). Needs no model. Cost: O(pairs) group-bys, O(images^1.5 x 768) multiply-adds for candidates
-and a decode + FFT per image with a close candidate (about twice, in chunks of MAX_SPECTRA).
+and a decode + FFT per image with a close candidate (the FFTs in chunks of SPECTRA_BUDGET, the
+decodes kept up to PIXEL_BUDGET, so once).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 # Bytes of spectra held at once while verifying near-copy candidates (each image's is
-# 3 x side x (side // 2 + 1) complex64): 1,100 images at 192 px, 18,000 at 48 px, so at the
-# images' own size each image is decoded once.
+# 3 x side x (side // 2 + 1) complex64): 1,100 images at 192 px, 18,000 at 48 px.
 SPECTRA_BUDGET = 512 * 2**20
+# Bytes of decoded, resized pixels kept across spectra chunks (3 x side x side uint8, a
+# quarter of a spectrum): 4,800 images at 192 px, 77,000 at 48 px are decoded once however
+# many chunks need them.
+PIXEL_BUDGET = 512 * 2**20
 # Verification compares candidate pairs at 1.5x the images' typical short side, at most
 # VERIFY_SIDE px, blurred by VERIFY_BLUR source px, over shifts of up to VERIFY_SHIFT of the
 # side (6 px at 192 px: 4 px of a 128 px source).
@@ -154,17 +158,13 @@ def verify_geometry(stats: pl.DataFrame) -> tuple[int, int, float]:
     return side, max(2, round(VERIFY_SHIFT * side)), VERIFY_BLUR * side / max(short, 1.0)
 
 
-def _spectra(images: list[tuple], *, side: int, storage_options: dict,
-             blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE) -> np.ndarray:
-    """FFTs (n, 3, side, side // 2 + 1) of the images at side x side RGB, each centred and
-    scaled to unit norm; channels first, so every 2-D transform runs over contiguous memory.
-
-    Images are resampled with Lanczos (a copy saved smaller is restored smoothly, not in
-    blocks) to a side finer than most sources (``verify_geometry``), so the shift search aligns
-    to a fraction of a source pixel, then blurred by ``blur`` px: what re-encoding changes (JPEG
-    blocks, 4:2:0 chroma, resampling) lives below that scale; what makes two pictures different
-    does not.
-    """
+def _pixels(images: list[tuple], *, side: int, storage_options: dict,
+            blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE) -> list[np.ndarray]:
+    """The images at side x side RGB (uint8), resampled with Lanczos (a copy saved smaller is
+    restored smoothly, not in blocks) to a side finer than most sources (``verify_geometry``),
+    so the shift search aligns to a fraction of a source pixel, then blurred by ``blur`` px:
+    what re-encoding changes (JPEG blocks, 4:2:0 chroma, resampling) lives below that scale;
+    what makes two pictures different does not."""
     def load(image: tuple) -> np.ndarray:
         sha256, uri, *options = image  # (sha256, uri[, its own storage options])
         rgb = load_rgb(uri, sha256=sha256,
@@ -172,11 +172,16 @@ def _spectra(images: list[tuple], *, side: int, storage_options: dict,
         resized = rgb.resize((side, side), Image.LANCZOS)
         return np.asarray(resized.filter(ImageFilter.GaussianBlur(blur)))
 
-    pixels = np.ascontiguousarray(
-        np.stack(map_images(load, images)).transpose(0, 3, 1, 2), dtype=np.float32)
-    pixels -= pixels.mean(axis=(1, 2, 3), keepdims=True)
-    pixels /= np.maximum(np.sqrt((pixels**2).sum(axis=(1, 2, 3), keepdims=True)), 1e-9)
-    return scipy.fft.rfft2(pixels, axes=(2, 3), workers=-1)
+    return map_images(load, images)
+
+
+def _spectra(pixels: list[np.ndarray]) -> np.ndarray:
+    """FFTs (n, 3, side, side // 2 + 1) of ``_pixels``, each image centred and scaled to unit
+    norm; channels first, so every 2-D transform runs over contiguous memory."""
+    stacked = np.ascontiguousarray(np.stack(pixels).transpose(0, 3, 1, 2), dtype=np.float32)
+    stacked -= stacked.mean(axis=(1, 2, 3), keepdims=True)
+    stacked /= np.maximum(np.sqrt((stacked**2).sum(axis=(1, 2, 3), keepdims=True)), 1e-9)
+    return scipy.fft.rfft2(stacked, axes=(2, 3), workers=-1)
 
 
 def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray, *,
@@ -200,17 +205,20 @@ def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray,
 def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple], *,
                  side: int, radius: int, storage_options: dict,
                  blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
-                 budget: int = SPECTRA_BUDGET) -> np.ndarray:
+                 budget: int = SPECTRA_BUDGET, pixel_budget: int = PIXEL_BUDGET) -> np.ndarray:
     """aligned_similarity of every candidate pair (left[i], right[i]) of ``images`` ((sha256,
     uri) pairs, or (sha256, uri, storage options) for images of several sources: each read is
     checked against the hash ingest recorded).
 
     A pair and its mirror are verified once (the score is symmetric). Pairs go in chunks whose
     spectra fit in ``budget`` bytes; a chunk's spectra are computed, used and dropped, so memory
-    stays within the budget whatever the number of images, at the price of decoding an image
-    again in each chunk that needs it (none at the images' own size below ~18,000 images).
+    stays within the budget whatever the number of images. The decoded pixels of the first
+    images read are kept up to ``pixel_budget`` bytes, so an image two chunks need is decoded
+    once (beyond that budget it is decoded again by each chunk that needs it).
     """
     max_spectra = max(2, budget // (3 * side * (side // 2 + 1) * 8))
+    max_kept = pixel_budget // (3 * side * side)
+    kept: dict[int, np.ndarray] = {}
     low, high = np.minimum(left, right), np.maximum(left, right)
     unique, back = np.unique(np.stack([low, high], axis=1), axis=0, return_inverse=True)
     scores = np.empty(len(unique), dtype=np.float32)
@@ -225,10 +233,15 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple], *,
             seen |= pair
             end += 1
         chunk = unique[start:end]
-        involved = np.unique(chunk)
+        involved = np.unique(chunk).tolist()
+        missing = [i for i in involved if i not in kept]
+        read = dict(zip(missing, _pixels([images[i] for i in missing], side=side,
+                                         storage_options=storage_options, blur=blur)))
+        for image in missing[:max(0, max_kept - len(kept))]:
+            kept[image] = read[image]
         slot = {image: position for position, image in enumerate(involved)}
-        spectra = _spectra([images[i] for i in involved], side=side,
-                           storage_options=storage_options, blur=blur)
+        spectra = _spectra([kept[i] if i in kept else read[i] for i in involved])
+        del read
         scores[start:end] = aligned_similarity(
             spectra, np.array([slot[i] for i in chunk[:, 0]]),
             np.array([slot[i] for i in chunk[:, 1]]), side=side, radius=radius)

@@ -40,8 +40,11 @@ def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.nd
     }).with_columns(order=pl.col("at").hash(seed)).sort("question", "order")
     partner = pl.lit(None, dtype=pl.Int64)
     for offset in (1, -1, 2, -2, 3, -3):
-        other = pl.col("image").shift(-offset).over("question")
-        differs = (pl.col("answer").shift(-offset).over("question") != pl.col("answer")) & (
+        # Sorted by question, a shift that lands on the same question is a shift within it
+        # (one pass over the frame, not a window per question).
+        same = pl.col("question").shift(-offset).eq_missing(pl.col("question"))
+        other = pl.when(same).then(pl.col("image").shift(-offset))
+        differs = (pl.when(same).then(pl.col("answer").shift(-offset)) != pl.col("answer")) & (
             other != pl.col("image"))
         partner = pl.when(partner.is_null() & differs).then(other).otherwise(partner)
     found = frame.select("at", partner=partner).sort("at")["partner"]

@@ -51,15 +51,18 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         ),
     ).with_row_index("row")
     turns = (
-        dialog.select("row", "turns")
-        .explode("turns")
+        # Each turn's position from its list (the lists hold no nulls: the filter above drops
+        # them), not a window over a million rows.
+        dialog.select("row", "turns", position=pl.int_ranges(pl.col("turns").list.len()))
+        .explode("turns", "position")
         .drop_nulls("turns")
-        .with_columns(position=pl.int_range(pl.len()).over("row"))
         .unnest("turns")
         .with_columns(pair=pl.col("position") // 2, content_norm=normalise(pl.col("content")))
     )
-    questions = turns.filter(pl.col("position") % 2 == 0).select("row", "pair", question="content")
-    answers = turns.filter(pl.col("position") % 2 == 1).select("row", "pair", answer="content")
+    questions = turns.filter(pl.col("position") % 2 == 0).select(
+        "row", "pair", question="content", question_norm="content_norm")
+    answers = turns.filter(pl.col("position") % 2 == 1).select(
+        "row", "pair", answer="content", answer_norm="content_norm")
     dialog_turns = turns.group_by("row", maintain_order=True).agg(
         dialog_norm=pl.col("content_norm").str.join(" | "),
         norms=pl.col("content_norm"),
@@ -71,8 +74,6 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
         .join(dialog.drop("turns"), on="row", how="left", maintain_order="left")
         .join(dialog_turns, on="row", how="left", maintain_order="left")
         .with_columns(
-            question_norm=normalise(pl.col("question")),
-            answer_norm=normalise(pl.col("answer")),
             context_norm=pl.concat_str(
                 normalise(pl.col("system")),
                 pl.col("norms").list.head(2 * pl.col("pair") + 1).list.join(" | "),

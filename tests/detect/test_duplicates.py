@@ -166,8 +166,10 @@ def test_the_inverted_file_finds_the_near_copies_the_exact_search_finds(monkeypa
 def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_decodes(
         tmp_path, monkeypatch):
     """The 1M-row run decoded 20k images about three times each: spectra were budgeted by count
-    (1,024) whatever their size. The budget is in bytes, so images at their own small size are
-    decoded once; a budget too small for them all re-decodes but scores the same."""
+    (1,024) whatever their size. The budget is in bytes, and then the 20k images' spectra still
+    needed two chunks, which decoded 28k images: the chunks now share the decoded pixels kept
+    (a quarter of a spectrum each), so each image is decoded once; past that budget too an
+    image is decoded again, and every budget scores the same."""
     import integrity.detect.duplicates as duplicates
 
     images, rng = [], random.Random(3)
@@ -189,7 +191,13 @@ def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_deco
     whole = duplicates.verify_pairs(left, right, images, side=48, radius=2, storage_options={})
     assert sorted(decoded) == sorted(uri for _, uri in images)  # each image exactly once
     decoded.clear()
+    ten_spectra = 10 * 3 * 48 * 25 * 8
+    chunked = duplicates.verify_pairs(left, right, images, side=48, radius=2,
+                                      storage_options={}, budget=ten_spectra)
+    assert sorted(decoded) == sorted(uri for _, uri in images)  # chunks share the pixels kept
+    assert np.array_equal(chunked, whole)
+    decoded.clear()
     small = duplicates.verify_pairs(left, right, images, side=48, radius=2, storage_options={},
-                                    budget=10 * 3 * 48 * 25 * 8)  # ten images' spectra
-    assert len(decoded) > len(images)
-    assert np.allclose(small, whole)
+                                    budget=ten_spectra, pixel_budget=5 * 3 * 48 * 48)
+    assert len(decoded) > len(images)  # past the pixel budget an image is decoded again
+    assert np.array_equal(small, whole)
