@@ -38,7 +38,7 @@ def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.nd
         "question": pairs["question_norm"].gather(rows),
         "answer": pairs["answer_norm"].gather(rows),
     }).with_columns(order=pl.col("at").hash(seed)).sort("question", "order")
-    partner = pl.lit(None, dtype=pl.Int64)
+    candidates = []
     for offset in (1, -1, 2, -2, 3, -3):
         # Sorted by question, a shift that lands on the same question is a shift within it
         # (one pass over the frame, not a window per question).
@@ -46,8 +46,10 @@ def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.nd
         other = pl.when(same).then(pl.col("image").shift(-offset))
         differs = (pl.when(same).then(pl.col("answer").shift(-offset)) != pl.col("answer")) & (
             other != pl.col("image"))
-        partner = pl.when(partner.is_null() & differs).then(other).otherwise(partner)
-    found = frame.select("at", partner=partner).sort("at")["partner"]
+        candidates.append(pl.when(differs).then(other))
+    # The nearest offset that qualifies: one coalesce, not a when/otherwise nested six deep
+    # (each level repeated the one below it: 64 copies of the first).
+    found = frame.select("at", partner=pl.coalesce(candidates)).sort("at")["partner"]
     return found.fill_null(-1).to_numpy().astype(np.int64)
 
 
