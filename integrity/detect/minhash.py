@@ -33,13 +33,23 @@ def _signatures(row: np.ndarray, shingle: np.ndarray, rows: int, *,
     rng = np.random.default_rng(seed)
     a = rng.integers(1, 1 << 61, size=PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
     b = rng.integers(0, 1 << 61, size=PERMUTATIONS, dtype=np.uint64)
-    order = np.argsort(row, kind="stable")
-    row, shingle = row[order], shingle[order]
+    if len(row) > 1 and np.any(row[1:] < row[:-1]):  # callers mostly pass rows in order
+        order = np.argsort(row, kind="stable")
+        row, shingle = row[order], shingle[order]
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    owners = row[starts]
     signature = np.full((rows, PERMUTATIONS), np.iinfo(np.uint64).max, dtype=np.uint64)
+    values, high = np.empty_like(shingle), np.empty_like(shingle)
     for p in range(PERMUTATIONS):
-        values = (a[p] * shingle + b[p]) % _MERSENNE  # wraps mod 2^64 first: still a mixer
-        signature[row[starts], p] = np.minimum.reduceat(values, starts)
+        np.multiply(shingle, a[p], out=values)  # wraps mod 2^64 first: still a mixer
+        values += b[p]
+        # values mod (2^61 - 1) by folding the bits above 61 back in: the same values as
+        # ``%``, without a 64-bit division per value (half the time).
+        np.right_shift(values, np.uint64(61), out=high)
+        values &= _MERSENNE
+        values += high
+        np.subtract(values, _MERSENNE, out=values, where=values >= _MERSENNE)
+        signature[owners, p] = np.minimum.reduceat(values, starts)
     return signature
 
 
@@ -81,6 +91,8 @@ def near_duplicate_texts(shingles: pl.DataFrame, buckets: pl.Series) -> pl.DataF
         .unique()
     if shingles.is_empty() or rows < 2:
         return empty
+    # Buckets as integer codes: every window, group and join below compares them for equality.
+    buckets = buckets.rank("dense").cast(pl.Int64)
     bucket_of = pl.DataFrame({"row": np.arange(rows, dtype=np.int64), "bucket": buckets})
     # Identical shingle sets in one bucket collapse to their first row.
     representative = (
@@ -121,8 +133,10 @@ def near_duplicate_texts(shingles: pl.DataFrame, buckets: pl.Series) -> pl.DataF
         for chunk in candidates.iter_slices(JACCARD_CHUNK_PAIRS)])
     both_ways = pl.concat([scored.select(row="left", text_of="right", text_sim="sim"),
                            scored.select(row="right", text_of="left", text_sim="sim")])
-    best = both_ways.sort(["row", "text_sim", "text_of"], descending=[False, True, False]) \
-        .group_by("row", maintain_order=True).first()
+    # The most similar, ties to the earlier row (a group-by, not a sort of every pair).
+    best = both_ways.group_by("row").agg(
+        pl.col("text_sim").max(),
+        text_of=pl.col("text_of").filter(pl.col("text_sim") == pl.col("text_sim").max()).min())
     # Every member of a collapsed set has its representative's best match.
     members = representative.select(row="rep", member="members").explode("member")
     spread = members.join(best, on="row").select(

@@ -3,6 +3,7 @@ candidates in large ones, identical texts collapsed, rows never compared across 
 
 import random
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -98,3 +99,25 @@ def test_a_band_bucket_too_large_to_join_still_pairs_every_row_with_a_neighbour(
     best = _best(texts, [""] * len(texts))
     assert set(best) == set(range(len(texts)))
     assert all(sim == pytest.approx(200 / 202) and of != row for row, (sim, of) in best.items())
+
+
+def test_signatures_are_the_least_universal_hash_of_each_rows_shingles():
+    """The signature is min over a row's shingles of ((a x h + b) mod 2^64) mod (2^61 - 1):
+    the fold that replaced the division must give the same values, also for hashes whose
+    product lands just below 2^64 or on a multiple of 2^61 - 1, and rows given out of order."""
+    from integrity.detect.minhash import PERMUTATIONS, _MERSENNE, _signatures
+
+    rng = np.random.default_rng(5)
+    shingle = np.concatenate([rng.integers(0, 2**64 - 1, size=500, dtype=np.uint64),
+                              np.array([0, 1, 2**61 - 1, 2**61, 2**64 - 1], dtype=np.uint64)])
+    row = rng.integers(0, 40, size=len(shingle))
+    signature = _signatures(row, shingle, 41)
+    a_rng = np.random.default_rng(0)
+    a = a_rng.integers(1, 1 << 61, size=PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
+    b = a_rng.integers(0, 1 << 61, size=PERMUTATIONS, dtype=np.uint64)
+    for r in range(41):
+        mine = shingle[row == r]
+        for p in range(PERMUTATIONS):
+            expected = min((int(a[p]) * int(h) + int(b[p])) % 2**64 % int(_MERSENNE)
+                           for h in mine) if len(mine) else 2**64 - 1
+            assert int(signature[r, p]) == expected
