@@ -7,6 +7,9 @@ add up, so nothing is ever silently lost.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
@@ -304,37 +307,68 @@ def ingest_source(
     shards = shard_uris(source.uri, source.storage_options)
     container = container_of(shards[0])
     origin_format = None if source.format == "auto" else source.format
-    accepted, quarantined = [], []
-    records_in = rows_in = columnar_count = 0
-    for records in read_records(source.uri, storage_options=source.storage_options,
-                                batch_size=batch_size, shards=shards):
-        records_in += len(records)
-        batch = _Batch(source.name, origin_format or "unknown")
-        for position, record in enumerate(records):
-            if columnar and origin_format in SHAPES and record.line is not None \
-                    and not record.parsed:
-                # The format is known: the rest of the batch's lines go columnar where they can.
-                frame, taken, left_over = columnar_rows(records[position:], origin_format)
-                if frame is not None:
-                    batch.add_columnar(frame, taken)
-                    columnar_count += frame.height
-                for left in left_over:
-                    origin_format = _map_one(left.parse(), batch, origin_format, container)
-                break
-            origin_format = _map_one(record.parse(), batch, origin_format, container)
-        rows_in += len(batch) + len(batch.quarantine)
-        good, bad = _process(batch, resolver)
-        accepted.append(good)
-        quarantined.append(bad)
+    reading = _Reading(origin_format)
+    processed: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    # A batch's contracts and image checks run on a second thread while the next batch is
+    # read and parsed (parsing mostly releases the GIL); at most BATCHES_IN_FLIGHT wait there.
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-images") as processing:
+        for batch in _batches(source, shards, container, batch_size, columnar, reading):
+            if len(in_flight) == BATCHES_IN_FLIGHT:
+                processed.append(in_flight.popleft().result())
+            in_flight.append(processing.submit(_process, batch, resolver))
+        processed += [future.result() for future in in_flight]
+    origin_format = reading.origin_format or "unknown"
+    accepted, quarantined = [good for good, _ in processed], [bad for _, bad in processed]
     return IngestResult(
         source=source.name,
-        origin_format=origin_format or "unknown",
-        records_in=records_in,
-        rows_in=rows_in,
+        origin_format=origin_format,
+        records_in=reading.records_in,
+        rows_in=reading.rows_in,
         files=len(shards),
-        columnar_rows=columnar_count,
+        columnar_rows=reading.columnar_rows,
         accepted=pl.concat(accepted) if accepted else pl.DataFrame(schema=RAW_SFT_SCHEMA),
         # Records rejected before the format was known still belong to this source's format.
         quarantine=(pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA))
-        .with_columns(origin_format=pl.lit(origin_format or "unknown")),
+        .with_columns(origin_format=pl.lit(origin_format)),
     )
+
+
+BATCHES_IN_FLIGHT = 2
+
+
+@dataclass
+class _Reading:
+    """What reading a source has seen so far: its format (fixed by the first mappable record)
+    and the counts ``IngestResult`` reports."""
+
+    origin_format: str | None
+    records_in: int = 0
+    rows_in: int = 0
+    columnar_rows: int = 0
+
+
+def _batches(source: SourceConfig, shards: list[str], container: str, batch_size: int,
+             columnar: bool, reading: _Reading) -> Iterator[_Batch]:
+    """Every batch of ``source``'s records, parsed and mapped (images not yet checked)."""
+    for records in read_records(source.uri, storage_options=source.storage_options,
+                                batch_size=batch_size, shards=shards):
+        reading.records_in += len(records)
+        batch = _Batch(source.name, reading.origin_format or "unknown")
+        for position, record in enumerate(records):
+            if columnar and reading.origin_format in SHAPES and record.line is not None \
+                    and not record.parsed:
+                # The format is known: the rest of the batch's lines go columnar where they can.
+                frame, taken, left_over = columnar_rows(records[position:],
+                                                        reading.origin_format)
+                if frame is not None:
+                    batch.add_columnar(frame, taken)
+                    reading.columnar_rows += frame.height
+                for left in left_over:
+                    reading.origin_format = _map_one(left.parse(), batch,
+                                                     reading.origin_format, container)
+                break
+            reading.origin_format = _map_one(record.parse(), batch, reading.origin_format,
+                                             container)
+        reading.rows_in += len(batch) + len(batch.quarantine)
+        yield batch
