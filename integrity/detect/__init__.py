@@ -14,9 +14,9 @@ holds.
 
 from __future__ import annotations
 
-import time
-
 import importlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
@@ -76,18 +76,22 @@ def _context(raw: pl.DataFrame, encoder, eval_images: set[str] | None,
 
 
 def _run_detectors(context: ScoringContext) -> pl.DataFrame:
-    encoder = context.encoder
-    for detector in detectors():
-        if detector.needs_encoder and encoder is None:
-            continue
-        started = time.perf_counter()
-        columns = detector.score(context)
-        context.seconds[detector.name] = time.perf_counter() - started
-        if columns.columns != list(detector.columns) or columns.height != context.pairs.height:
-            raise AssertionError(
-                f"detector {detector.name} wrote {columns.columns} x {columns.height} rows; it "
-                f"declares {list(detector.columns)} x {context.pairs.height}")
-        context.outputs[detector.name] = columns
+    runnable = [detector for detector in detectors()
+                if context.encoder is not None or not detector.needs_encoder]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence") as background:
+        for detector in runnable:
+            if detector.prefetch is not None:
+                context.start(background, detector.name, detector.prefetch)
+        for detector in runnable:
+            started = time.perf_counter()
+            columns = detector.score(context)
+            context.seconds[detector.name] = time.perf_counter() - started
+            if columns.columns != list(detector.columns) or \
+                    columns.height != context.pairs.height:
+                raise AssertionError(
+                    f"detector {detector.name} wrote {columns.columns} x {columns.height} rows;"
+                    f" it declares {list(detector.columns)} x {context.pairs.height}")
+            context.outputs[detector.name] = columns
     return pl.concat([context.pairs.select(PAIR_KEYS), *context.outputs.values()],
                      how="horizontal")
 

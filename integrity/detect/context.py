@@ -2,12 +2,17 @@
 
 Shared evidence is computed once, on first use, and only if some detector asks for it: the
 image statistics (one decode per distinct image), the image embeddings (one model pass per
-distinct image), and the columns earlier detectors wrote.
+distinct image), and the columns earlier detectors wrote. Evidence that needs no other
+detector's output may be started early on a background thread (``start``): image decoding is
+mostly Python under the GIL, the text detectors mostly polars outside it, so the two overlap.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +33,37 @@ class ScoringContext:
     # Wall seconds per step (QA pairs, each detector, copy keys); a value shared by several
     # detectors (image statistics, ...) counts for the first that asked for it.
     seconds: dict[str, float] = field(default_factory=dict)
-    _shared: dict[str, Any] = field(default_factory=dict)
+    _shared: dict[str, Future] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per context; later calls return the same value."""
-        if key not in self._shared:
-            self._shared[key] = compute()
-        return self._shared[key]
+        """``compute()`` once per context; later calls return the same value (a call on
+        another thread while it is computed waits for it; an error reaches every caller)."""
+        with self._lock:
+            future = self._shared.get(key)
+            owner = future is None
+            if owner:
+                future = self._shared[key] = Future()
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as error:
+                future.set_exception(error)
+        return future.result()
+
+    def start(self, background: Executor, name: str,
+              compute: Callable[[ScoringContext], Any]) -> None:
+        """Run ``compute(self)`` on ``background`` now: it fills shared evidence (``shared``),
+        whose value or error a later ``shared`` call of the same key returns or raises. Its
+        wall seconds are recorded as ``<name> (background)``."""
+        def run() -> None:
+            started = time.perf_counter()
+            try:
+                compute(self)  # an error stays with the shared evidence, for whoever asks
+            finally:
+                self.seconds[f"{name} (background)"] = time.perf_counter() - started
+
+        background.submit(run)
 
     def output(self, detector: str) -> pl.DataFrame:
         """The columns ``detector`` wrote (it must be declared in ``after``)."""

@@ -43,8 +43,9 @@ from integrity.detect.minhash import near_duplicate_texts
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 # Bytes of spectra held at once while verifying near-copy candidates (each image's is
-# 3 x side x (side // 2 + 1) complex64): 1,100 images at 192 px, 18,000 at 48 px.
-SPECTRA_BUDGET = 512 * 2**20
+# 3 x side x (side // 2 + 1) complex64): 290 images at 192 px, 4,600 at 48 px. Small: an
+# image two chunks need costs a second FFT (microseconds), not a second decode.
+SPECTRA_BUDGET = 128 * 2**20
 # Bytes of decoded, resized pixels kept across spectra chunks (3 x side x side uint8, a
 # quarter of a spectrum): 4,800 images at 192 px, 77,000 at 48 px are decoded once however
 # many chunks need them.
@@ -329,15 +330,44 @@ def near_duplicate_dialogs(pairs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def near_images(context) -> pl.DataFrame:
+    """``near_duplicate_images`` of the context's images, shared."""
+    return context.shared("near_images", lambda: near_duplicate_images(
+        context.image_stats(), image_uris(context.pairs),
+        storage_options=context.storage_options))
+
+
+def near_dialogs(context) -> pl.DataFrame:
+    """``near_duplicate_dialogs`` of the context's pairs, shared."""
+    return context.shared("near_dialogs", lambda: near_duplicate_dialogs(context.pairs))
+
+
+def _near_copies(context) -> None:
+    """Both near-copy searches, started in the background: they read no detector's columns,
+    and the images' decoding (mostly under the GIL) overlaps the text detectors (mostly not)."""
+    near_images(context)
+    near_dialogs(context)
+
+
+def image_uris(pairs: pl.DataFrame) -> dict[str, str]:
+    return dict(pairs.select("image_sha256", "image_uri").drop_nulls().iter_rows())
+
+
 def score_duplicates(pairs: pl.DataFrame, stats: pl.DataFrame, *,
                      eval_images: set[str] | None = None,
                      eval_questions: set[str] | None = None,
-                     storage_options: dict | None = None) -> pl.DataFrame:
+                     storage_options: dict | None = None,
+                     nearest: pl.DataFrame | None = None,
+                     texts: pl.DataFrame | None = None) -> pl.DataFrame:
     """Columns dup_exact_size, dup_exact_first, dup_near_image_sim, dup_near_image_of,
-    dup_image_rows, dup_text_sim, dup_text_of, dup_text_later, dup_eval_overlap."""
-    uris = dict(pairs.select("image_sha256", "image_uri").drop_nulls().iter_rows())
-    nearest = near_duplicate_images(stats, uris, storage_options=storage_options)
-    texts = near_duplicate_dialogs(pairs)
+    dup_image_rows, dup_text_sim, dup_text_of, dup_text_later, dup_eval_overlap.
+    ``nearest`` and ``texts``: ``near_duplicate_images`` of ``stats`` and
+    ``near_duplicate_dialogs`` of ``pairs`` when the caller has them already."""
+    if nearest is None:
+        nearest = near_duplicate_images(stats, image_uris(pairs),
+                                        storage_options=storage_options)
+    if texts is None:
+        texts = near_duplicate_dialogs(pairs)
     eval_images, eval_questions = eval_images or set(), eval_questions or set()
     exact_group = ["image_key", "dialog_norm"]
     return (
@@ -397,7 +427,9 @@ register(Detector(
              "dup_text_later": "any", "dup_eval_overlap": "any"},
     score=lambda context: score_duplicates(
         context.pairs, context.image_stats(), eval_images=context.eval_images,
-        eval_questions=context.eval_questions, storage_options=context.storage_options),
+        eval_questions=context.eval_questions, storage_options=context.storage_options,
+        nearest=near_images(context), texts=near_dialogs(context)),
+    prefetch=_near_copies,
     flaws=(
         Flaw("duplicate", Duplicate,
              description="a copy of another example (one original of each group is kept)",

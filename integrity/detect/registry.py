@@ -108,6 +108,10 @@ class Detector:
     thresholds: tuple[Threshold, ...] = ()
     histograms: tuple[str, ...] = ()
     after: tuple[str, ...] = ()  # detectors whose columns ``score`` reads
+    # Shared evidence ``score`` will ask the context for that reads no detector's columns
+    # (decoded images): started on a background thread when scoring starts, so it is ready,
+    # or nearly, by the time ``score`` runs.
+    prefetch: Callable[[ScoringContext], Any] | None = None
 
     def __post_init__(self) -> None:
         bad = {name: worse for name, worse in self.columns.items()

@@ -29,6 +29,38 @@ def test_shared_evidence_is_computed_once_per_key_and_context(pairs_of):
     assert other.shared("x", lambda: compute(4)) == [4]
 
 
+def test_evidence_started_in_the_background_is_computed_once_and_its_errors_reach_the_caller(
+        pairs_of):
+    """Near-copy searches start on a background thread when scoring starts; a detector asking
+    for the same evidence meanwhile waits for it rather than computing it again, and an error
+    raised in the background is raised where the evidence is asked for, not lost."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = ScoringContext(pairs_of([{"id": "a", "qa": [("Q?", "A.")]}]))
+    release, calls = threading.Event(), []
+
+    def slow() -> list[str]:
+        calls.append(threading.current_thread().name)
+        release.wait(5)
+        return ["found"]
+
+    def broken():
+        raise ValueError("image unreadable")
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence") as background:
+        context.start(background, "near", lambda c: c.shared("near", slow))
+        context.start(background, "bad", lambda c: c.shared("bad", broken))
+        while not calls:  # the background has begun computing it
+            threading.Event().wait(0.01)
+        threading.Timer(0.2, release.set).start()
+        assert context.shared("near", lambda: ["computed twice"]) == ["found"]
+    assert calls == ["evidence_0"]
+    assert set(context.seconds) == {"near (background)", "bad (background)"}
+    with pytest.raises(ValueError, match="image unreadable"):
+        context.shared("bad", lambda: "never called")
+
+
 def test_a_detector_reads_the_columns_an_earlier_one_wrote(pairs_of):
     context = ScoringContext(pairs_of([{"id": "a", "qa": [("Q?", "A.")]}]))
     written = pl.DataFrame({"grounding_margin": [0.25]})
