@@ -24,8 +24,11 @@ from integrity.detect.embeddings import distinct_texts, image_matrix, pair_colum
 from integrity.detect.registry import Detector, Threshold, register
 from integrity.detect.encoder import Encoder, split_sentences
 
-# Pairs scored at once: bounds the (rows, negatives, dim) gather of mismatched images.
+# Pairs scored at once: bounds the (rows, negatives, dim) gather of mismatched images to
+# BLOCK_BYTES (8,192 pairs at 8 negatives of 256 dims; 2,730 at 768, where 65,536 pairs took
+# 1.6 GB).
 BLOCK_ROWS = 65_536
+BLOCK_BYTES = 64 * 2**20
 
 
 def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.ndarray, *,
@@ -77,8 +80,10 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
         if count > 1 else None
     own = np.empty(len(rows), dtype=np.float32)
     margin = np.full(len(rows), np.nan, dtype=np.float32)
-    for start in range(0, len(rows), BLOCK_ROWS):  # bounded memory: (block, negatives, dim)
-        block = slice(start, start + BLOCK_ROWS)
+    block_rows = max(1, min(BLOCK_ROWS, BLOCK_BYTES // (4 * max(1, negatives)
+                                                        * images.shape[1])))
+    for start in range(0, len(rows), block_rows):  # bounded memory: (block, negatives, dim)
+        block = slice(start, start + block_rows)
         answer = answers[answer_of_row[block]]
         own[block] = np.einsum("nd,nd->n", images[image_of_row[block]], answer)
         if offsets is not None:

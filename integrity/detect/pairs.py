@@ -20,6 +20,11 @@ SHORT_ANSWER_WORDS = 3
 PLAIN_CLAIM_WORDS = 3
 
 
+# Raw rows split into pairs at once: every column of a pair depends on its own row only, so
+# chunks give the same frame, and the explode and joins behind it hold one chunk at a time.
+QA_CHUNK_ROWS = 200_000
+
+
 def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     """One row per (question, answer) pair of every raw_sft row, in row then pair order.
 
@@ -33,6 +38,8 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     words (``text.tokens``) of the question, the answer, the prompt and the outside text
     (caption and image names): question_tokens, answer_tokens, prompt_tokens, outside_tokens.
     """
+    if raw.height > QA_CHUNK_ROWS:
+        return pl.concat([qa_pairs(chunk) for chunk in raw.iter_slices(QA_CHUNK_ROWS)])
     dialog = raw.select(
         "example_id",
         "modality",
