@@ -31,7 +31,8 @@ class ScoringContext:
     eval_questions: set[str] = field(default_factory=set)
     outputs: dict[str, pl.DataFrame] = field(default_factory=dict)
     # Wall seconds per step (QA pairs, each detector, copy keys); a value shared by several
-    # detectors (image statistics, ...) counts for the first that asked for it.
+    # detectors (image statistics, ...) counts for the first that asked for it, or for
+    # "<detector> (background)" when that detector's prefetch started it.
     seconds: dict[str, float] = field(default_factory=dict)
     _shared: dict[str, Future] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
