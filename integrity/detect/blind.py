@@ -31,10 +31,11 @@ from integrity.detect.text import normalise, tokens
 
 def question_states(pairs: pl.DataFrame, claims) -> pl.Series:
     """blind_question_states for every pair (null for text-only pairs)."""
-    said = stated(claims.translation, claims.words, claims.context_tokens)
+    said = stated(claims.translation, claims.words, claims.context)
     # A question naming another answer to the same question offers a choice.
     offered = claims.words.join(claims.paradigm, on="word").explode("alternatives").join(
-        claims.context_tokens.rename({"token": "alternatives"}), on=["pair_row", "alternatives"],
+        claims.context.ids, on="pair_row").join(
+        claims.context.tokens.rename({"token": "alternatives"}), on=["text_id", "alternatives"],
         how="semi").select("pair_row", "word").unique().with_columns(choice=pl.lit(True))
     best = said.join(offered, on=["pair_row", "word"], how="left").with_columns(
         stated=pl.when(pl.col("choice")).then(0.0).otherwise("stated")).group_by("pair_row").agg(

@@ -30,7 +30,8 @@ from integrity.detect.registry import Detector, Flaw, Threshold, register
 def score_caption_leakage(pairs: pl.DataFrame, claims, per_claim: pl.DataFrame,
                           support: pl.DataFrame) -> pl.DataFrame:
     """Columns leak_text_support, leak_score, leak_claim (one row per pair)."""
-    said = stated(claims.translation, per_claim.select("pair_row", "word"), claims.text_tokens)
+    said = stated(claims.translation, per_claim.select("pair_row", "word"), claims.context,
+                  claims.outside)
     worst = (per_claim.join(said, on=["pair_row", "word"], how="left")
              .with_columns(leak=pl.col("stated") * (1 - pl.col("support")))
              .sort("pair_row", "leak", descending=[False, True])

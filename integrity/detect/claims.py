@@ -160,35 +160,67 @@ def wilson_lower(hits: pl.Expr, trials: pl.Expr, z: float = WILSON_Z) -> pl.Expr
     return pl.when(n > 0).then(low.clip(0.0, 1.0)).otherwise(0.0)
 
 
-def stated(translation: Translation, claims: pl.DataFrame, texts: pl.DataFrame) -> pl.DataFrame:
-    """How strongly each pair's text (``texts``: (pair_row, token), a part of the text the
-    translation was learned on) states each of its claim words (``claims``: (pair_row, word)).
+@dataclass(frozen=True)
+class Texts:
+    """One kind of text of a source's image pairs, each distinct text once: ``ids`` (pair_row,
+    text_id) and ``tokens`` (text_id, token), the text's distinct words. Pairs repeat their
+    texts (the rows of an image share its caption and file name, questions recur), so what
+    is computed per text costs distinct texts, not pairs."""
 
-    Returns (pair_row, word, stated): 1.0 when the text holds the word itself, else the largest,
-    over the pair's text words t, lower Wilson bound of P(word | t, the word's paradigm), with
-    the pair's own co-occurrence left out: how surely the source's other pairs show t to mean
-    the word (a word seen twice beside t proves little); 0.0 when no text word bears on it.
+    ids: pl.DataFrame
+    tokens: pl.DataFrame
+
+    def per_pair(self) -> pl.DataFrame:
+        """(pair_row, token) for every pair."""
+        return self.ids.join(self.tokens, on="text_id").select("pair_row", "token")
+
+
+def stated(translation: Translation, claims: pl.DataFrame, *texts: Texts) -> pl.DataFrame:
+    """How strongly each pair's text (the union of ``texts``, parts of the text the translation
+    was learned on) states each of its claim words (``claims``: (pair_row, word)).
+
+    Returns (pair_row, word, stated), a row per claim: 1.0 when the text holds the word itself,
+    else the largest, over the pair's text words t, lower Wilson bound of P(word | t, the word's
+    paradigm), with the pair's own co-occurrence left out: how surely the source's other pairs
+    show t to mean the word (a word seen twice beside t proves little); 0.0 when no text word
+    bears on it. The largest over a union is the largest of the parts' largest, and each
+    part's depends only on its text, the word and the pair's own claims: it is computed once
+    per distinct (text, word, own claims).
     """
     t = translation
     own = claims.join(t.members, on="word").join(
         claims.rename({"word": "member"}), on=["pair_row", "member"], how="semi").group_by(
         "pair_row", "word").len("own_k")
+    keyed = claims.join(own, on=["pair_row", "word"], how="left", maintain_order="left") \
+        .with_columns(pl.col("own_k").fill_null(1))
+    parts = [_stated_in(t, keyed, part).alias(f"part{i}") for i, part in enumerate(texts)]
+    return claims.select("pair_row", "word").with_columns(
+        stated=pl.max_horizontal(parts) if parts else pl.lit(0.0))
+
+
+def _stated_in(t: Translation, keyed: pl.DataFrame, texts: Texts) -> pl.Series:
+    """``stated`` of each row of ``keyed`` (pair_row, word, own_k) by one part of the text."""
+    keyed = keyed.join(texts.ids, on="pair_row", how="left", maintain_order="left")
+    distinct = keyed.select("text_id", "word", "own_k").drop_nulls("text_id").unique()
     # Only the text words the translation knows can bear on a claim: the others are dropped
-    # before the (pair, text word, claim word) join, the largest of the detectors.
-    informative = texts.join(t.together.select("token").unique(), on="token", how="semi")
+    # before the (text, text word, claim word) join, the largest of the detectors.
+    informative = texts.tokens.join(t.together.select("token").unique(), on="token",
+                                    how="semi")
     learned = (
-        claims.join(informative, on="pair_row")
+        distinct.join(informative, on="text_id")
         .join(t.together, on=["token", "word"])
-        .join(own, on=["pair_row", "word"], how="left")
-        .with_columns(p=wilson_lower(pl.col("n_tw") - 1,
-                                     pl.col("n_tp") - pl.col("own_k").fill_null(1)))
-        .group_by("pair_row", "word").agg(learned=pl.col("p").max())
+        .with_columns(p=wilson_lower(pl.col("n_tw") - 1, pl.col("n_tp") - pl.col("own_k")))
+        .group_by("text_id", "word", "own_k").agg(learned=pl.col("p").max())
     )
-    literal = claims.join(texts.rename({"token": "word"}), on=["pair_row", "word"], how="semi")
-    return (claims.join(learned, on=["pair_row", "word"], how="left")
-            .join(literal.with_columns(literal=pl.lit(True)), on=["pair_row", "word"], how="left")
-            .select("pair_row", "word", stated=pl.when(pl.col("literal")).then(1.0)
-                    .otherwise(pl.col("learned").fill_null(0.0).clip(0.0, 1.0))))
+    literal = distinct.select("text_id", "word").unique().join(
+        texts.tokens.rename({"token": "word"}), on=["text_id", "word"], how="semi"
+    ).with_columns(literal=pl.lit(True))
+    return (keyed.join(learned, on=["text_id", "word", "own_k"], how="left",
+                       maintain_order="left")
+            .join(literal, on=["text_id", "word"], how="left", maintain_order="left")
+            .select(pl.when(pl.col("literal")).then(1.0)
+                    .otherwise(pl.col("learned").fill_null(0.0).clip(0.0, 1.0)))
+            .to_series())
 
 
 @dataclass(frozen=True)
@@ -197,8 +229,8 @@ class Claims:
 
     paradigm: pl.DataFrame     # word, alternatives
     words: pl.DataFrame        # pair, word: the claim words of every image pair
-    context_tokens: pl.DataFrame  # pair, token: system turn and turns up to the question
-    text_tokens: pl.DataFrame  # pair, token: context + metadata strings + image file names
+    context: Texts             # system turn and the user's turns up to the question
+    outside: Texts             # metadata strings + image file names
     translation: Translation
 
 
@@ -206,15 +238,29 @@ def source_claims(pairs: pl.DataFrame) -> Claims:
     """Paradigms, claim words, the pairs' text words and the translation learned over them."""
     paradigm = paradigms(pairs)
     frame = pairs.with_row_index("pair_row").filter(pl.col("image_sha256").is_not_null()).select(
-        "pair_row",
+        "pair_row", "prompt_text", "caption", "image_names",
         claims=claim_words(pl.col("answer_tokens"), paradigm),
         context=pl.col("prompt_tokens"),
         outside=pl.col("outside_tokens"),
     ).with_columns(pl.col("pair_row").cast(pl.Int64))
     words = split_token_lists(frame, pl.col("claims"), "word")
-    context = split_token_lists(frame, pl.col("context"))
+    context = distinct_texts(frame, ["prompt_text"], "context")
+    outside = distinct_texts(frame, ["caption", "image_names"], "outside")
+    # The translation counts pairs, each pair's text words once over both parts.
     texts = split_token_lists(frame, pl.concat_list("context", "outside"))
-    return Claims(paradigm, words, context, texts, learn_translation(words, texts, paradigm))
+    return Claims(paradigm, words, context, outside, learn_translation(words, texts, paradigm))
+
+
+def distinct_texts(frame: pl.DataFrame, keys: list[str], tokens: str) -> Texts:
+    """``Texts`` of the token lists in column ``tokens`` of ``frame`` (one row per pair), one
+    per distinct value of ``keys`` (the text the tokens were computed from)."""
+    distinct = frame.unique(keys, keep="first", maintain_order=True).select(
+        *keys, tokens).with_row_index("text_id").with_columns(pl.col("text_id").cast(pl.Int64))
+    ids = frame.select("pair_row", *keys).join(
+        distinct.select(*keys, "text_id"), on=keys, how="left", nulls_equal=True,
+        maintain_order="left").select("pair_row", "text_id")
+    return Texts(ids, split_token_lists(distinct.rename({"text_id": "pair_row"}),
+                                        pl.col(tokens)).rename({"pair_row": "text_id"}))
 
 
 def split_token_lists(frame: pl.DataFrame, tokens: pl.Expr, name: str = "token") -> pl.DataFrame:

@@ -52,7 +52,7 @@ def test_the_source_teaches_which_caption_words_state_a_claim(pairs_of):
                  "qa": [("What color are the shapes?", "Red.")]})
     pairs = pairs_of(rows)
     claims = source_claims(pairs)
-    said = stated(claims.translation, claims.words, claims.text_tokens).join(
+    said = stated(claims.translation, claims.words, claims.context, claims.outside).join(
         pairs.with_row_index("pair_row").select(pl.col("pair_row").cast(pl.Int64), "example_id"),
         on="pair_row")
     by_id = dict(said.select("example_id", "stated").iter_rows())
@@ -64,3 +64,36 @@ def test_wilson_lower_bound():
     frame = pl.DataFrame({"hits": [2, 20, 100, 0], "trials": [2, 20, 600, 0]})
     low = frame.select(wilson_lower(pl.col("hits"), pl.col("trials")))["hits"].to_list()
     assert [round(v, 2) for v in low] == [0.42, 0.88, 0.14, 0.0]
+
+
+def test_what_a_pairs_text_states_is_the_same_computed_per_distinct_text(pairs_of):
+    """Captions and questions repeat across pairs, so ``stated`` works per distinct text and
+    per part (the question's context, the caption and file names): the largest over a pair's
+    whole text is the largest over its parts. It must equal the pair-by-pair answer over the
+    union of each pair's words (caption leakage took 11 s of 1M rows that way)."""
+    from integrity.detect.claims import Texts
+
+    rows = [{"id": f"{c}{i}", "image": f"{c}{i % 5}", "caption": f"two {word} circles",
+             "qa": [("What color are the shapes?", f"{c.capitalize()}."),
+                    (f"Are they {word} or dark?" if i % 3 == 0 else "How many?",
+                     "Two." if i % 2 else f"{c.capitalize()}, two.")]}
+            for c, word in (("red", "crimson"), ("blue", "azure"), ("green", "emerald"))
+            for i in range(9)]
+    rows.append({"id": "literal", "image": "l", "caption": "a red circle",
+                 "qa": [("What color are the shapes?", "Red.")]})
+    rows.append({"id": "silent", "image": "s", "caption": "a photo",
+                 "qa": [("What color are the shapes?", "Blue.")]})
+    pairs = pairs_of(rows)
+    claims = source_claims(pairs)
+    union = pl.concat([claims.context.per_pair(), claims.outside.per_pair()]).unique()
+    one_text_per_pair = Texts(union.select("pair_row", text_id="pair_row").unique(),
+                              union.rename({"pair_row": "text_id"}))
+    by_parts = stated(claims.translation, claims.words, claims.context, claims.outside)
+    by_pair = stated(claims.translation, claims.words, one_text_per_pair)
+    assert by_parts.sort("pair_row", "word").equals(by_pair.sort("pair_row", "word"))
+    assert by_parts.height == claims.words.height
+    assert claims.context.tokens["text_id"].n_unique() < claims.context.ids.height  # shared
+    by_id = dict(by_parts.join(pairs.with_row_index("pair_row").select(
+        pl.col("pair_row").cast(pl.Int64), "example_id"), on="pair_row").select(
+        "example_id", "stated").iter_rows())
+    assert by_id["literal"] == 1.0 and by_id["silent"] == 0.0 and by_id["red1"] > 0.7
