@@ -41,6 +41,13 @@ def test_a_caption_is_found_under_any_key_at_any_depth():
         "two red circles left 0001", ""]
 
 
+def _by_example(pairs: pl.DataFrame, said: pl.DataFrame) -> dict[str, float]:
+    """example_id -> what its (last) pair's text states of its claim."""
+    return dict(said.join(pairs.with_row_index("pair_row").select(
+        pl.col("pair_row").cast(pl.Int64), "example_id"), on="pair_row").select(
+        "example_id", "stated").iter_rows())
+
+
 def test_the_source_teaches_which_caption_words_state_a_claim(pairs_of):
     rows = [{"id": f"{c}{i}", "image": f"{c}{i}", "caption": f"two {word} circles",
              "qa": [("What color are the shapes?", f"{c.capitalize()}.")]}
@@ -52,10 +59,8 @@ def test_the_source_teaches_which_caption_words_state_a_claim(pairs_of):
                  "qa": [("What color are the shapes?", "Red.")]})
     pairs = pairs_of(rows)
     claims = source_claims(pairs)
-    said = stated(claims.translation, claims.words, claims.context, claims.outside).join(
-        pairs.with_row_index("pair_row").select(pl.col("pair_row").cast(pl.Int64), "example_id"),
-        on="pair_row")
-    by_id = dict(said.select("example_id", "stated").iter_rows())
+    by_id = _by_example(pairs, stated(claims.translation, claims.words, claims.context,
+                                      claims.outside))
     assert by_id["red0"] > 0.7  # crimson beside red eleven other times
     assert by_id["once"] < 0.5  # vermilion seen beside red once more proves little
 
@@ -93,7 +98,5 @@ def test_what_a_pairs_text_states_is_the_same_computed_per_distinct_text(pairs_o
     assert by_parts.sort("pair_row", "word").equals(by_pair.sort("pair_row", "word"))
     assert by_parts.height == claims.words.height
     assert claims.context.tokens["text_id"].n_unique() < claims.context.ids.height  # shared
-    by_id = dict(by_parts.join(pairs.with_row_index("pair_row").select(
-        pl.col("pair_row").cast(pl.Int64), "example_id"), on="pair_row").select(
-        "example_id", "stated").iter_rows())
+    by_id = _by_example(pairs, by_parts)
     assert by_id["literal"] == 1.0 and by_id["silent"] == 0.0 and by_id["red1"] > 0.7
