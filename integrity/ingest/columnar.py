@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -29,7 +30,6 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from integrity.ingest.formats import ROLE_ALIASES
-from integrity.ingest.records import Record
 
 WINDOW = 4096  # lines parsed at once
 SMALLEST_SPLIT = 16  # below this many lines, lines that fail to parse go record by record
@@ -90,41 +90,41 @@ def _utf8(line: bytes) -> bool:
         return False
 
 
-Run = tuple[list[Record], pa.Table]  # lines parsed together, and their table
+Run = tuple[list[int], pa.Table]  # positions of lines parsed together, and their table
 
 
-def _parsed_runs(records: list[Record], schema: pa.Schema, runs: list[Run],
-                 leftover: list[Record]) -> None:
-    """Parse ``records`` into runs; a line that fails (Arrow names its row) goes to ``leftover``
-    and the parse resumes after it; when Arrow names none, the lines are halved."""
-    while len(records) >= SMALLEST_SPLIT:
-        table, failed = _parse([record.line for record in records], schema)
+def _parsed_runs(lines: list[bytes], positions: list[int], schema: pa.Schema, runs: list[Run],
+                 leftover: list[int]) -> None:
+    """Parse the lines at ``positions`` into runs; a line that fails (Arrow names its row) goes
+    to ``leftover`` and the parse resumes after it; when Arrow names none, the lines are halved."""
+    while len(positions) >= SMALLEST_SPLIT:
+        table, failed = _parse([lines[position] for position in positions], schema)
         if table is not None:
-            runs.append((records, table))
+            runs.append((positions, table))
             return
-        if failed is None or failed >= len(records):
-            middle = len(records) // 2
-            _parsed_runs(records[:middle], schema, runs, leftover)
-            records = records[middle:]
+        if failed is None or failed >= len(positions):
+            middle = len(positions) // 2
+            _parsed_runs(lines, positions[:middle], schema, runs, leftover)
+            positions = positions[middle:]
             continue
-        _parsed_runs(records[:failed], schema, runs, leftover)
-        leftover.append(records[failed])
-        records = records[failed + 1 :]
-    leftover.extend(records)
+        _parsed_runs(lines, positions[:failed], schema, runs, leftover)
+        leftover.append(positions[failed])
+        positions = positions[failed + 1 :]
+    leftover.extend(positions)
 
 
-def _lines_to_parse(records: list[Record], schema: pa.Schema) -> tuple[list[Run], list[Record]]:
-    """Runs of parsed lines and the records left over, window by window: a bad line costs a
-    re-parse of its window's lines before it, never of the whole batch."""
+def _lines_to_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[Run], list[int]]:
+    """Runs of parsed lines and the positions of the lines left over, window by window: a bad
+    line costs a re-parse of its window's lines before it, never of the whole batch."""
     runs: list[Run] = []
-    leftover: list[Record] = []
-    for start in range(0, len(records), WINDOW):
-        window = records[start : start + WINDOW]
+    leftover: list[int] = []
+    for start in range(0, len(lines), WINDOW):
+        window = list(range(start, min(start + WINDOW, len(lines))))
         # Arrow does not check UTF-8 as it parses; orjson refuses what is not UTF-8.
-        if not _utf8(b"".join(record.line for record in window)):
-            leftover += [record for record in window if not _utf8(record.line)]
-            window = [record for record in window if _utf8(record.line)]
-        _parsed_runs(window, schema, runs, leftover)
+        if not _utf8(b"".join(lines[start : start + WINDOW])):
+            leftover += [position for position in window if not _utf8(lines[position])]
+            window = [position for position in window if _utf8(lines[position])]
+        _parsed_runs(lines, window, schema, runs, leftover)
     return runs, leftover
 
 
@@ -206,27 +206,28 @@ def _merged(runs: list[Run]) -> list[Run]:
         table = pa.concat_tables([table for _, table in runs], promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return runs
-    return [([record for run, _ in runs for record in run], table)]
+    return [([position for run, _ in runs for position in run], table)]
 
 
-def columnar_rows(records: list[Record], origin_format: str
-                  ) -> tuple[pl.DataFrame | None, list[Record], list[Record]]:
-    """The rows of the unparsed JSON-line ``records`` that take the columnar path (``example_id``
-    null where the line has none), the records behind them row for row, and the records left to
-    the per-record path."""
+def columnar_rows(lines: list[bytes], indexes: Sequence[int], origin_format: str
+                  ) -> tuple[pl.DataFrame | None, list[int], list[int]]:
+    """The rows of the unparsed JSON ``lines`` that take the columnar path (``row_index`` from
+    ``indexes``; ``example_id`` null where the line has none), the positions of the lines behind
+    them row for row, and the positions of the lines left to the per-record path."""
     shape = SHAPES[origin_format]
-    runs, leftover = _lines_to_parse(records, shape.schema())
+    runs, leftover = _lines_to_parse(lines, shape.schema())
     frames, taken = [], []
     for run, table in _merged(runs):
         # Lines are valid UTF-8 here (_lines_to_parse); a key is `"` then a colon, spaces between.
-        keys_in_line = (pl.Series([record.line for record in run], dtype=pl.Binary)
+        keys_in_line = (pl.Series([lines[position] for position in run], dtype=pl.Binary)
                         .cast(pl.String).str.count_matches(r'"\s*:'))
+        positions = pl.Series(run, dtype=pl.Int64)
         rows = _rows(table, shape, keys_in_line).with_columns(
-            row_index=pl.Series([record.index for record in run], dtype=pl.Int64))
-        back = rows["_back"].to_list()
-        leftover.extend(record for record, again in zip(run, back, strict=True) if again)
-        taken.extend(record for record, again in zip(run, back, strict=True) if not again)
+            row_index=pl.Series([indexes[position] for position in run], dtype=pl.Int64))
+        leftover += positions.filter(rows["_back"]).to_list()
+        taken += positions.filter(~rows["_back"]).to_list()
         frames.append(rows.filter(~pl.col("_back")).drop("_back"))
+    leftover.sort()  # the per-record path maps them in file order
     if not frames:
         return None, taken, leftover
     return pl.concat(frames).with_columns(

@@ -21,6 +21,7 @@ from integrity.ingest.columnar import SHAPES, columnar_rows
 from integrity.ingest.formats import MAPPERS, MappedRow, RecordError, detect_format
 from integrity.ingest.records import (
     MAX_DEPTH,
+    LineBatch,
     Record,
     container_of,
     json_fallback,
@@ -102,21 +103,23 @@ class _Batch:
                                        "metadata", "pref_role", "pref_group", "raw")}
         self.quarantine: list[dict] = []
         self.embedded: list[bytes] = []
-        self.columnar: list[tuple[pl.DataFrame, list[Record]]] = []  # rows, their records
+        # Rows mapped on the columnar path, the lines they came from and the line of each row.
+        self.columnar: list[tuple[pl.DataFrame, LineBatch, list[int]]] = []
 
-    def add_columnar(self, frame: pl.DataFrame, records: list[Record]) -> None:
-        """Rows mapped on the columnar path; a row without an id is named by its position."""
+    def add_columnar(self, frame: pl.DataFrame, lines: LineBatch, taken: list[int]) -> None:
+        """Rows mapped on the columnar path from the lines at ``taken``; a row without an id
+        is named by its position."""
         unnamed = frame["example_id"].is_null().arg_true().to_list()
         if unnamed:
             ids = frame["example_id"].to_list()
-            for position in unnamed:
-                ids[position] = _fallback_id(self.source, records[position])
+            for row in unnamed:
+                ids[row] = _fallback_id(self.source, lines.record(taken[row]))
             frame = frame.with_columns(example_id=pl.Series(ids, dtype=pl.String))
-        self.columnar.append((frame, records))
+        self.columnar.append((frame, lines, taken))
 
     def __len__(self) -> int:
         """Rows mapped (not counting quarantined records)."""
-        return len(self.rows["example_id"]) + sum(frame.height for frame, _ in self.columnar)
+        return len(self.rows["example_id"]) + sum(frame.height for frame, _, _ in self.columnar)
 
     def reject(self, record: Record, reason: QuarantineReason, detail: str) -> None:
         value = record.value if isinstance(record.value, dict) else {}
@@ -170,14 +173,25 @@ class _Batch:
         # The raw text is left out: only rows that break a contract need it (``raw_of``).
         columns = {key: values for key, values in self.rows.items() if key != "raw"}
         frames = [pl.from_arrow(pa.table(columns, schema=_BATCH_SCHEMA)),
-                  *(frame.select(_BATCH_SCHEMA.names) for frame, _ in self.columnar)]
+                  *(frame.select(_BATCH_SCHEMA.names) for frame, _, _ in self.columnar)]
         return (pl.concat(frames).with_row_index("_position")
                 .sort("row_index", maintain_order=True))
 
     def raw_of(self, positions: list[int]) -> list[str]:
         """The raw text of the records behind the rows at ``positions`` (``frame``'s)."""
-        records = self.rows["raw"] + [record for _, taken in self.columnar for record in taken]
-        return [records[position].raw() for position in positions]
+        records = self.rows["raw"]
+        texts = []
+        for position in positions:
+            if position < len(records):
+                texts.append(records[position].raw())
+                continue
+            position -= len(records)
+            for _, lines, taken in self.columnar:
+                if position < len(taken):
+                    texts.append(lines.record(taken[position]).raw())
+                    break
+                position -= len(taken)
+        return texts
 
 
 _BATCH_SCHEMA = pa.schema(
@@ -356,17 +370,17 @@ def _batches(source: SourceConfig, shards: list[str], container: str, batch_size
         reading.records_in += len(records)
         batch = _Batch(source.name, reading.origin_format or "unknown")
         for position, record in enumerate(records):
-            if columnar and reading.origin_format in SHAPES and record.line is not None \
-                    and not record.parsed:
+            if columnar and reading.origin_format in SHAPES and isinstance(records, LineBatch):
                 # The format is known: the rest of the batch's lines go columnar where they can.
-                frame, taken, left_over = columnar_rows(records[position:],
-                                                        reading.origin_format)
+                indexes = records.indexes()
+                frame, taken, left_over = columnar_rows(records.lines[position:],
+                                                        indexes[position:], reading.origin_format)
                 if frame is not None:
-                    batch.add_columnar(frame, taken)
+                    batch.add_columnar(frame, records, [position + at for at in taken])
                     reading.columnar_rows += frame.height
                 for left in left_over:
-                    reading.origin_format = _map_one(left.parse(), batch,
-                                                     reading.origin_format, container)
+                    reading.origin_format = _map_one(records.record(position + left).parse(),
+                                                     batch, reading.origin_format, container)
                 break
             reading.origin_format = _map_one(record.parse(), batch, reading.origin_format,
                                              container)

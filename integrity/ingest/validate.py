@@ -6,6 +6,7 @@ Each expression works over a frame with ``turns`` (list of {role, content}) and 
 from __future__ import annotations
 
 import polars as pl
+import polars.selectors as cs
 
 from integrity.ingest.schema import IMAGE_TOKEN, ROLES, QuarantineReason
 
@@ -26,14 +27,19 @@ def unknown_roles() -> pl.Expr:
     return roles().list.eval(pl.element().filter(~pl.element().is_in(ROLES)))
 
 
+_SEPARATOR = "\x1f"  # joins a dialog's roles; a role holding it is caught by the count below
+
+
 def roles_alternate() -> pl.Expr:
-    """True when the dialog is user, assistant, user, assistant, ... and ends with an answer."""
+    """True when the dialog is user, assistant, user, assistant, ... and ends with an answer.
+
+    One regular expression over the roles joined (gather_every over lists took 4x as long)."""
     dialog = dialog_roles()
+    joined = dialog.list.join(_SEPARATOR)
     return (
         (dialog.list.len() >= 2)
-        & (dialog.list.len() % 2 == 0)
-        & dialog.list.gather_every(2).list.eval(pl.element() == "user").list.all()
-        & dialog.list.gather_every(2, offset=1).list.eval(pl.element() == "assistant").list.all()
+        & (joined.str.count_matches(_SEPARATOR, literal=True) == dialog.list.len() - 1)
+        & joined.str.contains(f"^user{_SEPARATOR}assistant({_SEPARATOR}user{_SEPARATOR}assistant)*$")
     )
 
 
@@ -59,12 +65,16 @@ def image_count() -> pl.Expr:
 
 def first_violation(frame: pl.DataFrame) -> pl.DataFrame:
     """Add ``reason`` and ``detail``: the first contract a row breaks, null when it holds them all."""
-    unknown = unknown_roles()
-    tokens, images, empty = image_token_count(), image_count(), empty_answers()
-    return frame.with_columns(
+    unknown, alternate, tokens, images, empty = (
+        pl.col(f"_contract_{name}") for name in ("unknown", "alternate", "tokens", "images", "empty"))
+    return frame.with_columns(  # each contract once; reason and detail both read it
+        _contract_unknown=unknown_roles(), _contract_alternate=roles_alternate(),
+        _contract_tokens=image_token_count(), _contract_images=image_count(),
+        _contract_empty=empty_answers(),
+    ).with_columns(
         reason=pl.when(unknown.list.len() > 0)
         .then(pl.lit(QuarantineReason.UNKNOWN_ROLE.value))
-        .when(~roles_alternate())
+        .when(~alternate)
         .then(pl.lit(QuarantineReason.ROLES_NOT_ALTERNATING.value))
         .when(tokens != images)
         .then(pl.lit(QuarantineReason.IMAGE_TOKEN_MISMATCH.value))
@@ -72,10 +82,10 @@ def first_violation(frame: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit(QuarantineReason.EMPTY_ANSWER.value)),
         detail=pl.when(unknown.list.len() > 0)
         .then(pl.lit("unknown roles: ") + unknown.list.join(", "))
-        .when(~roles_alternate())
+        .when(~alternate)
         .then(pl.lit("roles: ") + roles().list.join(" > "))
         .when(tokens != images)
         .then(pl.format("{} <image> tokens for {} images", tokens, images))
         .when(empty > 0)
         .then(pl.format("{} empty assistant answer(s): nothing to learn", empty)),
-    )
+    ).drop(cs.starts_with("_contract_"))

@@ -70,8 +70,8 @@ def test_json_lines_are_numbered_by_line_skipping_blank_ones_and_parsed_on_deman
     path.write_text('{"id": "a"}\n\n   \n{"id": "b"}\n{"id": "c"}\n')
     found = records(path)
     assert [record.index for record in found] == [0, 3, 4]
-    # Only the first line was parsed (to tell JSON lines from garbage); the rest wait.
-    assert [record.parsed for record in found] == [True, False, False]
+    # No record comes parsed (the first line is probed, to tell JSON lines from garbage).
+    assert [record.parsed for record in found] == [False, False, False]
     assert found[1].value is None and found[1].line == b'{"id": "b"}'
     assert values(found) == [{"id": "a"}, {"id": "b"}, {"id": "c"}]
 

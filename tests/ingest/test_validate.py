@@ -66,9 +66,12 @@ def test_unknown_roles_are_the_roles_outside_system_user_assistant_and_none_when
         ([("user", "Q?"), ("user", "Q2?"), ("assistant", "A."), ("assistant", "A2.")], False),
         ([("system", "Be brief.")], False),                         # system only
         ([], False),
+        # One role that spells a whole round, with the separator the check joins roles by.
+        ([("user\x1fassistant", "Q?"), ("user\x1fassistant", "A.")], False),
     ],
     ids=["qa", "system-then-two-rounds", "system-inside", "question-only", "ends-on-question",
-         "answer-first", "two-users-then-two-answers", "system-only", "empty"],
+         "answer-first", "two-users-then-two-answers", "system-only", "empty",
+         "a-role-holding-the-separator"],
 )
 def test_roles_alternate_only_for_user_assistant_rounds_that_end_with_an_answer(turns, alternate):
     assert column(one(turns), roles_alternate()) == [alternate]
