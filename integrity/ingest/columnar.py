@@ -93,21 +93,36 @@ def _utf8(line: bytes) -> bool:
 Run = tuple[list[int], pa.Table]  # positions of lines parsed together, and their table
 
 
+def _object_shaped(line: bytes) -> bool:
+    return line.startswith(b"{") and line.endswith(b"}")
+
+
 def _parsed_runs(lines: list[bytes], positions: list[int], schema: pa.Schema, runs: list[Run],
-                 leftover: list[int]) -> None:
+                 leftover: list[int], *, screened: bool = False) -> None:
     """Parse the lines at ``positions`` into runs; a line that fails (Arrow names its row) goes
-    to ``leftover`` and the parse resumes after it; when Arrow names none, the lines are halved."""
+    to ``leftover`` and the parse resumes after it; when Arrow names none, the lines are halved.
+
+    Each failure costs a parse of the lines before it, so on the first one every line not
+    shaped like an object (``{...}``: a line cut short, most often) is set aside at once."""
     while len(positions) >= SMALLEST_SPLIT:
         table, failed = _parse([lines[position] for position in positions], schema)
         if table is not None:
             runs.append((positions, table))
             return
+        if not screened:
+            screened = True
+            shaped = [position for position in positions if _object_shaped(lines[position])]
+            if len(shaped) < len(positions):
+                leftover += [position for position in positions
+                             if not _object_shaped(lines[position])]
+                positions = shaped
+                continue
         if failed is None or failed >= len(positions):
             middle = len(positions) // 2
-            _parsed_runs(lines, positions[:middle], schema, runs, leftover)
+            _parsed_runs(lines, positions[:middle], schema, runs, leftover, screened=True)
             positions = positions[middle:]
             continue
-        _parsed_runs(lines, positions[:failed], schema, runs, leftover)
+        _parsed_runs(lines, positions[:failed], schema, runs, leftover, screened=True)
         leftover.append(positions[failed])
         positions = positions[failed + 1 :]
     leftover.extend(positions)

@@ -182,3 +182,29 @@ def test_the_demo_world_reads_the_same_rows_either_way(tmp_path):
     assert fast.quarantine.height > 10
     assert_frame_equal(fast.accepted, slow.accepted)
     assert_frame_equal(fast.quarantine, slow.quarantine)
+
+
+def test_lines_cut_short_cost_one_failed_parse_not_one_each(files, monkeypatch):
+    """A parse that fails costs a parse of the lines before the failure; lines cut short (the
+    usual damage: a truncated write or download) are set aside together after the first."""
+    from integrity.ingest import columnar
+
+    files.image("a.png")
+    generator = random.Random(3)
+    lines = [json.dumps({"id": f"p{i}", "image": "a.png", "conversations": _turns(),
+                         "caption": f"cap {i}"}) for i in range(2000)]
+    for _ in range(50):  # cut at any point of a line, not only in the middle
+        line = lines[generator.randrange(len(lines))]
+        lines.insert(generator.randrange(1, len(lines)), line[:generator.randrange(1, len(line))])
+    path = files.raw("cut.jsonl", "\n".join(lines))
+    attempts = []
+    parse = columnar._parse
+    monkeypatch.setattr(columnar, "_parse", lambda *args: attempts.append(1) or parse(*args))
+
+    fast = files.ingest(path, batch_size=5000)
+    assert len(attempts) == 2  # the window, then its lines without the 50 cut short
+    slow = files.ingest(path, batch_size=5000, columnar=False)
+    assert fast.columnar_rows == 1999  # every whole line but the first, which tells the format
+    assert_frame_equal(fast.accepted, slow.accepted)
+    assert_frame_equal(fast.quarantine, slow.quarantine)
+    assert fast.quarantine["reason"].to_list() == ["malformed_json"] * 50
