@@ -28,14 +28,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from integrity.detect.embeddings import rows_per_block
 from integrity.detect.registry import Detector, register
 from integrity.detect.text import surface_words
 from integrity.detect.encoder import split_sentences
 
 # Claims checked per distinct answer (the first ones, in reading order).
 MAX_CLAIMS = 12
-# (pair, claim) rows scored at once: bounds the (rows, alternatives, dim) gather.
-BLOCK_ROWS = 16_384
 
 
 def _plural(word: str) -> str:
@@ -113,8 +112,10 @@ def claim_support(pairs: pl.DataFrame, *, encoder, image_embeddings,
     support = np.empty(len(pair_of), dtype=np.float32)
     rank = np.empty(len(pair_of), dtype=np.int32)
     scale = encoder.logit_scale
-    for start in range(0, len(pair_of), BLOCK_ROWS):
-        block = slice(start, start + BLOCK_ROWS)
+    # (pair, claim) rows scored at once: a cache-sized (rows, alternatives, dim) gather.
+    step = rows_per_block(4 * (width + 2) * images.shape[1])
+    for start in range(0, len(pair_of), step):
+        block = slice(start, start + step)
         image = images[image_position[pair_of[block]]]
         own = np.einsum("nd,nd->n", image, vectors[own_idx[claim_of[block]]])
         alt_rows = alt_idx[claim_of[block]]

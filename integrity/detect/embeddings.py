@@ -12,6 +12,27 @@ if TYPE_CHECKING:
     from integrity.detect.encoder import Encoder
 
 
+# Bytes of vectors gathered at once where each row reads its own: a block stays in cache (a
+# million rows' (rows, dim) gathers at once took 3x the time, and gigabytes of memory).
+GATHER_BYTES = 4 * 2**20
+
+
+def rows_per_block(row_bytes: int) -> int:
+    """How many rows of ``row_bytes`` gathered vectors fit in GATHER_BYTES."""
+    return max(1, GATHER_BYTES // max(1, row_bytes))
+
+
+def row_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray,
+             right_rows: np.ndarray) -> np.ndarray:
+    """``left[left_rows[i]] . right[right_rows[i]]`` for every i, a cache-sized block at once."""
+    dots = np.empty(len(left_rows), dtype=np.float32)
+    step = rows_per_block(2 * left.itemsize * left.shape[1])
+    for start in range(0, len(left_rows), step):
+        block = slice(start, start + step)
+        dots[block] = np.einsum("nd,nd->n", left[left_rows[block]], right[right_rows[block]])
+    return dots
+
+
 def pair_column(values: np.ndarray, rows: np.ndarray, height: int) -> pl.Series:
     full = np.full(height, np.nan, dtype=np.float32)
     full[rows] = values

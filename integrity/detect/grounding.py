@@ -20,15 +20,20 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from integrity.detect.embeddings import distinct_texts, image_matrix, pair_column
+from integrity.detect.embeddings import (
+    GATHER_BYTES,
+    distinct_texts,
+    image_matrix,
+    pair_column,
+    row_dots,
+)
 from integrity.detect.registry import Detector, Threshold, register
 from integrity.detect.encoder import Encoder, split_sentences
 
-# Pairs scored at once: bounds the (rows, negatives, dim) gather of mismatched images to
-# BLOCK_BYTES (8,192 pairs at 8 negatives of 256 dims; 2,730 at 768, where 65,536 pairs took
-# 1.6 GB).
-BLOCK_ROWS = 65_536
-BLOCK_BYTES = 64 * 2**20
+# Pairs scored at once: the (rows, negatives, dim) gather of mismatched images is bounded to
+# BLOCK_BYTES, a cache-sized block (1,024 pairs at 8 negatives of 128 dims; 65,536 pairs of
+# 768 dims took 1.6 GB, and 16,384 of 128 twice the time of 1,024).
+BLOCK_BYTES = GATHER_BYTES
 
 
 def shuffled_partners(pairs: pl.DataFrame, rows: np.ndarray, image_of_row: np.ndarray, *,
@@ -80,8 +85,7 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
         if count > 1 else None
     own = np.empty(len(rows), dtype=np.float32)
     margin = np.full(len(rows), np.nan, dtype=np.float32)
-    block_rows = max(1, min(BLOCK_ROWS, BLOCK_BYTES // (4 * max(1, negatives)
-                                                        * images.shape[1])))
+    block_rows = max(1, BLOCK_BYTES // (4 * (max(1, negatives) + 1) * images.shape[1]))
     for start in range(0, len(rows), block_rows):  # bounded memory: (block, negatives, dim)
         block = slice(start, start + block_rows)
         answer = answers[answer_of_row[block]]
@@ -93,7 +97,7 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
     partner = shuffled_partners(pairs, rows, image_of_row, seed=seed)
     shuffled = np.full(len(rows), np.nan, dtype=np.float32)
     has = partner >= 0
-    shuffled[has] = np.einsum("nd,nd->n", images[partner[has]], answers[answer_of_row[has]])
+    shuffled[has] = row_dots(images, partner[has], answers, answer_of_row[has])
 
     long_mask = ~pairs["short_answer"].gather(rows).to_numpy()
     long_rows, long_images = rows[long_mask], image_of_row[long_mask]
@@ -103,11 +107,8 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
         owner = np.repeat(np.arange(len(long_rows)), [len(s) for s in sentences])
         sentence_of_row, vectors = distinct_texts(
             pl.Series([s for group in sentences for s in group], dtype=pl.String), encoder)
-        for start in range(0, len(owner), BLOCK_ROWS):
-            block = slice(start, start + BLOCK_ROWS)
-            cos = np.einsum("nd,nd->n", images[long_images[owner[block]]],
-                            vectors[sentence_of_row[block]])
-            np.minimum.at(min_sentence, owner[block], cos)
+        np.minimum.at(min_sentence, owner,
+                      row_dots(images, long_images[owner], vectors, sentence_of_row))
     return pl.DataFrame({
         "grounding_cos": pair_column(own, rows, height),
         "grounding_margin": pair_column(margin, rows, height),
