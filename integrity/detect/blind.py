@@ -56,22 +56,25 @@ def text_only_prior(frame: pl.DataFrame) -> pl.Series:
     the other images asked with that clue whose label is this row's, taken at the lower end of
     its Wilson interval (PRIOR_Z); the row's prior is its most telling clue. Null for unlabelled
     rows."""
-    # Clues per distinct question (datasets repeat their questions), joined back to the rows.
-    distinct = frame.select(pl.col("question").unique()).with_columns(
+    # The sets counted depend only on each row's (image, question, label), and a row's prior
+    # only on its (question, label): both are computed once per distinct value (datasets
+    # repeat their questions, and the rows of an image repeat them), then joined back.
+    labelled = frame.filter(pl.col("label").is_not_null()).select(
+        "image_sha256", "question", "label").unique()
+    distinct = labelled.select(pl.col("question").unique()).with_columns(
         clue=question_clues(pl.col("question")))
-    rows = frame.with_row_index("r").join(distinct, on="question", how="left",
-                                          maintain_order="left", nulls_equal=True)
-    labelled = rows.filter(pl.col("label").is_not_null())
-    clues = labelled.select("r", "image_sha256", "label", "clue").explode("clue").drop_nulls(
+    clues = labelled.join(distinct, on="question", nulls_equal=True).explode("clue").drop_nulls(
         "clue")
     per_clue = clues.select("image_sha256", "clue").unique().group_by("clue").len("n_clue")
     per_label = clues.select("image_sha256", "clue", "label").unique().group_by(
         "clue", "label").len("n_hit")
     # The row's own image counts once in both: leave it out.
-    prior = (clues.join(per_clue, on="clue").join(per_label, on=["clue", "label"])
+    prior = (clues.select("question", "label", "clue").unique()
+             .join(per_clue, on="clue").join(per_label, on=["clue", "label"])
              .with_columns(p=wilson_lower(pl.col("n_hit") - 1, pl.col("n_clue") - 1, PRIOR_Z))
-             .group_by("r").agg(pl.col("p").max()))
-    return rows.select("r").join(prior, on="r", how="left", maintain_order="left")["p"]
+             .group_by("question", "label").agg(pl.col("p").max()))
+    return frame.join(prior, on=["question", "label"], how="left", maintain_order="left",
+                      nulls_equal=True)["p"]
 
 
 # The prior is a lower bound at about 84% (one-sided): two other images asked a wording and
