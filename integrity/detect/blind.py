@@ -25,7 +25,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.claims import stated, wilson_lower
-from integrity.detect.pairs import claim_key, plain_label
+from integrity.detect.pairs import claim_keys, plain_label
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 from integrity.detect.text import normalise, tokens
 
@@ -91,12 +91,12 @@ def question_clues(question: pl.Expr) -> pl.Expr:
     return pl.concat_list(words, pairs_of_words, pl.lit("= ") + normalise(question))
 
 
-def score_blind(pairs: pl.DataFrame, *, claims) -> pl.DataFrame:
-    """Columns blind_question_states, blind_prior (one row per pair)."""
-    words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode()) \
-        if not claims.paradigm.is_empty() else pl.lit([], dtype=pl.List(pl.String))
+def score_blind(pairs: pl.DataFrame, *, claims, claim: pl.Series | None = None) -> pl.DataFrame:
+    """Columns blind_question_states, blind_prior (one row per pair); ``claim``: the pairs'
+    ``claim_keys`` when the caller has them."""
+    claim = claim_keys(pairs, claims) if claim is None else claim
     frame = pairs.select("image_sha256", "question", label=pl.when(
-        plain_label() & pl.col("image_sha256").is_not_null()).then(claim_key(words)))
+        plain_label() & pl.col("image_sha256").is_not_null()).then(claim))
     return pl.DataFrame({
         "blind_question_states": question_states(pairs, claims),
         "blind_prior": text_only_prior(frame).cast(pl.Float32),
@@ -115,7 +115,8 @@ register(Detector(
     name="blind",
     description="the answer is predictable from the question alone",
     columns={"blind_question_states": "higher", "blind_prior": "higher"},
-    score=lambda context: score_blind(context.pairs, claims=context.claims()),
+    score=lambda context: score_blind(context.pairs, claims=context.claims(),
+                                      claim=context.claim_keys()),
     flaws=(Flaw(
         "blind_answerable", BlindAnswerable,
         description="answerable without the image",

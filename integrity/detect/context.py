@@ -99,3 +99,9 @@ class ScoringContext:
         from integrity.detect.claims import source_claims
 
         return self.shared("claims", lambda: source_claims(self.pairs))
+
+    def claim_keys(self) -> pl.Series:
+        """What each pair's answer claims, comparable across wordings (``pairs.claim_keys``)."""
+        from integrity.detect.pairs import claim_keys
+
+        return self.shared("claim_keys", lambda: claim_keys(self.pairs, self.claims()))

@@ -14,17 +14,17 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.detect.pairs import claim_key, context_key, plain_label
+from integrity.detect.pairs import claim_keys, context_key, plain_label
 from integrity.detect.registry import Detector, Flaw, register
 
 
-def score_contradiction(pairs: pl.DataFrame, *, claims=None) -> pl.DataFrame:
-    """Columns contra_answers, contra_conflict (one row per pair)."""
-    words = pl.lit([], dtype=pl.List(pl.String))
-    if claims is not None and not claims.paradigm.is_empty():
-        words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode())
+def score_contradiction(pairs: pl.DataFrame, *, claims=None,
+                        claim: pl.Series | None = None) -> pl.DataFrame:
+    """Columns contra_answers, contra_conflict (one row per pair); ``claim``: the pairs'
+    ``claim_keys`` when the caller has them."""
     group = context_key()
-    keyed = pairs.with_columns(claim=claim_key(words), plain=plain_label())
+    keyed = pairs.with_columns(claim=claim_keys(pairs, claims) if claim is None else claim,
+                               plain=plain_label())
     claims_in_group = pl.col("claim").filter(pl.col("plain")).n_unique().over(group)
     return keyed.select(
         contra_answers=pl.col("claim").n_unique().over(group).cast(pl.Int64),
@@ -43,7 +43,7 @@ register(Detector(
     name="contradiction",
     description="the same image and question labelled with different plain answers",
     columns={"contra_answers": "higher", "contra_conflict": "any"},
-    score=lambda context: score_contradiction(context.pairs, claims=context.claims()),
+    score=lambda context: score_contradiction(context.pairs, claim=context.claim_keys()),
     flaws=(Flaw(
         "contradiction", Contradiction, action="review", blocking_none_kept=True,
         description="conflicting labels for the same image and question",

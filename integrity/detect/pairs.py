@@ -132,6 +132,19 @@ def claim_key(answer_claims: pl.Expr) -> pl.Expr:
         beyond_question).list.unique().list.sort().list.join(" ")
 
 
+def claim_keys(pairs: pl.DataFrame, claims=None) -> pl.Series:
+    """``claim_key`` of every pair, its claim words those of ``claims``' paradigms (none
+    without ``claims``), computed once per distinct (question, answer): datasets repeat both."""
+    words = pl.lit([], dtype=pl.List(pl.String))
+    if claims is not None and not claims.paradigm.is_empty():
+        words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode())
+    texts = pairs.select("question", "answer")
+    distinct = pairs.unique(["question", "answer"], keep="first").select(
+        "question", "answer", claim=claim_key(words))
+    return texts.join(distinct, on=["question", "answer"], how="left", maintain_order="left",
+                      nulls_equal=True)["claim"]
+
+
 def plain_label() -> pl.Expr:
     """A confident label: unhedged, and claiming at most PLAIN_CLAIM_WORDS content words beyond
     the question ("Red.", "There are three shapes.", not a description or "Possibly red.")."""

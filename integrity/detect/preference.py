@@ -39,7 +39,7 @@ from integrity.detect.lexicon import (
     ROLE_WORDS,
     VERDICT_LABELS,
 )
-from integrity.detect.pairs import claim_key, context_key
+from integrity.detect.pairs import claim_keys, context_key
 from integrity.detect.registry import Detector, Flaw, register
 from integrity.detect.text import hedged, without_code
 
@@ -105,9 +105,12 @@ def judge_marker(answers: pl.Series, questions: pl.Series) -> pl.Series:
     return marker.str.strip_chars().str.replace_all(r"\s+", " ")
 
 
-def score_preference(pairs: pl.DataFrame, *, claims=None) -> pl.DataFrame:
-    """Columns pref_field, pref_marker, pref_hedged, pref_divergent, pref_contradictory."""
-    claimed = _claim_keys(pairs, claims)
+def score_preference(pairs: pl.DataFrame, *, claims=None,
+                     claim: pl.Series | None = None) -> pl.DataFrame:
+    """Columns pref_field, pref_marker, pref_hedged, pref_divergent, pref_contradictory;
+    ``claim``: the pairs' ``claim_keys`` when the caller has them."""
+    claimed = pairs.with_columns(claim=claim_keys(pairs, claims) if claim is None else claim,
+                                 hedged=hedged(pl.col("answer")))
     group = context_key()
     answers = pl.col("claim").n_unique().over(group)
     # A flattened chosen/rejected pair: different claims, one of them unsure. Different
@@ -122,15 +125,6 @@ def score_preference(pairs: pl.DataFrame, *, claims=None) -> pl.DataFrame:
         pref_divergent=(answers > 1) & unsure,
         pref_contradictory=roles_of_answer > 1,
     )
-
-
-def _claim_keys(pairs: pl.DataFrame, claims) -> pl.DataFrame:
-    """``pairs`` with ``claim`` (what the answer says, ``pairs.claim_key``) and ``plain``."""
-    words = pl.lit([], dtype=pl.List(pl.String))
-    if claims is not None and not claims.paradigm.is_empty():
-        words = pl.col("answer_tokens").list.set_intersection(
-            claims.paradigm["word"].implode())
-    return pairs.with_columns(claim=claim_key(words), hedged=hedged(pl.col("answer")))
 
 
 class PreferencePollution(BaseModel):
@@ -148,7 +142,7 @@ register(Detector(
                 "flattened into SFT",
     columns={"pref_field": "any", "pref_marker": "first", "pref_hedged": "any",
              "pref_divergent": "any", "pref_contradictory": "any"},
-    score=lambda context: score_preference(context.pairs, claims=context.claims()),
+    score=lambda context: score_preference(context.pairs, claim=context.claim_keys()),
     flaws=(Flaw(
         "preference_pollution", PreferencePollution, blocking_none_kept=True,
         description="preference or judge data flattened into SFT rows",
