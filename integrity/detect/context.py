@@ -72,14 +72,23 @@ class ScoringContext:
 
     def image_stats(self) -> pl.DataFrame:
         """One row per distinct image: size, pixel spread, thumbnail (image_sanity.image_stats)."""
-        from integrity.detect.pixels import image_stats
+        return self._image_stats()[0]
 
-        def compute() -> pl.DataFrame:
+    def decoded_images(self):
+        """The images ``image_stats`` decoded whole (``pixels.Decoded``, within its budget), for
+        the near-copy verification to read instead of decoding them again."""
+        return self._image_stats()[1]
+
+    def _image_stats(self):
+        from integrity.detect.pixels import Decoded, image_stats
+
+        def compute():
             with_image = self.pairs.filter(pl.col("image_sha256").is_not_null()).unique(
                 "image_sha256", maintain_order=True)
+            decoded = Decoded()
             return image_stats(with_image["image_uri"].to_list(),
                                with_image["image_sha256"].to_list(),
-                               storage_options=self.storage_options)
+                               storage_options=self.storage_options, decoded=decoded), decoded
 
         return self.shared("image_stats", compute)
 

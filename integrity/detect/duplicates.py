@@ -25,7 +25,8 @@ Measures, per pair:
 The policy decides what counts as a copy (``signals.duplicate``) and what eval overlap does
 (``audit.actions.eval_overlap``). Needs no model. Cost: O(pairs) group-bys, O(images^1.5 x 768) multiply-adds for candidates
 and a decode + FFT per image with a close candidate (the FFTs in chunks of SPECTRA_BUDGET, the
-decodes kept up to PIXEL_BUDGET, so once).
+decodes kept up to PIXEL_BUDGET, so once; an image the statistics decoded whole is read from
+there, ``pixels.Decoded``, not decoded again).
 """
 
 from __future__ import annotations
@@ -160,16 +161,18 @@ def verify_geometry(stats: pl.DataFrame) -> tuple[int, int, float]:
 
 
 def _pixels(images: list[tuple], *, side: int, storage_options: dict,
-            blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE) -> list[np.ndarray]:
+            blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE, decoded=None) -> list[np.ndarray]:
     """The images at side x side RGB (uint8), resampled with Lanczos (a copy saved smaller is
     restored smoothly, not in blocks) to a side finer than most sources (``verify_geometry``),
     so the shift search aligns to a fraction of a source pixel, then blurred by ``blur`` px:
     what re-encoding changes (JPEG blocks, 4:2:0 chroma, resampling) lives below that scale;
-    what makes two pictures different does not."""
+    what makes two pictures different does not. ``decoded``: images decoded whole already
+    (``pixels.Decoded``), read from there."""
     def load(image: tuple) -> np.ndarray:
         sha256, uri, *options = image  # (sha256, uri[, its own storage options])
-        rgb = load_rgb(uri, sha256=sha256,
-                       storage_options=options[0] if options else storage_options)
+        whole = decoded.get(sha256) if decoded is not None else None
+        rgb = Image.fromarray(whole) if whole is not None else load_rgb(
+            uri, sha256=sha256, storage_options=options[0] if options else storage_options)
         resized = rgb.resize((side, side), Image.LANCZOS)
         return np.asarray(resized.filter(ImageFilter.GaussianBlur(blur)))
 
@@ -206,7 +209,8 @@ def aligned_similarity(spectra: np.ndarray, left: np.ndarray, right: np.ndarray,
 def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple], *,
                  side: int, radius: int, storage_options: dict,
                  blur: float = VERIFY_BLUR * VERIFY_UPSAMPLE,
-                 budget: int = SPECTRA_BUDGET, pixel_budget: int = PIXEL_BUDGET) -> np.ndarray:
+                 budget: int = SPECTRA_BUDGET, pixel_budget: int = PIXEL_BUDGET,
+                 decoded=None) -> np.ndarray:
     """aligned_similarity of every candidate pair (left[i], right[i]) of ``images`` ((sha256,
     uri) pairs, or (sha256, uri, storage options) for images of several sources: each read is
     checked against the hash ingest recorded).
@@ -237,7 +241,8 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple], *,
         involved = np.unique(chunk).tolist()
         missing = [i for i in involved if i not in kept]
         read = dict(zip(missing, _pixels([images[i] for i in missing], side=side,
-                                         storage_options=storage_options, blur=blur)))
+                                         storage_options=storage_options, blur=blur,
+                                         decoded=decoded)))
         for image in missing[:max(0, max_kept - len(kept))]:
             kept[image] = read[image]
         slot = {image: position for position, image in enumerate(involved)}
@@ -251,9 +256,10 @@ def verify_pairs(left: np.ndarray, right: np.ndarray, images: list[tuple], *,
 
 
 def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidates: int = 3,
-                          floor: float = 0.8,
-                          storage_options: dict | None = None) -> pl.DataFrame:
-    """image_sha256 -> dup_near_image_sim, dup_near_image_of (the verified closest other image)."""
+                          floor: float = 0.8, storage_options: dict | None = None,
+                          decoded=None) -> pl.DataFrame:
+    """image_sha256 -> dup_near_image_sim, dup_near_image_of (the verified closest other image).
+    ``decoded``: images decoded whole already (``pixels.Decoded``)."""
     shas = stats["image_sha256"].to_list()
     side, radius, blur = verify_geometry(stats)
     count = len(shas)
@@ -273,7 +279,8 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
         rank[order] = np.arange(count)
         ranked = [(shas[i], uris[shas[i]]) for i in order]
         verified = verify_pairs(rank[left], rank[right], ranked, side=side,
-                                radius=radius, storage_options=storage_options or {}, blur=blur)
+                                radius=radius, storage_options=storage_options or {}, blur=blur,
+                                decoded=decoded)
         order = np.lexsort((-verified, left))  # per image, best verified candidate first
         first = np.unique(left[order], return_index=True)[1]
         similarity[left[order][first]] = verified[order][first]
@@ -332,9 +339,14 @@ def near_duplicate_dialogs(pairs: pl.DataFrame) -> pl.DataFrame:
 
 def near_images(context) -> pl.DataFrame:
     """``near_duplicate_images`` of the context's images, shared."""
-    return context.shared("near_images", lambda: near_duplicate_images(
-        context.image_stats(), image_uris(context.pairs),
-        storage_options=context.storage_options))
+    def compute() -> pl.DataFrame:
+        nearest = near_duplicate_images(context.image_stats(), image_uris(context.pairs),
+                                        storage_options=context.storage_options,
+                                        decoded=context.decoded_images())
+        context.decoded_images().pixels.clear()  # verified: nothing else reads them
+        return nearest
+
+    return context.shared("near_images", compute)
 
 
 def near_dialogs(context) -> pl.DataFrame:

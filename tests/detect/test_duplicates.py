@@ -201,3 +201,48 @@ def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_deco
                                     budget=ten_spectra, pixel_budget=5 * 3 * 48 * 48)
     assert len(decoded) > len(images)  # past the pixel budget an image is decoded again
     assert np.array_equal(small, whole)
+
+
+def test_images_the_statistics_decoded_whole_are_not_decoded_again_to_verify(tmp_path,
+                                                                             monkeypatch):
+    """Scoring decoded every image twice: once for its statistics and once more to verify its
+    near copies. Images the statistics read whole are kept (within a budget) and verified from
+    there, to the same scores; a large JPEG, which statistics read at a reduced size, is still
+    decoded whole to verify."""
+    import integrity.detect.duplicates as duplicates
+    from integrity.detect.pixels import Decoded
+
+    images, rng = [], random.Random(4)
+    for index in range(12):
+        picture = draw_shapes(rng.choice(["red", "green"]), "circle", 1, "left", "small", 32,
+                              rng=random.Random(index))
+        images.append(save_image(tmp_path / f"{index}.png", picture))
+    large = draw_shapes("red", "circle", 1, "left", "small", 400, rng=random.Random(1))
+    images.append(save_image(tmp_path / "large.jpg", large, "JPEG"))
+    uris, shas = (list(column) for column in zip(*images, strict=True))
+    decoded_twice: list[str] = []
+
+    def counting_load(uri, **options):
+        decoded_twice.append(uri)
+        return load(uri, **options)
+
+    load = duplicates.load_rgb
+    monkeypatch.setattr(duplicates, "load_rgb", counting_load)
+    kept = Decoded()
+    stats = image_stats(uris, shas, decoded=kept)
+    assert set(kept.pixels) == set(shas[:-1])  # the JPEG was read at a reduced size
+    left = np.arange(13)
+    right = (left + 1) % 13
+    listed = list(zip(shas, uris, strict=True))
+    side, radius, _ = duplicates.verify_geometry(stats)
+    reused = duplicates.verify_pairs(left, right, listed, side=side, radius=radius,
+                                     storage_options={}, decoded=kept)
+    assert decoded_twice == [uris[-1]]
+    decoded_twice.clear()
+    again = duplicates.verify_pairs(left, right, listed, side=side, radius=radius,
+                                    storage_options={})
+    assert sorted(decoded_twice) == sorted(uris)
+    assert np.array_equal(reused, again)
+    tight = Decoded(budget=3 * 32 * 32 * 2)
+    image_stats(uris, shas, decoded=tight)
+    assert len(tight.pixels) == 2  # the rest past the budget is decoded again when needed
