@@ -101,6 +101,7 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
     encoder = make_encoder(demo_encoder_config(workers=1, batch_size=256), store)
     figures = {"rows": rows, "images": max(1, rows // rows_per_image), "phase": phase,
                "accepted": result.accepted.height}
+    del result  # the rows are in the store; a pipeline does not hold them after ingest either
     if phase == "model":
         timed("score", lambda: score_to_store(source, raw.version, store, encoder=encoder))
         figures["encodes"] = encoder.images_encoded + encoder.texts_encoded

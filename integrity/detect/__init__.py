@@ -48,16 +48,20 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
     return _run_detectors(_context(raw, encoder, eval_images, eval_questions, storage_options))
 
 
-def score_source(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
-                 eval_questions: set[str] | None = None,
-                 storage_options: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame,
-                                                               pl.DataFrame, dict[str, float]]:
-    """``score_pairs`` plus the source's copy keys for the duplicate index: (scored pairs,
-    ``cross_source.source_keys``, ``cross_source.source_images``, wall seconds per step); the
-    images are decoded once for all three."""
+def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
+                 eval_questions: set[str] | None = None, storage_options: dict | None = None,
+                 qa_seconds: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+                                                   dict[str, float]]:
+    """``score_pairs`` of a source's QA pairs (``qa_pairs`` of its rows, which the caller may
+    then let go: they are not read again) plus its copy keys for the duplicate index: (scored
+    pairs, ``cross_source.source_keys``, ``cross_source.source_images``, wall seconds per step,
+    ``qa_seconds`` the QA pairs took among them); the images are decoded once for all three."""
     from integrity.detect.cross_source import source_images, source_keys
 
-    context = _context(raw, encoder, eval_images, eval_questions, storage_options)
+    context = ScoringContext(pairs, encoder=encoder, storage_options=storage_options or {},
+                             eval_images=eval_images or set(),
+                             eval_questions=eval_questions or set(),
+                             seconds={"qa_pairs": qa_seconds})
     pairs = _run_detectors(context)
     started = time.perf_counter()
     keys, images = source_keys(context.pairs), source_images(context.pairs, context.image_stats())
