@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import polars as pl
+import pytest
 from PIL import Image, ImageChops
 
 from demo.shapes import draw_shapes
@@ -16,6 +17,22 @@ from integrity.detect.duplicates import (
 )
 from integrity.detect.pixels import image_stats
 from tests.detect.conftest import save_image
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """The uris near-copy verification decodes (``duplicates.load_rgb``), in order."""
+    import integrity.detect.duplicates as duplicates
+
+    seen: list[str] = []
+    load = duplicates.load_rgb
+
+    def counting_load(uri, **options):
+        seen.append(uri)
+        return load(uri, **options)
+
+    monkeypatch.setattr(duplicates, "load_rgb", counting_load)
+    return seen
 
 
 def test_nearest_neighbours_matches_brute_force():
@@ -164,7 +181,7 @@ def test_the_inverted_file_finds_the_near_copies_the_exact_search_finds(monkeypa
 
 
 def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_decodes(
-        tmp_path, monkeypatch):
+        tmp_path, decodes):
     """The 1M-row run decoded 20k images about three times each: spectra were budgeted by count
     (1,024) whatever their size. The budget is in bytes, and then the 20k images' spectra still
     needed two chunks, which decoded 28k images: the chunks now share the decoded pixels kept
@@ -180,31 +197,23 @@ def test_verification_decodes_each_image_once_and_a_small_budget_only_costs_deco
         images.append((sha, uri))
     left = np.array([i for i in range(40) for j in (1, 2)])
     right = (left + np.array([1, 2] * 40)) % 40
-    decoded: list[str] = []
-
-    def counting_load(uri, **options):
-        decoded.append(uri)
-        return load(uri, **options)
-
-    load = duplicates.load_rgb
-    monkeypatch.setattr(duplicates, "load_rgb", counting_load)
     whole = duplicates.verify_pairs(left, right, images, side=48, radius=2, storage_options={})
-    assert sorted(decoded) == sorted(uri for _, uri in images)  # each image exactly once
-    decoded.clear()
+    assert sorted(decodes) == sorted(uri for _, uri in images)  # each image exactly once
+    decodes.clear()
     ten_spectra = 10 * 3 * 48 * 25 * 8
     chunked = duplicates.verify_pairs(left, right, images, side=48, radius=2,
                                       storage_options={}, budget=ten_spectra)
-    assert sorted(decoded) == sorted(uri for _, uri in images)  # chunks share the pixels kept
+    assert sorted(decodes) == sorted(uri for _, uri in images)  # chunks share the pixels kept
     assert np.array_equal(chunked, whole)
-    decoded.clear()
+    decodes.clear()
     small = duplicates.verify_pairs(left, right, images, side=48, radius=2, storage_options={},
                                     budget=ten_spectra, pixel_budget=5 * 3 * 48 * 48)
-    assert len(decoded) > len(images)  # past the pixel budget an image is decoded again
+    assert len(decodes) > len(images)  # past the pixel budget an image is decoded again
     assert np.array_equal(small, whole)
 
 
 def test_images_the_statistics_decoded_whole_are_not_decoded_again_to_verify(tmp_path,
-                                                                             monkeypatch):
+                                                                             decodes):
     """Scoring decoded every image twice: once for its statistics and once more to verify its
     near copies. Images the statistics read whole are kept (within a budget) and verified from
     there, to the same scores; a large JPEG, which statistics read at a reduced size, is still
@@ -220,14 +229,6 @@ def test_images_the_statistics_decoded_whole_are_not_decoded_again_to_verify(tmp
     large = draw_shapes("red", "circle", 1, "left", "small", 400, rng=random.Random(1))
     images.append(save_image(tmp_path / "large.jpg", large, "JPEG"))
     uris, shas = (list(column) for column in zip(*images, strict=True))
-    decoded_twice: list[str] = []
-
-    def counting_load(uri, **options):
-        decoded_twice.append(uri)
-        return load(uri, **options)
-
-    load = duplicates.load_rgb
-    monkeypatch.setattr(duplicates, "load_rgb", counting_load)
     kept = Decoded()
     stats = image_stats(uris, shas, decoded=kept)
     assert set(kept.pixels) == set(shas[:-1])  # the JPEG was read at a reduced size
@@ -237,11 +238,11 @@ def test_images_the_statistics_decoded_whole_are_not_decoded_again_to_verify(tmp
     side, radius, _ = duplicates.verify_geometry(stats)
     reused = duplicates.verify_pairs(left, right, listed, side=side, radius=radius,
                                      storage_options={}, decoded=kept)
-    assert decoded_twice == [uris[-1]]
-    decoded_twice.clear()
+    assert decodes == [uris[-1]]
+    decodes.clear()
     again = duplicates.verify_pairs(left, right, listed, side=side, radius=radius,
                                     storage_options={})
-    assert sorted(decoded_twice) == sorted(uris)
+    assert sorted(decodes) == sorted(uris)
     assert np.array_equal(reused, again)
     tight = Decoded(budget=3 * 32 * 32 * 2)
     image_stats(uris, shas, decoded=tight)
