@@ -44,7 +44,7 @@ def score_to_store(
     eval_images, eval_questions = eval_overlap_keys(eval_sets or [], store)
     rows_in, roles = raw.height, raw.select("example_id", "pref_role")
     qa = detect.qa_pairs(raw)
-    del raw  # read once: not held while the detectors run (1.4 GB of 1M rows)
+    del raw  # read once: not held while the detectors run (0.5 GB of 1M rows)
     pairs, keys, images, step_seconds = detect.score_source(
         qa, encoder=encoder, storage_options=source.storage_options, eval_images=eval_images,
         eval_questions=eval_questions, qa_seconds=time.perf_counter() - started)
