@@ -45,7 +45,10 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
     Without an ``encoder`` the detectors that need a model are skipped (their columns are
     absent, so the flaw classes they decide are not evaluated); everything else needs none.
     """
-    return _run_detectors(_context(raw, encoder, eval_images, eval_questions, storage_options))
+    started = time.perf_counter()
+    pairs = qa_pairs(raw)
+    return _run_detectors(_context(pairs, encoder, eval_images, eval_questions, storage_options,
+                                   time.perf_counter() - started))
 
 
 def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
@@ -58,10 +61,7 @@ def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | N
     ``qa_seconds`` the QA pairs took among them); the images are decoded once for all three."""
     from integrity.detect.cross_source import source_images, source_keys
 
-    context = ScoringContext(pairs, encoder=encoder, storage_options=storage_options or {},
-                             eval_images=eval_images or set(),
-                             eval_questions=eval_questions or set(),
-                             seconds={"qa_pairs": qa_seconds})
+    context = _context(pairs, encoder, eval_images, eval_questions, storage_options, qa_seconds)
     pairs = _run_detectors(context)
     started = time.perf_counter()
     keys, images = source_keys(context.pairs), source_images(context.pairs, context.image_stats())
@@ -69,14 +69,13 @@ def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | N
     return pairs, keys, images, context.seconds
 
 
-def _context(raw: pl.DataFrame, encoder, eval_images: set[str] | None,
-             eval_questions: set[str] | None, storage_options: dict | None) -> ScoringContext:
-    started = time.perf_counter()
-    pairs = qa_pairs(raw)
+def _context(pairs: pl.DataFrame, encoder, eval_images: set[str] | None,
+             eval_questions: set[str] | None, storage_options: dict | None,
+             qa_seconds: float) -> ScoringContext:
     return ScoringContext(pairs, encoder=encoder, storage_options=storage_options or {},
                           eval_images=eval_images or set(),
                           eval_questions=eval_questions or set(),
-                          seconds={"qa_pairs": time.perf_counter() - started})
+                          seconds={"qa_pairs": qa_seconds})
 
 
 def _run_detectors(context: ScoringContext) -> pl.DataFrame:

@@ -148,8 +148,8 @@ def claim_keys(pairs: pl.DataFrame, claims=None) -> pl.Series:
     if claims is not None and not claims.paradigm.is_empty():
         words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode())
     texts = pairs.select("question", "answer")
-    distinct = pairs.unique(["question", "answer"], keep="first").select(
-        "question", "answer", claim=claim_key(words))
+    distinct = pairs.select("question", "answer", "question_tokens", "answer_tokens").unique(
+        ["question", "answer"], keep="first").select("question", "answer", claim=claim_key(words))
     return texts.join(distinct, on=["question", "answer"], how="left", maintain_order="left",
                       nulls_equal=True)["claim"]
 

@@ -43,11 +43,13 @@ def score_to_store(
     started = time.perf_counter()
     eval_images, eval_questions = eval_overlap_keys(eval_sets or [], store)
     rows_in, roles = raw.height, raw.select("example_id", "pref_role")
+    qa_started = time.perf_counter()
     qa = detect.qa_pairs(raw)
+    qa_seconds = time.perf_counter() - qa_started
     del raw  # read once: not held while the detectors run (0.5 GB of 1M rows)
     pairs, keys, images, step_seconds = detect.score_source(
         qa, encoder=encoder, storage_options=source.storage_options, eval_images=eval_images,
-        eval_questions=eval_questions, qa_seconds=time.perf_counter() - started)
+        eval_questions=eval_questions, qa_seconds=qa_seconds)
     del qa
     rows = detect.score_rows(pairs)
     seconds = time.perf_counter() - started

@@ -66,3 +66,25 @@ def test_rows_split_in_chunks_give_the_same_pairs_as_all_at_once(monkeypatch):
     assert chunked.equals(whole)
     assert chunked.height == sum(1 + i % 2 for i in range(23))
     assert chunked["example_id"].unique(maintain_order=True).to_list() == [f"r{i}" for i in range(23)]
+
+
+def test_claim_keys_computed_per_distinct_text_are_each_pairs_own(pairs_of):
+    """Blind, preference and contradiction share claim keys computed once per distinct
+    (question, answer) and joined back: row for row they are the per-pair expression's."""
+    from integrity.detect.claims import source_claims
+    from integrity.detect.pairs import claim_key, claim_keys
+
+    rows = [{"id": f"{color}{i}", "image": f"img{i % 4}",
+             "qa": [("What color is it?", f"{color.capitalize()}."),
+                    ("How many shapes?", "Two." if i % 2 else "There are three shapes.")]}
+            for color in ("red", "blue", "green") for i in range(5)]
+    rows.append({"id": "prose", "image": "img9",
+                 "qa": [("Describe it.", "A red circle beside a blue square.")]})
+    pairs = pairs_of(rows)
+    claims = source_claims(pairs)
+    words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode())
+    expected = pairs.select(claim_key(words))["answer_tokens"].to_list()
+    assert claim_keys(pairs, claims).to_list() == expected
+    assert "red" in expected and "two" in expected  # the keys say something
+    without = pairs.select(claim_key(pl.lit([], dtype=pl.List(pl.String))))
+    assert claim_keys(pairs).to_list() == without.to_series().to_list()
