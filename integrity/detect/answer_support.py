@@ -89,7 +89,8 @@ def claim_support(pairs: pl.DataFrame, *, encoder, image_embeddings,
     rows, image_of_row, images = image_embeddings
     image_position = np.full(pairs.height, -1, dtype=np.int64)
     image_position[rows] = image_of_row
-    with_image = pairs.with_row_index("pair_row").filter(pl.col("image_sha256").is_not_null())
+    with_image = pairs.select("image_sha256", "answer").with_row_index("pair_row").filter(
+        pl.col("image_sha256").is_not_null())
     distinct = with_image.select("answer").unique(maintain_order=True).with_row_index("answer_id")
     claims = answer_claims(distinct["answer"].to_list(), alternatives).with_row_index("claim")
     empty = pl.DataFrame(schema={"pair_row": pl.Int64, "word": pl.String, "support": pl.Float32,

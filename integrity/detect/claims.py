@@ -48,7 +48,8 @@ def paradigms(pairs: pl.DataFrame, *, max_alternatives: int = 8,
     word the source mostly asks with, like "shape" or "count", is a question's topic, and left
     over when a question states its own answer: "Counting two objects, how many?" "I count two.").
     """
-    image = pairs.filter(pl.col("image_sha256").is_not_null())
+    image = pairs.select("image_sha256", "question_norm", "question_tokens", "answer",
+                         "answer_tokens").filter(pl.col("image_sha256").is_not_null())
     in_questions = image.select(word=pl.col("question_tokens").list.unique()).explode(
         "word").group_by("word").len("asked")
     in_answers = image.select(word=pl.col("answer_tokens").list.unique()).explode(
@@ -128,23 +129,29 @@ class Translation:
     members: pl.DataFrame      # word, member: the word and its alternatives
 
 
-def learn_translation(claims: pl.DataFrame, texts: pl.DataFrame,
+def learn_translation(claims: pl.DataFrame, texts: Texts,
                       paradigm: pl.DataFrame) -> Translation:
     """Count, over image pairs, how often each text word appears beside each claim word.
 
-    ``claims``: (pair_row, word) for the claim words of every image pair; ``texts``: (pair_row, token),
-    the distinct words of each pair's text; ``paradigm`` as ``paradigms`` returns. Text words in
-    more than MAX_TEXT_WORD_SHARE of the pairs are dropped (they say nothing).
+    ``claims``: (pair_row, word) for the claim words of every image pair; ``texts``: each
+    pair's whole text (``Texts``); ``paradigm`` as ``paradigms`` returns. Text words in more
+    than MAX_TEXT_WORD_SHARE of the pairs are dropped (they say nothing). Pairs are counted
+    per distinct text (how many pairs of a text claim a word, times the text's words), not
+    per (pair, text word, claim word): the same counts from far fewer rows where texts recur.
     """
     members = paradigm.select("word", member=pl.concat_list(pl.col("word"),
                                                             pl.col("alternatives"))).explode(
         "member")
     pair_count = max(claims["pair_row"].n_unique(), 1)
-    texts = texts.join(claims.select("pair_row").unique(), on="pair_row", how="semi")
-    informative = texts.group_by("token").len().filter(
-        pl.col("len") <= MAX_TEXT_WORD_SHARE * pair_count).select("token")
-    together = claims.join(texts.join(informative, on="token", how="semi"), on="pair_row").group_by(
-        "token", "word").len("n_tw")
+    claimed = texts.ids.join(claims.select("pair_row").unique(), on="pair_row", how="semi")
+    pairs_per_text = claimed.group_by("text_id").len("pairs")
+    informative = texts.tokens.join(pairs_per_text, on="text_id").group_by("token").agg(
+        pl.col("pairs").sum()).filter(
+        pl.col("pairs") <= MAX_TEXT_WORD_SHARE * pair_count).select("token")
+    words_per_text = claims.join(texts.ids, on="pair_row").group_by("text_id", "word").len()
+    together = words_per_text.join(texts.tokens.join(informative, on="token", how="semi"),
+                                   on="text_id").group_by("token", "word").agg(
+        n_tw=pl.col("len").sum().cast(pl.UInt32))
     in_paradigm = members.join(together.rename({"word": "member"}), on="member").group_by(
         "token", "word").agg(n_tp=pl.col("n_tw").sum())
     return Translation(together.join(in_paradigm, on=["token", "word"]), members)
@@ -237,18 +244,19 @@ class Claims:
 def source_claims(pairs: pl.DataFrame) -> Claims:
     """Paradigms, claim words, the pairs' text words and the translation learned over them."""
     paradigm = paradigms(pairs)
-    frame = pairs.with_row_index("pair_row").filter(pl.col("image_sha256").is_not_null()).select(
-        "pair_row", "prompt_text", "caption", "image_names",
-        claims=claim_words(pl.col("answer_tokens"), paradigm),
-        context=pl.col("prompt_tokens"),
-        outside=pl.col("outside_tokens"),
-    ).with_columns(pl.col("pair_row").cast(pl.Int64))
+    # Selected before filtered: a filter copies every column it is given.
+    frame = pairs.with_row_index("pair_row").select(
+        pl.col("pair_row").cast(pl.Int64), "image_sha256", "prompt_text", "caption",
+        "image_names", claims=claim_words(pl.col("answer_tokens"), paradigm),
+        context=pl.col("prompt_tokens"), outside=pl.col("outside_tokens"),
+    ).filter(pl.col("image_sha256").is_not_null()).drop("image_sha256")
     words = split_token_lists(frame, pl.col("claims"), "word")
     context = distinct_texts(frame, ["prompt_text"], "context")
     outside = distinct_texts(frame, ["caption", "image_names"], "outside")
     # The translation counts pairs, each pair's text words once over both parts.
-    texts = split_token_lists(frame, pl.concat_list("context", "outside"))
-    return Claims(paradigm, words, context, outside, learn_translation(words, texts, paradigm))
+    whole = distinct_texts(frame.with_columns(whole=pl.concat_list("context", "outside")),
+                           ["prompt_text", "caption", "image_names"], "whole")
+    return Claims(paradigm, words, context, outside, learn_translation(words, whole, paradigm))
 
 
 def distinct_texts(frame: pl.DataFrame, keys: list[str], tokens: str) -> Texts:

@@ -83,8 +83,8 @@ class ScoringContext:
         from integrity.detect.pixels import Decoded, image_stats
 
         def compute():
-            with_image = self.pairs.filter(pl.col("image_sha256").is_not_null()).unique(
-                "image_sha256", maintain_order=True)
+            with_image = self.pairs.select("image_sha256", "image_uri").filter(
+                pl.col("image_sha256").is_not_null()).unique("image_sha256", maintain_order=True)
             decoded = Decoded()
             return image_stats(with_image["image_uri"].to_list(),
                                with_image["image_sha256"].to_list(),

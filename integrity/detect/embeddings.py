@@ -56,7 +56,7 @@ def image_matrix(pairs: pl.DataFrame, encoder: Encoder, *, storage_options: dict
     ``storage_options`` go to fsspec for s3:// image uris (the source's).
     """
     rows = np.flatnonzero(pairs["image_sha256"].is_not_null().to_numpy())
-    with_image = pairs[rows].select("image_sha256", "image_uri")
+    with_image = pairs.select("image_sha256", "image_uri")[rows]  # not every column gathered
     distinct = with_image.unique("image_sha256", maintain_order=True).with_row_index("position")
     embeddings = encoder.encode_images(distinct["image_uri"].to_list(),
                                        distinct["image_sha256"].to_list(),

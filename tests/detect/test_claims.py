@@ -100,3 +100,34 @@ def test_what_a_pairs_text_states_is_the_same_computed_per_distinct_text(pairs_o
     assert claims.context.tokens["text_id"].n_unique() < claims.context.ids.height  # shared
     by_id = _by_example(pairs, by_parts)
     assert by_id["literal"] == 1.0 and by_id["silent"] == 0.0 and by_id["red1"] > 0.7
+
+
+def test_the_translation_counted_per_distinct_text_is_the_per_pair_count(pairs_of):
+    """``learn_translation`` counts (text word, claim word) per distinct whole text, times the
+    pairs of that text that claim the word: the counts must be those of every (pair, text word,
+    claim word) triple (the per-pair join held 15M rows at 1M rows). A word in both the
+    question and the caption counts once per pair."""
+    from collections import Counter
+
+    # Red rows' captions say crimson, but every fourth says azure; some questions repeat it.
+    rows = [{"id": f"{c}{i}", "image": f"{c}{i % 4}",
+             "caption": f"two {'azure' if c == 'red' and i % 4 == 3 else word} circles",
+             "qa": [("What color are the shapes?" if i % 2 else f"What color, {word} or not?",
+                     f"{c.capitalize()}.")]}
+            for c, word in (("red", "crimson"), ("blue", "azure"), ("green", "emerald"))
+            for i in range(8)]
+    pairs = pairs_of(rows)
+    claims = source_claims(pairs)
+    whole = pl.concat([claims.context.per_pair(), claims.outside.per_pair()]).unique()
+    claimed = set(claims.words["pair_row"].to_list())
+    tokens_of: dict[int, set[str]] = {}
+    for pair, token in whole.iter_rows():
+        if pair in claimed:
+            tokens_of.setdefault(pair, set()).add(token)
+    share = Counter(token for tokens in tokens_of.values() for token in tokens)
+    informative = {t for t, n in share.items() if n <= 0.5 * len(claimed)}
+    expected = Counter((token, word) for pair, word in claims.words.iter_rows()
+                       for token in tokens_of.get(pair, ()) if token in informative)
+    together = claims.translation.together
+    assert dict(zip(zip(together["token"], together["word"]), together["n_tw"])) == dict(expected)
+    assert expected[("azure", "blue")] == 8 and expected[("azure", "red")] == 2
