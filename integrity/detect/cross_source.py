@@ -32,7 +32,7 @@ import polars as pl
 
 from integrity.detect.duplicates import (
     MIN_TEXT_SHINGLES,
-    dialog_words,
+    dialog_shingles,
     signatures,
     verify_geometry,
     verify_pairs,
@@ -81,20 +81,18 @@ def _band_keys(signature: np.ndarray) -> np.ndarray:
 
 def source_keys(pairs: pl.DataFrame) -> pl.DataFrame:
     """One row per example of ``pairs`` (``qa_pairs``): example_id, image_key, image_sha256 (its
-    images), exact_key, shingles (sorted, stable hashes of ``dialog_words``) and bands (empty
+    images), exact_key, shingles (sorted, stable hashes of ``dialog_shingles``) and bands (empty
     for a text-only dialog under MIN_TEXT_SHINGLES words: short ones are only exact copies)."""
-    examples = pairs.group_by("example_id", maintain_order=True).agg(
-        image_key=pl.col("image_key").first().fill_null(""),
-        dialog_norm=pl.col("dialog_norm").first())
+    # Each example's first pair (an integer to group by, not its id: 1.0 s -> 0.1 s at 1M).
+    examples = pairs.select("example_row", "example_id", "image_key", "dialog_norm").filter(
+        pl.col("example_row").is_first_distinct()).select(
+        "example_id", pl.col("image_key").fill_null(""), "dialog_norm")
     if examples.is_empty():
         return pl.DataFrame(schema=KEYS_SCHEMA)
-    words = dialog_words(pairs)
-    vocabulary = words.select("shingle").unique()
-    vocabulary = vocabulary.with_columns(hash=stable_hash(vocabulary["shingle"]))
     # Each example's distinct hashes, sorted, in one group-by (not a unique over every
     # (example, hash) before it: 2.4 s -> 0.5 s at 1M rows).
-    shingles = words.join(vocabulary, on="shingle").group_by("row").agg(
-        shingles=pl.col("hash").unique().sort())
+    shingles = dialog_shingles(pairs, stable_hash).group_by("row").agg(
+        shingles=pl.col("shingle").unique().sort())
     exact_key = stable_hash(examples.select(pl.concat_str(
         "image_key", pl.col("dialog_norm").fill_null(""), separator="\x1f")).to_series())
     keyed = examples.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64)).join(

@@ -293,31 +293,44 @@ def near_duplicate_images(stats: pl.DataFrame, uris: dict[str, str], *, candidat
                "dup_near_image_of": pl.String}).with_columns(pl.col("dup_near_image_sim").fill_nan(None))
 
 
-def dialog_words(pairs: pl.DataFrame) -> pl.DataFrame:
+def dialog_shingles(pairs: pl.DataFrame, hashed=lambda words: words.hash(seed=3)
+                    ) -> pl.DataFrame:
     """(row, shingle): each example's dialog as its content words (``text.tokens``), plus its
-    answers' words marked as answers (``=word``); ``row`` is the example's position in order of
-    first appearance. Words, not word sequences: a templated copy inserts and swaps words
-    ("Please answer: ...", image -> picture) but keeps its answers, which count twice."""
-    words = pairs.group_by("example_id", maintain_order=True).agg(
-        question=pl.col("question_tokens").list.explode(keep_nulls=False, empty_as_null=False),
-        answer=pl.col("answer_tokens").list.explode(keep_nulls=False, empty_as_null=False))
-    return words.with_row_index("row").select(
+    answers' words marked as answers (``=word``), each hashed by ``hashed`` (a Series of words
+    -> UInt64; by default polars' hash, stable within one run only); ``row`` is the example's
+    position in order of first appearance. Words, not word sequences: a templated copy inserts
+    and swaps words ("Please answer: ...", image -> picture) but keeps its answers, which count
+    twice. Each distinct question's and answer's words are hashed once and rows gather integer
+    lists, not a string per word (9.4M of them at 1M rows)."""
+    texts = []
+    for kind, tokens in (("question", "question_tokens"), ("answer", "answer_tokens")):
+        distinct = pairs.select(text=kind, word=tokens).unique("text")
+        words = distinct.explode("word").drop_nulls("word")
+        if kind == "answer":  # an answer's words count twice: as words and as answer words
+            words = pl.concat([words, words.with_columns(
+                word=pl.concat_str(pl.lit("="), pl.col("word")))])
+        texts.append((kind, words))
+    vocabulary = pl.concat([words["word"] for _, words in texts]).unique()
+    code = pl.DataFrame({"word": vocabulary, "hash": hashed(vocabulary).cast(pl.UInt64)})
+    rows = pairs.select("example_row", "question", "answer")
+    for kind, words in texts:
+        lists = words.join(code, on="word").group_by("text").agg(pl.col("hash"))
+        rows = rows.join(lists.rename({"text": kind, "hash": f"{kind}_hash"}), on=kind,
+                         how="left", maintain_order="left")
+    return rows.group_by("example_row", maintain_order=True).agg(
+        *(pl.col(name).list.explode(keep_nulls=False, empty_as_null=False)
+          for name in ("question_hash", "answer_hash")),
+    ).with_row_index("row").select(
         pl.col("row").cast(pl.Int64),
-        shingle=pl.concat_list("question", "answer",
-                               pl.col("answer").list.eval(pl.lit("=") + pl.element())),
+        shingle=pl.concat_list("question_hash", "answer_hash"),
     ).explode("shingle").drop_nulls("shingle")
-
-
-def dialog_shingles(pairs: pl.DataFrame) -> pl.DataFrame:
-    """``dialog_words`` hashed (within one run: polars' hash is not stable across versions)."""
-    return dialog_words(pairs).select("row", shingle=pl.col("shingle").hash(seed=3))
 
 
 def near_duplicate_dialogs(pairs: pl.DataFrame) -> pl.DataFrame:
     """example_id -> dup_text_sim, dup_text_of (the most similar other example with the same
     images, or another text-only one) and dup_text_later (that example comes first)."""
-    examples = pairs.select("example_id", "image_key").unique("example_id",
-                                                              maintain_order=True)
+    examples = pairs.filter(pl.col("example_row").is_first_distinct()).select(
+        "example_id", "image_key")
     shingles = dialog_shingles(pairs)
     # A text-only dialog of a few words ("What is 34 minus 17? 17.") shares most of its words
     # with unrelated ones: only exact copies of such rows count.

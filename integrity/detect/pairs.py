@@ -30,7 +30,8 @@ QA_CHUNK_ROWS = 200_000
 def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     """One row per (question, answer) pair of every raw_sft row, in row then pair order.
 
-    Columns: example_id, pair, question, answer, question_norm, answer_norm, answer_words,
+    Columns: example_id, example_row (the row's position in ``raw``: an integer to group a
+    row's pairs by, which the pairs come sorted by), pair, question, answer, question_norm, answer_norm, answer_words,
     short_answer, image_sha256 (first image or null), image_uri, image_key (every image),
     modality, pref_role, pref_group; dialog_norm (the row's whole normalised dialog);
     context_norm (normalised system turn and every turn up to this question: what the answer
@@ -41,7 +42,9 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     (caption and image names): question_tokens, answer_tokens, prompt_tokens, outside_tokens.
     """
     if raw.height > QA_CHUNK_ROWS:
-        return pl.concat([qa_pairs(chunk) for chunk in raw.iter_slices(QA_CHUNK_ROWS)])
+        return pl.concat([qa_pairs(chunk).with_columns(pl.col("example_row") + start)
+                          for start, chunk in zip(range(0, raw.height, QA_CHUNK_ROWS),
+                                                  raw.iter_slices(QA_CHUNK_ROWS))])
     dialog = raw.select(
         "example_id",
         "modality",
@@ -106,7 +109,8 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
             & (pl.col("answer_words") <= SHORT_ANSWER_WORDS)
         )
         .sort("row", "pair")
-        .drop("row", "norms", "prompts", "system")
+        .rename({"row": "example_row"})
+        .drop("norms", "prompts", "system")
     )
 
 

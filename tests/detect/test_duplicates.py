@@ -11,6 +11,7 @@ from PIL import Image, ImageChops
 from demo.shapes import draw_shapes
 from integrity.detect.duplicates import (
     Duplicate,
+    dialog_shingles,
     nearest_neighbours,
     score_duplicates,
     signatures,
@@ -125,6 +126,30 @@ def test_templated_copies_of_a_dialog_are_near_duplicates_and_other_questions_ar
     assert by_id["orig"]["dup_text_later"] is False
     assert (by_id["other"]["dup_text_sim"] or 0) < Duplicate().text_sim_min
     assert by_id["elsewhere"]["dup_text_sim"] is None  # another image: never compared
+
+
+def test_dialog_shingles_are_each_examples_words_and_answer_words_hashed(pairs_of):
+    """Built from distinct questions and answers, not a string per word of every row: the
+    same multiset of hashes per example, in order of first appearance, as hashing each row's
+    question words, answer words and "=" answer words one by one."""
+    from integrity.detect.text import tokens
+
+    rows = [{"id": "a", "image": "s1", "qa": [("Which shape is it?", "A red circle."),
+                                              ("Where is it?", "Left, left.")]},
+            {"id": "b", "image": None, "qa": [("Which shape is it?", "A circle.")]},
+            {"id": "c", "image": "s2", "qa": [("?", "A red circle.")]}]
+    pairs = pairs_of(rows)
+    found = dialog_shingles(pairs)
+    for row, (example, qa) in enumerate((r["id"], r["qa"]) for r in rows):
+        def words_of(text):
+            return pl.select(tokens(pl.lit(text))).to_series()[0].to_list()
+
+        words = [w for q, _ in qa for w in words_of(q)]
+        answers = [w for _, a in qa for w in words_of(a)]
+        expected = pl.Series(words + answers + ["=" + w for w in answers]).hash(seed=3)
+        assert sorted(found.filter(pl.col("row") == row)["shingle"].to_list()) == sorted(
+            expected.to_list()), example
+    assert found["row"].unique().to_list() == [0, 1, 2]
 
 
 def test_short_text_dialogs_are_only_ever_exact_copies(pairs_of):
