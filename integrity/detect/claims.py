@@ -48,22 +48,31 @@ def paradigms(pairs: pl.DataFrame, *, max_alternatives: int = 8,
     word the source mostly asks with, like "shape" or "count", is a question's topic, and left
     over when a question states its own answer: "Counting two objects, how many?" "I count two.").
     """
-    image = pairs.select("image_sha256", "question_norm", "question_tokens", "answer",
-                         "answer_tokens").filter(pl.col("image_sha256").is_not_null())
-    in_questions = image.select(word=pl.col("question_tokens").list.unique()).explode(
-        "word").group_by("word").len("asked")
-    in_answers = image.select(word=pl.col("answer_tokens").list.unique()).explode(
-        "word").group_by("word").len("answered")
+    # Counted per distinct (question, answer), each weighed by its image pairs: the same
+    # counts as pair by pair, from far fewer rows where texts recur.
+    image = pairs.select("image_sha256", "question", "answer").filter(
+        pl.col("image_sha256").is_not_null()).group_by("question", "answer").len("pairs")
+    image = image.join(pairs.select("question", "answer", "question_norm", "question_tokens",
+                                    "answer_tokens").unique(["question", "answer"]),
+                       on=["question", "answer"], how="left", nulls_equal=True)
+
+    def pairs_using(tokens: str, name: str) -> pl.DataFrame:
+        return image.select("pairs", word=pl.col(tokens).list.unique()).explode("word") \
+            .group_by("word").agg(pl.col("pairs").sum().alias(name))
+
+    in_questions, in_answers = pairs_using("question_tokens", "asked"), pairs_using(
+        "answer_tokens", "answered")
     answer_words = in_answers.join(in_questions, on="word", how="left").filter(
         pl.col("answered") >= ANSWER_WORD_RATIO * pl.col("asked").fill_null(0)).select("word")
     single = (
         image.filter(~hedged(pl.col("answer")))
-        .select("question_norm",
+        .select("question_norm", "pairs",
                 word=pl.col("answer_tokens").list.set_difference(pl.col("question_tokens")))
         .filter(pl.col("word").list.len() == 1)
-        .select("question_norm", pl.col("word").list.first())
+        .select("question_norm", "pairs", pl.col("word").list.first())
         .join(answer_words, on="word", how="semi")
-        .group_by("question_norm", "word").len()
+        .group_by("question_norm", "word").agg(pl.col("pairs").sum().cast(pl.UInt32)
+                                               .alias("len"))
         .filter(pl.col("len") >= min_count)
     )
     return (
