@@ -10,6 +10,7 @@ flat columns. Row-level scores are the worst pair's (see ``integrity.detect.scor
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
@@ -42,9 +43,10 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     (caption and image names): question_tokens, answer_tokens, prompt_tokens, outside_tokens.
     """
     if raw.height > QA_CHUNK_ROWS:
-        return pl.concat([qa_pairs(chunk).with_columns(pl.col("example_row") + start)
-                          for start, chunk in zip(range(0, raw.height, QA_CHUNK_ROWS),
-                                                  raw.iter_slices(QA_CHUNK_ROWS))])
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return pl.concat(pool.map(
+                lambda start: qa_pairs(raw.slice(start, QA_CHUNK_ROWS)).with_columns(
+                    pl.col("example_row") + start), range(0, raw.height, QA_CHUNK_ROWS)))
     dialog = raw.select(
         "example_id",
         "modality",
