@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
@@ -62,18 +63,19 @@ def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | N
     from integrity.detect.cross_source import source_images, source_keys
 
     context = _context(pairs, encoder, eval_images, eval_questions, storage_options, qa_seconds)
-    keys: list[pl.DataFrame] = []
 
-    def copy_keys() -> None:
+    def copy_keys() -> pl.DataFrame:
         started = time.perf_counter()
-        keys.append(source_keys(context.pairs))
+        keys = source_keys(context.pairs)
         context.seconds["copy_keys"] = time.perf_counter() - started
+        return keys
 
-    pairs = _run_detectors(context, meanwhile=copy_keys)
+    pairs = _run_detectors(context, meanwhile=lambda: context.shared("copy_keys", copy_keys))
+    keys = context.shared("copy_keys", copy_keys)  # computed by ``meanwhile``
     started = time.perf_counter()
     images = source_images(context.pairs, context.image_stats())
     context.seconds["copy_keys"] += time.perf_counter() - started
-    return pairs, keys[0], images, context.seconds
+    return pairs, keys, images, context.seconds
 
 
 def _context(pairs: pl.DataFrame, encoder, eval_images: set[str] | None,
@@ -85,7 +87,8 @@ def _context(pairs: pl.DataFrame, encoder, eval_images: set[str] | None,
                           seconds={"qa_pairs": qa_seconds})
 
 
-def _run_detectors(context: ScoringContext, meanwhile=None) -> pl.DataFrame:
+def _run_detectors(context: ScoringContext,
+                   meanwhile: Callable[[], object] | None = None) -> pl.DataFrame:
     """Every runnable detector's columns beside the pair keys. ``meanwhile()``: work that reads
     no detector's output, run on this thread just before the first detector whose evidence
     was started in the background, which would otherwise wait for it (at 1M rows the copy

@@ -50,11 +50,11 @@ def paradigms(pairs: pl.DataFrame, *, max_alternatives: int = 8,
     """
     # Counted per distinct (question, answer), each weighed by its image pairs: the same
     # counts as pair by pair, from far fewer rows where texts recur.
-    image = pairs.select("image_sha256", "question", "answer").filter(
-        pl.col("image_sha256").is_not_null()).group_by("question", "answer").len("pairs")
-    image = image.join(pairs.select("question", "answer", "question_norm", "question_tokens",
-                                    "answer_tokens").unique(["question", "answer"]),
-                       on=["question", "answer"], how="left", nulls_equal=True)
+    image = pairs.select("image_sha256", "question", "answer", "question_norm",
+                         "question_tokens", "answer_tokens").filter(
+        pl.col("image_sha256").is_not_null()).group_by("question", "answer").agg(
+        pl.len().alias("pairs"),
+        pl.col("question_norm", "question_tokens", "answer_tokens").first())
 
     def pairs_using(tokens: str, name: str) -> pl.DataFrame:
         return image.select("pairs", word=pl.col(tokens).list.unique()).explode("word") \

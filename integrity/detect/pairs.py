@@ -32,15 +32,16 @@ def qa_pairs(raw: pl.DataFrame) -> pl.DataFrame:
     """One row per (question, answer) pair of every raw_sft row, in row then pair order.
 
     Columns: example_id, example_row (the row's position in ``raw``: an integer to group a
-    row's pairs by, which the pairs come sorted by), pair, question, answer, question_norm, answer_norm, answer_words,
-    short_answer, image_sha256 (first image or null), image_uri, image_key (every image),
-    modality, pref_role, pref_group; dialog_norm (the row's whole normalised dialog);
-    context_norm (normalised system turn and every turn up to this question: what the answer
-    answers), prompt_text (the system turn and the user's turns up to this question, as
-    written: what the model is told, not what it said); caption (every string of the row's
-    metadata, joined, or null) and image_names (the words of its image file names); the content
-    words (``text.tokens``) of the question, the answer, the prompt and the outside text
-    (caption and image names): question_tokens, answer_tokens, prompt_tokens, outside_tokens.
+    row's pairs by, which the pairs come sorted by), pair, question, answer, question_norm,
+    answer_norm, answer_words, short_answer, image_sha256 (first image or null), image_uri,
+    image_key (every image), modality, pref_role, pref_group; dialog_norm (the row's whole
+    normalised dialog); context_norm (normalised system turn and every turn up to this
+    question: what the answer answers), prompt_text (the system turn and the user's turns up
+    to this question, as written: what the model is told, not what it said); caption (every
+    string of the row's metadata, joined, or null) and image_names (the words of its image
+    file names); the content words (``text.tokens``) of the question, the answer, the prompt
+    and the outside text (caption and image names): question_tokens, answer_tokens,
+    prompt_tokens, outside_tokens.
     """
     if raw.height > QA_CHUNK_ROWS:
         with ThreadPoolExecutor(max_workers=2) as pool:
