@@ -16,7 +16,7 @@ import fsspec
 
 from assets.trainers import DEMO_RL_COMMAND, DEMO_TRAINER_COMMAND
 from assets.versions import MaterializedVersions
-from integrity.detect.encoder import EncoderConfig, encoder_config
+from integrity.detect.encoder_config import EncoderConfig, encoder_config
 from integrity.ingest import SourceConfig, SourcesFileError, load_eval_sets, load_sources
 from integrity.ingest.sources import model_for
 from integrity.ingest.landing import landed_sources

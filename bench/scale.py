@@ -69,8 +69,6 @@ def _parses(line: bytes) -> bool:
 def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> None:
     """One run (``phase``: "model" or "non-model") of one size in this (child) process; puts
     its figures on ``queue``."""
-    import torch
-
     from demo.model import demo_encoder_config
     from integrity.ingest import SourceConfig
     from integrity.decide.policy import load_policy
@@ -84,7 +82,10 @@ def run_size(rows: int, rows_per_image: int, work: str, phase: str, queue) -> No
     )
     from integrity.store.versions import VersionStore
 
-    torch.set_num_threads(2)
+    if phase == "model":  # the non-model run never imports torch (a warm cache needs no model)
+        import torch
+
+        torch.set_num_threads(2)
     folder = corpus(Path(work), rows, rows_per_image)
     data = folder / "llava.jsonl"
     store = VersionStore(str(Path(work) / f"store-{rows}-{rows_per_image}"))

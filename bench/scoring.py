@@ -28,7 +28,8 @@ from PIL import Image
 from demo.reference import REFERENCE_WEIGHTS
 from demo.shapes import COLORS, POSITIONS, SHAPES, draw_shapes
 from integrity.store.embedding_cache import EmbeddingCache
-from integrity.detect.encoder import Encoder, EncoderConfig
+from integrity.detect.encoder import Encoder
+from integrity.detect.encoder_config import EncoderConfig
 
 DATA_JUICER_ROWS_PER_PROCESS = 558_000 / 3600 / 28  # ~5.5 rows/s per process
 
@@ -54,8 +55,8 @@ def write_corpus(folder: Path, count: int) -> tuple[list[str], list[str]]:
 
 def bare_forward(encoder: Encoder, uris: list[str], batch_size: int) -> float:
     """Images/s of model.encode_image alone, on tensors decoded and preprocessed beforehand."""
-    pixels = torch.stack([encoder.preprocess(Image.open(u).convert("RGB")) for u in uris])
-    model = encoder.model
+    pixels = torch.stack([encoder.clip.preprocess(Image.open(u).convert("RGB")) for u in uris])
+    model = encoder.clip.model
     with torch.inference_mode():
         model.encode_image(pixels[:batch_size])  # warm-up
         started = time.perf_counter()
@@ -99,7 +100,7 @@ def main() -> None:
         assert warm_encoder.images_encoded == 0, "the warm run must make no model calls"
 
         print(f"\n{name} ({'random weights' if pretrained is None else 'reference weights'},"
-              f" {encoder.preprocess.transforms[0].size} px)")
+              f" {encoder.clip.preprocess.transforms[0].size} px)")
         print(f"  baseline  bare encode_image on tensors   {baseline:8.1f} images/s")
         print(f"  ours      end-to-end encode_images       {end_to_end:8.1f} images/s"
               f"  (read, decode, preprocess, encode, cache write)")

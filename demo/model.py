@@ -12,7 +12,7 @@ REFERENCE_WEIGHTS = MODELS_DIR / f"{MODEL_NAME}.pt"
 def demo_encoder_config(**options):
     """The EncoderConfig of the demo's reference CLIP (its config registered from the package's
     JSON); ``options`` override any field, ``pretrained=None`` for the untrained model."""
-    from integrity.detect.encoder import EncoderConfig
+    from integrity.detect.encoder_config import EncoderConfig
 
     return EncoderConfig(**{"model": MODEL_NAME, "pretrained": str(REFERENCE_WEIGHTS),
                             "config_file": str(REFERENCE_CONFIG), **options})

@@ -75,7 +75,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
 
-    from integrity.detect.encoder import encoder_config
+    from integrity.detect.encoder_config import encoder_config
     from integrity.report.summaries import signal_table
     from integrity.stages import make_encoder, score_to_store
 

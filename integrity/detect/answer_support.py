@@ -1,7 +1,7 @@
 """Answer support: do the pixels pick what the answer claims over what it could have claimed?
 
 Every image-pair answer, one word or a paragraph, is split into claims: each sentence
-(``encoder.split_sentences``) and each claim word in it (a word the source's own short answers
+(``text.split_sentences``) and each claim word in it (a word the source's own short answers
 show to have alternatives, ``claims.paradigms``: colors, counts, objects ...). For each claim
 the sentence is shown to the model as written and with the claim word swapped for each of its
 alternatives ("The image shows two red circles." against "... two blue circles.", "... two green
@@ -30,8 +30,7 @@ import polars as pl
 
 from integrity.detect.embeddings import rows_per_block
 from integrity.detect.registry import Detector, register
-from integrity.detect.text import surface_words
-from integrity.detect.encoder import split_sentences
+from integrity.detect.text import split_sentences, surface_words
 
 # Claims checked per distinct answer (the first ones, in reading order).
 MAX_CLAIMS = 12

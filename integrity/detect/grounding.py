@@ -28,7 +28,8 @@ from integrity.detect.embeddings import (
     row_dots,
 )
 from integrity.detect.registry import Detector, Threshold, register
-from integrity.detect.encoder import Encoder, split_sentences
+from integrity.detect.encoder import Encoder
+from integrity.detect.text import split_sentences
 
 # Pairs scored at once: the (rows, negatives, dim) gather of mismatched images is bounded to
 # BLOCK_BYTES, a cache-sized block (1,024 pairs at 8 negatives of 128 dims; 65,536 pairs of

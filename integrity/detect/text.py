@@ -100,3 +100,17 @@ def contains_word(texts: pl.Series, words: pl.Series) -> pl.Series:
         hit=pl.col("text").str.contains(pl.lit(r"\b") + pl.col("word") + pl.lit(r"(s|es)?\b")))
     return keys.join(distinct, on=["text", "word"], how="left", maintain_order="left",
                      nulls_equal=True)["hit"]
+
+
+# Sentence ends: . ! ? followed by space (optionally after a closing quote or bracket), CJK
+# full stops, and line breaks (list items in long answers).
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'”’)\]])\s+|(?<=[。！？])\s*|\n+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``: split after . ! ? (and CJK 。！？) and at line breaks.
+
+    A simple rule, not a linguistic parser ("Dr. No" splits); empty parts are dropped and each
+    part is stripped. ``"Red. Two circles!"`` -> ``["Red.", "Two circles!"]``.
+    """
+    return [part.strip() for part in _SENTENCE_BREAK.split(text) if part and part.strip()]

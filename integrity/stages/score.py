@@ -68,7 +68,7 @@ def score_to_store(
         "model_id": getattr(encoder, "model_id", None),
         "model": None if encoder is None else {
             "name": encoder.config.model, "pretrained": encoder.config.pretrained,
-            "device": str(encoder.device), "precision": encoder.config.precision},
+            "device": encoder.device_used, "precision": encoder.config.precision},
         "model_fit_auc": fit_auc,
         "model_fit_pairs": fit_pairs,
         "cache_hit_rate": cache["hits"] / lookups if lookups else None,

@@ -5,6 +5,10 @@ bytes) or ``text`` (key = sha256 of the UTF-8 text). Entries live as immutable p
 
     <root>/<model_id>/<kind>/part-<uuid4>.parquet   columns: key (string), embedding (binary)
 
+Beside them, ``<root>/<model_id>/card.json`` holds what scoring needs of the model without
+running it (its embedding size and temperature), written once by the first process that loads
+the model.
+
 ``embedding`` holds the float16 bytes of an L2-normalised vector; every part records its
 ``dim`` in the parquet schema metadata. A writer only ever adds a part (locally written aside
 and renamed; an S3 PUT is atomic), so readers and concurrent writers never see half a part.
@@ -18,6 +22,7 @@ other processes become visible after ``refresh()``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
@@ -35,6 +40,7 @@ from integrity.errors import UserError
 KINDS = ("image", "text")
 _PART_PREFIX = "part-"
 _PART_SUFFIX = ".parquet"
+_CARD = "card.json"
 # A stored vector is L2-normalised; float16 rounding moves its norm by ~1e-3 at most.
 _NORM_TOLERANCE = 1e-2
 
@@ -245,6 +251,30 @@ class EmbeddingCache:
         }
 
     # -- writing -----------------------------------------------------------------------
+
+    def model_card(self, model_id: str) -> dict | None:
+        """The card stored for ``model_id`` (``put_model_card``), or None."""
+        _check_name("model_id", model_id)
+        path = f"{self._path}/{model_id}/{_CARD}"
+        self.fs.invalidate_cache(path)
+        if not self.fs.isfile(path):
+            return None
+        with self.fs.open(path, "rb") as handle:
+            return json.load(handle)
+
+    def put_model_card(self, model_id: str, card: dict) -> None:
+        """Store ``card`` (JSON-able) for ``model_id``; whole or not at all, as a part."""
+        _check_name("model_id", model_id)
+        folder = f"{self._path}/{model_id}"
+        text = json.dumps(card, sort_keys=True)
+        if self._local:
+            os.makedirs(folder, exist_ok=True)
+            aside = f"{folder}/.{_CARD}.{uuid.uuid4()}.tmp"
+            with open(aside, "w") as handle:
+                handle.write(text)
+            os.replace(aside, f"{folder}/{_CARD}")
+        else:
+            self.fs.pipe_file(f"{folder}/{_CARD}", text.encode())
 
     def put(self, model_id: str, kind: str, keys: list[str], vectors: np.ndarray) -> str | None:
         """Store ``vectors`` (n, dim), L2-normalised, for ``keys`` as one new part.

@@ -1,11 +1,13 @@
 """Build raw_sft frames by hand for detector tests (detectors take frames, not files), and the
-demo's shapes CLIP with a few of its images for the model-based detectors."""
+demo's shapes CLIP with a few of its images for the model-based detectors, and the fixtures of
+the tiny open_clip model (tiny_clip.py)."""
 
 import hashlib
 import io
 import json
 import random
 
+import open_clip
 import polars as pl
 import pytest
 import torch
@@ -17,6 +19,7 @@ from integrity.detect.encoder import Encoder
 from integrity.detect.pairs import qa_pairs
 from integrity.ingest.schema import RAW_SFT_SCHEMA
 from integrity.store.embedding_cache import EmbeddingCache
+from tests.detect.tiny_clip import TINY, TINY_CONFIG
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
 
@@ -97,3 +100,26 @@ def color_labels(images) -> list[dict]:
     """Every color answered on both of its images: the source's own color paradigm."""
     return [shape_row(images, color, f"{color.capitalize()}.", layout=layout)
             for color in COLORS for layout in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_config(tmp_path_factory):
+    """Register the tiny config with open_clip (its file stem is the model name)."""
+    path = tmp_path_factory.mktemp("open_clip_configs") / f"{TINY}.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    open_clip.add_model_config(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model's ops are microseconds: a second thread only waits on busy shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

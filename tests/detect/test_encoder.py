@@ -3,66 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
-import open_clip
 import pytest
 import torch
-from PIL import Image
-from pydantic import ValidationError
 
+from integrity.detect.encoder import Encoder
+from integrity.detect.encoder_config import EncoderConfig, EncoderError
 from integrity.store.embedding_cache import EmbeddingCache
-from integrity.detect.encoder import Encoder, EncoderConfig, EncoderError, split_sentences
+from tests.detect.tiny_clip import TINY, TINY_MODEL, make_encoder, write_pngs
 
-TINY = "integrity-test-tiny-clip"
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_model_config(tmp_path_factory):
-    """Register the tiny config with open_clip (its file stem is the model name)."""
-    path = tmp_path_factory.mktemp("open_clip_configs") / f"{TINY}.json"
-    path.write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's ops are microseconds: a second thread only waits on busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def make_encoder(cache=None, *, seed=0, **options) -> Encoder:
-    torch.manual_seed(seed)  # random init: the seed decides the weights
-    options = {"model": TINY, "batch_size": 4, "workers": 0, **options}
-    return Encoder(EncoderConfig(**options), cache=cache)
-
-
-def write_pngs(folder, n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """``n`` distinct noise PNGs of odd sizes; returns their paths and sha256s."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    uris, shas = [], []
-    for i in range(n):
-        pixels = rng.integers(0, 256, (40 + i % 3, 48, 3), dtype=np.uint8)
-        path = folder / f"img{i}.png"
-        Image.fromarray(pixels).save(path)
-        uris.append(str(path))
-        shas.append(hashlib.sha256(path.read_bytes()).hexdigest())
-    return uris, shas
+pytestmark = TINY_MODEL
 
 
 def test_image_embeddings_are_unit_vectors_in_input_order(tmp_path):
@@ -108,6 +59,37 @@ def test_a_second_encoder_on_the_same_cache_makes_no_model_calls(tmp_path):
     np.testing.assert_array_equal(warm_images, cold_images)  # both float16-rounded
     np.testing.assert_array_equal(warm_texts, cold_texts)
     assert second.cache.stats()["misses"] == 0
+
+
+def test_a_warm_cache_serves_an_encoder_that_never_loads_its_model(tmp_path):
+    """The card the first encoder left in the cache stands in for the model: same id, size
+    and temperature, the same vectors; the model loads at the first vector the cache lacks."""
+    weights = tmp_path / "tiny.pt"
+    torch.save(make_encoder(seed=3).clip.model.state_dict(), weights)
+    uris, shas = write_pngs(tmp_path / "images", 3)
+    first = make_encoder(EmbeddingCache(str(tmp_path / "cache")), pretrained=str(weights))
+    cold_images, cold_texts = first.encode_images(uris, shas), first.encode_texts(["a red dot"])
+
+    second = make_encoder(EmbeddingCache(str(tmp_path / "cache")), pretrained=str(weights))
+    warm_images, warm_texts = second.encode_images(uris, shas), second.encode_texts(["a red dot"])
+
+    assert second.device_used is None and second._clip is None
+    assert (second.model_id, second.dim, second.logit_scale, second.logit_bias) == (
+        first.model_id, first.dim, first.logit_scale, first.logit_bias)
+    np.testing.assert_array_equal(warm_images, cold_images)
+    np.testing.assert_array_equal(warm_texts, cold_texts)
+    new = second.encode_texts(["two blue squares"])
+    assert second.device_used == "cpu" and second.texts_encoded == 1
+    np.testing.assert_array_equal(new, first.encode_texts(["two blue squares"]))
+
+
+def test_a_card_that_disagrees_with_the_model_is_an_error(tmp_path):
+    cache = EmbeddingCache(str(tmp_path / "cache"))
+    named = make_encoder(cache, model_id="my-clip@v1")
+    cache.put_model_card(named.model_id, {**named.card.model_dump(), "dim": 64})
+    stale = make_encoder(EmbeddingCache(str(tmp_path / "cache")), model_id="my-clip@v1")
+    with pytest.raises(EncoderError, match="64-d vectors, but the model makes 32-d"):
+        stale.encode_texts(["not cached"])
 
 
 def test_a_partially_cached_set_encodes_only_the_new_items(tmp_path):
@@ -198,70 +180,6 @@ def test_text_embeddings_are_unit_vectors_and_duplicates_encode_once():
     assert encoder.encode_texts([]).shape == (0, 32)
 
 
-def test_a_text_longer_than_the_context_is_split_not_truncated():
-    encoder = make_encoder()
-    sentences = [f"Sentence {i} says the {i}th shape is a large red circle." for i in range(12)]
-    long_text = " ".join(sentences)
-    assert encoder._token_lengths([long_text])[0] > encoder.context_length
-
-    vector = encoder.encode_texts([long_text])[0]
-
-    assert encoder.text_pieces(long_text) == sentences
-    mean = encoder.encode_texts(sentences).mean(axis=0)
-    np.testing.assert_allclose(vector, mean / np.linalg.norm(mean), atol=2e-3)
-    truncated = encoder.encode_texts([sentences[0] + " " + sentences[1]])[0]
-    assert not np.allclose(vector, truncated, atol=1e-2)
-
-
-def test_an_over_long_sentence_is_cut_into_word_chunks_that_fit():
-    encoder = make_encoder()
-    run_on = " ".join(["circle"] * 100) + " " + "x" * 400  # no sentence end, one giant word
-
-    pieces = encoder.text_pieces(run_on)
-
-    assert len(pieces) > 3
-    assert all(n <= encoder.context_length for n in encoder._token_lengths(pieces))
-    assert encoder.encode_texts([run_on]).shape == (1, 32)
-
-
-def test_split_sentences():
-    assert split_sentences("A red circle. Two squares! Is it blue? yes") == [
-        "A red circle.",
-        "Two squares!",
-        "Is it blue?",
-        "yes",
-    ]
-    assert split_sentences('He said "stop." Then 3.5 m left.\n- item one\n\n- item two') == [
-        'He said "stop."',
-        "Then 3.5 m left.",
-        "- item one",
-        "- item two",
-    ]
-    assert split_sentences("  ") == []
-    assert split_sentences("no end") == ["no end"]
-
-
-def test_logit_scale_is_the_models_temperature():
-    encoder = make_encoder()
-    assert encoder.logit_scale == pytest.approx(1 / 0.07, rel=1e-5)  # open_clip's init value
-    assert encoder.logit_bias is None
-
-
-def test_invalid_options_name_the_field():
-    with pytest.raises(ValidationError, match="device") as error:
-        EncoderConfig(device="gpu")
-    assert "auto, cpu, cuda" in str(error.value)
-    with pytest.raises(ValidationError, match="precision"):
-        EncoderConfig(precision="fp8")
-    with pytest.raises(ValidationError, match="workers"):
-        EncoderConfig(workers=-1)
-    with pytest.raises(ValidationError, match="batch"):
-        EncoderConfig(batch_size=0)
-    with pytest.raises(ValidationError, match="modle"):
-        EncoderConfig(modle="ViT-B-32")
-    assert EncoderConfig(device="cuda:1").device == "cuda:1"
-
-
 def test_unknown_models_and_weights_are_a_clear_error():
     with pytest.raises(EncoderError, match="no-such-model"):
         Encoder(EncoderConfig(model="no-such-model"))
@@ -272,7 +190,7 @@ def test_unknown_models_and_weights_are_a_clear_error():
 def test_a_checkpoint_file_is_identified_by_its_hash(tmp_path):
     source = make_encoder()
     path = tmp_path / "tiny.pt"
-    torch.save(source.model.state_dict(), path)
+    torch.save(source.clip.model.state_dict(), path)
 
     loaded = make_encoder(seed=5, pretrained=str(path))
 

@@ -3,7 +3,15 @@
 import polars as pl
 import pytest
 
-from integrity.detect.text import hedged, normalise, surface_words, tokens, without_code, word_token
+from integrity.detect.text import (
+    hedged,
+    normalise,
+    split_sentences,
+    surface_words,
+    tokens,
+    without_code,
+    word_token,
+)
 
 
 def _tokens(*texts: str) -> list[list[str]]:
@@ -51,3 +59,20 @@ def test_surface_words_locate_claims_as_written():
         ("Two", "two"), ("small", "small"), ("red", "red"), ("Circles", "circle")]
     assert pl.DataFrame({"t": ["<image>\nWhat's  the COLOR?!"]}).select(
         normalise(pl.col("t"))).item() == "what s the color"
+
+
+def test_split_sentences():
+    assert split_sentences("A red circle. Two squares! Is it blue? yes") == [
+        "A red circle.",
+        "Two squares!",
+        "Is it blue?",
+        "yes",
+    ]
+    assert split_sentences('He said "stop." Then 3.5 m left.\n- item one\n\n- item two') == [
+        'He said "stop."',
+        "Then 3.5 m left.",
+        "- item one",
+        "- item two",
+    ]
+    assert split_sentences("  ") == []
+    assert split_sentences("no end") == ["no end"]

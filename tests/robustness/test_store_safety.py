@@ -55,7 +55,8 @@ def test_hostile_demo_checkpoint_is_refused_without_running_code(hostile_checkpo
 
 
 def test_hostile_encoder_weights_never_run_code(hostile_checkpoint):
-    from integrity.detect.encoder import Encoder, EncoderError
+    from integrity.detect.encoder import Encoder
+    from integrity.detect.encoder_config import EncoderError
 
     path, marker = hostile_checkpoint
     with pytest.raises(EncoderError, match="Weights only load failed") as error:
