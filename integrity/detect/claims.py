@@ -138,29 +138,54 @@ class Translation:
     members: pl.DataFrame      # word, member: the word and its alternatives
 
 
-def learn_translation(claims: pl.DataFrame, texts: Texts,
+def learn_translation(claims: pl.DataFrame, context: Texts, outside: Texts,
                       paradigm: pl.DataFrame) -> Translation:
     """Count, over image pairs, how often each text word appears beside each claim word.
 
-    ``claims``: (pair_row, word) for the claim words of every image pair; ``texts``: each
-    pair's whole text (``Texts``); ``paradigm`` as ``paradigms`` returns. Text words in more
-    than MAX_TEXT_WORD_SHARE of the pairs are dropped (they say nothing). Pairs are counted
-    per distinct text (how many pairs of a text claim a word, times the text's words), not
-    per (pair, text word, claim word): the same counts from far fewer rows where texts recur.
+    ``claims``: (pair_row, word) for the claim words of every image pair; ``context`` and
+    ``outside``: the two parts of each pair's text (``Texts``), whose words together are the
+    pair's text words; ``paradigm`` as ``paradigms`` returns. Text words in more than
+    MAX_TEXT_WORD_SHARE of the pairs are dropped (they say nothing).
+
+    Counted per distinct text, not per (pair, text word, claim word): a pair's words are those
+    of its context plus those of its outside text less those in both, so each count is one over
+    the distinct contexts, plus one over the distinct outside texts, less one over the few
+    (context, outside text) that share a word. At 1M rows the pairs' whole texts were 9M
+    (text, word) rows; the words both parts share are 27k.
     """
     members = paradigm.select("word", member=pl.concat_list(pl.col("word"),
                                                             pl.col("alternatives"))).explode(
         "member")
     pair_count = max(claims["pair_row"].n_unique(), 1)
-    claimed = texts.ids.join(claims.select("pair_row").unique(), on="pair_row", how="semi")
-    pairs_per_text = claimed.group_by("text_id").len("pairs")
-    informative = texts.tokens.join(pairs_per_text, on="text_id").group_by("token").agg(
-        pl.col("pairs").sum()).filter(
-        pl.col("pairs") <= MAX_TEXT_WORD_SHARE * pair_count).select("token")
-    words_per_text = claims.join(texts.ids, on="pair_row").group_by("text_id", "word").len()
-    together = words_per_text.join(texts.tokens.join(informative, on="token", how="semi"),
-                                   on="text_id").group_by("token", "word").agg(
-        n_tw=pl.col("len").sum().cast(pl.UInt32))
+    parts = context.ids.rename({"text_id": "context"}).join(
+        outside.ids.rename({"text_id": "outside"}), on="pair_row", how="left",
+        maintain_order="left")
+    context_tokens = context.tokens.rename({"text_id": "context"})
+    outside_tokens = outside.tokens.rename({"text_id": "outside"})
+    shared = context_tokens.join(outside_tokens.select("token").unique(), on="token",
+                                 how="semi")
+    in_both = parts.select("context", "outside").unique().join(shared, on="context").join(
+        outside_tokens, on=["outside", "token"], how="semi")
+
+    def per_token(counts: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+        """(token, *keys, n): ``counts`` (context, outside, *keys, n) summed over the pairs
+        whose text holds the token."""
+        counts = counts.with_columns(pl.col("n").cast(pl.Int64))
+        terms = [
+            counts.group_by("context", *keys).agg(pl.col("n").sum()).join(
+                context_tokens, on="context").select("token", *keys, "n"),
+            counts.group_by("outside", *keys).agg(pl.col("n").sum()).join(
+                outside_tokens, on="outside").select("token", *keys, "n"),
+            counts.join(in_both, on=["context", "outside"]).select("token", *keys, -pl.col("n")),
+        ]
+        return pl.concat(terms).group_by("token", *keys).agg(pl.col("n").sum())
+
+    claimed = parts.join(claims.select("pair_row").unique(), on="pair_row", how="semi")
+    informative = per_token(claimed.group_by("context", "outside").len("n"), []).filter(
+        pl.col("n") <= MAX_TEXT_WORD_SHARE * pair_count).select("token")
+    words = claims.join(parts, on="pair_row").group_by("context", "outside", "word").len("n")
+    together = per_token(words, ["word"]).join(informative, on="token", how="semi").select(
+        "token", "word", n_tw=pl.col("n").cast(pl.UInt32))
     in_paradigm = members.join(together.rename({"word": "member"}), on="member").group_by(
         "token", "word").agg(n_tp=pl.col("n_tw").sum())
     return Translation(together.join(in_paradigm, on=["token", "word"]), members)
@@ -253,31 +278,31 @@ class Claims:
 def source_claims(pairs: pl.DataFrame) -> Claims:
     """Paradigms, claim words, the pairs' text words and the translation learned over them."""
     paradigm = paradigms(pairs)
-    # Selected before filtered: a filter copies every column it is given.
+    # Selected before filtered: a filter copies every column it is given. The token lists are
+    # read per distinct text, never copied per pair.
     frame = pairs.with_row_index("pair_row").select(
         pl.col("pair_row").cast(pl.Int64), "image_sha256", "prompt_text", "caption",
         "image_names", claims=claim_words(pl.col("answer_tokens"), paradigm),
-        context=pl.col("prompt_tokens"), outside=pl.col("outside_tokens"),
     ).filter(pl.col("image_sha256").is_not_null()).drop("image_sha256")
     words = split_token_lists(frame, pl.col("claims"), "word")
-    context = distinct_texts(frame, ["prompt_text"], "context")
-    outside = distinct_texts(frame, ["caption", "image_names"], "outside")
-    # The translation counts pairs, each pair's text words once over both parts.
-    whole = distinct_texts(frame.with_columns(whole=pl.concat_list("context", "outside")),
-                           ["prompt_text", "caption", "image_names"], "whole")
-    return Claims(paradigm, words, context, outside, learn_translation(words, whole, paradigm))
+    context = distinct_texts(frame, ["prompt_text"], pairs["prompt_tokens"])
+    outside = distinct_texts(frame, ["caption", "image_names"], pairs["outside_tokens"])
+    return Claims(paradigm, words, context, outside,
+                  learn_translation(words, context, outside, paradigm))
 
 
-def distinct_texts(frame: pl.DataFrame, keys: list[str], tokens: str) -> Texts:
-    """``Texts`` of the token lists in column ``tokens`` of ``frame`` (one row per pair), one
-    per distinct value of ``keys`` (the text the tokens were computed from)."""
-    distinct = frame.unique(keys, keep="first", maintain_order=True).select(
-        *keys, tokens).with_row_index("text_id").with_columns(pl.col("text_id").cast(pl.Int64))
+def distinct_texts(frame: pl.DataFrame, keys: list[str], tokens: pl.Series) -> Texts:
+    """``Texts`` of the pairs of ``frame`` (pair_row and ``keys``, the text the tokens were
+    computed from), one per distinct value of ``keys``; ``tokens`` holds the token list of
+    every pair of the source, by pair_row."""
+    distinct = frame.select("pair_row", *keys).unique(keys, keep="first", maintain_order=True) \
+        .with_row_index("text_id").with_columns(pl.col("text_id").cast(pl.Int64))
     ids = frame.select("pair_row", *keys).join(
         distinct.select(*keys, "text_id"), on=keys, how="left", nulls_equal=True,
         maintain_order="left").select("pair_row", "text_id")
-    return Texts(ids, split_token_lists(distinct.rename({"text_id": "pair_row"}),
-                                        pl.col(tokens)).rename({"pair_row": "text_id"}))
+    return Texts(ids, split_token_lists(
+        distinct.select(pair_row="text_id", token=tokens.gather(distinct["pair_row"])),
+        pl.col("token")).rename({"pair_row": "text_id"}))
 
 
 def split_token_lists(frame: pl.DataFrame, tokens: pl.Expr, name: str = "token") -> pl.DataFrame:
