@@ -136,7 +136,10 @@ def near_duplicate_texts(shingles: pl.DataFrame, buckets: pl.Series) -> pl.DataF
         pl.col("i") < pl.col("i_r")).select(left=pl.col("i").cast(pl.Int64),
                                               right=pl.col("i_r").cast(pl.Int64))
     large = np.flatnonzero(~np.isin(np.arange(len(reps)), small["i"].to_numpy()))
-    banded = _candidates(signature[large], buckets_of_reps.gather(large))
+    if len(large) < len(reps):  # a gather copies: at 1M rows the signatures are 250 MB
+        signature = signature[large]
+    banded = _candidates(signature, buckets_of_reps.gather(large))
+    del signature  # not read again: freed before the lists are compared
     banded = pl.DataFrame({"left": large[banded["left"].to_numpy()],
                            "right": large[banded["right"].to_numpy()]})
     # Disjoint (banded pairs share a large bucket, every_pair's a small one), each distinct.
