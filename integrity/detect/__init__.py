@@ -47,22 +47,31 @@ def score_pairs(raw: pl.DataFrame, *, encoder=None, eval_images: set[str] | None
     absent, so the flaw classes they decide are not evaluated); everything else needs none.
     """
     started = time.perf_counter()
-    pairs = qa_pairs(raw)
-    return _run_detectors(_context(pairs, encoder, eval_images, eval_questions, storage_options,
-                                   time.perf_counter() - started))
+    context = scoring_context(qa_pairs(raw), encoder=encoder, eval_images=eval_images,
+                              eval_questions=eval_questions, storage_options=storage_options,
+                              qa_seconds=time.perf_counter() - started)
+    return _run_detectors(context)
 
 
-def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
-                 eval_questions: set[str] | None = None, storage_options: dict | None = None,
-                 qa_seconds: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+def scoring_context(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | None = None,
+                    eval_questions: set[str] | None = None,
+                    storage_options: dict | None = None,
+                    qa_seconds: float = 0.0) -> ScoringContext:
+    """What the detectors of one source get: its QA pairs (``qa_pairs`` of its rows, which
+    ``qa_seconds`` took) and the model. Scoring drops the pairs' columns as the detectors are
+    done with them: a caller that keeps its own reference to ``pairs`` keeps every column."""
+    return ScoringContext(pairs, encoder=encoder, storage_options=storage_options or {},
+                          eval_images=eval_images or set(),
+                          eval_questions=eval_questions or set(),
+                          seconds={"qa_pairs": qa_seconds})
+
+
+def score_source(context: ScoringContext) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
                                                    dict[str, float]]:
-    """``score_pairs`` of a source's QA pairs (``qa_pairs`` of its rows, which the caller may
-    then let go: they are not read again) plus its copy keys for the duplicate index: (scored
-    pairs, ``cross_source.source_keys``, ``cross_source.source_images``, wall seconds per step,
-    ``qa_seconds`` the QA pairs took among them); the images are decoded once for all three."""
-    from integrity.detect.cross_source import source_images, source_keys
-
-    context = _context(pairs, encoder, eval_images, eval_questions, storage_options, qa_seconds)
+    """``score_pairs`` of a source's ``scoring_context`` plus its copy keys for the duplicate
+    index: (scored pairs, ``cross_source.source_keys``, ``cross_source.source_images``, wall
+    seconds per step); the images are decoded once for all three."""
+    from integrity.detect.cross_source import KEY_READS, source_images, source_keys
 
     def copy_keys() -> pl.DataFrame:
         started = time.perf_counter()
@@ -70,7 +79,8 @@ def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | N
         context.seconds["copy_keys"] = time.perf_counter() - started
         return keys
 
-    pairs = _run_detectors(context, meanwhile=lambda: context.shared("copy_keys", copy_keys))
+    pairs = _run_detectors(context, meanwhile=lambda: context.shared("copy_keys", copy_keys),
+                           keep=KEY_READS)
     keys = context.shared("copy_keys", copy_keys)  # computed by ``meanwhile``
     started = time.perf_counter()
     images = source_images(context.pairs, context.image_stats())
@@ -78,28 +88,36 @@ def score_source(pairs: pl.DataFrame, *, encoder=None, eval_images: set[str] | N
     return pairs, keys, images, context.seconds
 
 
-def _context(pairs: pl.DataFrame, encoder, eval_images: set[str] | None,
-             eval_questions: set[str] | None, storage_options: dict | None,
-             qa_seconds: float) -> ScoringContext:
-    return ScoringContext(pairs, encoder=encoder, storage_options=storage_options or {},
-                          eval_images=eval_images or set(),
-                          eval_questions=eval_questions or set(),
-                          seconds={"qa_pairs": qa_seconds})
-
-
-def _run_detectors(context: ScoringContext,
-                   meanwhile: Callable[[], object] | None = None) -> pl.DataFrame:
+def _run_detectors(context: ScoringContext, meanwhile: Callable[[], object] | None = None,
+                   keep: tuple[str, ...] = ()) -> pl.DataFrame:
     """Every runnable detector's columns beside the pair keys. ``meanwhile()``: work that reads
     no detector's output, run on this thread just before the first detector whose evidence
     was started in the background, which would otherwise wait for it (at 1M rows the copy
-    keys take 5 s that used to come after that wait); at the end when there is none."""
+    keys take 5 s that used to come after that wait); at the end when there is none.
+
+    A column of the pairs is dropped once no detector left to run ``reads`` it (nor
+    ``keep``, what the caller reads after, nor the pair keys): at 1M rows the prompts,
+    captions and their words are 0.6 GB nothing reads after the blind detector."""
     runnable = [detector for detector in detectors()
                 if context.encoder is not None or not detector.needs_encoder]
+    last_read = {column: -1 for column in context.pairs.columns}
+    for position, detector in enumerate(runnable):
+        for column in context.pairs.columns if detector.reads is None else detector.reads:
+            last_read[column] = position
+    kept = set(PAIR_KEYS) | set(keep)
+
+    def let_go(done: int) -> None:
+        unread = [column for column in context.pairs.columns
+                  if column not in kept and last_read.get(column, -1) <= done]
+        if unread:
+            context.pairs = context.pairs.drop(unread)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence") as background:
         for detector in runnable:
             if detector.prefetch is not None:
                 context.start(background, detector.name, detector.prefetch)
-        for detector in runnable:
+        let_go(-1)
+        for position, detector in enumerate(runnable):
             if detector.prefetch is not None and meanwhile is not None:
                 meanwhile()
                 meanwhile = None
@@ -112,6 +130,7 @@ def _run_detectors(context: ScoringContext,
                     f"detector {detector.name} wrote {columns.columns} x {columns.height} rows;"
                     f" it declares {list(detector.columns)} x {context.pairs.height}")
             context.outputs[detector.name] = columns
+            let_go(position)
     if meanwhile is not None:
         meanwhile()
     return pl.concat([context.pairs.select(PAIR_KEYS), *context.outputs.values()],

@@ -29,6 +29,8 @@ import numpy as np
 import polars as pl
 
 from integrity.detect.embeddings import rows_per_block
+from integrity.detect.claims import CLAIMS_READS
+from integrity.detect.pairs import IMAGE_READS
 from integrity.detect.registry import Detector, register
 from integrity.detect.text import split_sentences, surface_words
 
@@ -158,6 +160,7 @@ def _score(context) -> pl.DataFrame:
 
 register(Detector(
     name="answer_support",
+    reads=("answer", *IMAGE_READS, *CLAIMS_READS),
     description="the pixels pick each claim of the answer over its alternatives",
     columns={"answer_support_prob": "lower", "answer_support_rank": "higher",
              "answer_support_candidates": "higher", "answer_support_claim": "first"},

@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.claims import stated, wilson_lower
 from integrity.detect.pairs import claim_keys, plain_label
+from integrity.detect.claims import CLAIMS_READS
+from integrity.detect.pairs import CLAIM_KEY_READS, PLAIN_LABEL_READS
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 from integrity.detect.text import normalise, tokens
 
@@ -94,7 +96,7 @@ def question_clues(question: pl.Expr) -> pl.Expr:
 def score_blind(pairs: pl.DataFrame, *, claims, claim: pl.Series | None = None) -> pl.DataFrame:
     """Columns blind_question_states, blind_prior (one row per pair); ``claim``: the pairs'
     ``claim_keys`` when the caller has them."""
-    claim = claim_keys(pairs, claims) if claim is None else claim
+    claim = claim_keys(pairs, claims and claims.paradigm) if claim is None else claim
     frame = pairs.select("image_sha256", "question", label=pl.when(
         plain_label() & pl.col("image_sha256").is_not_null()).then(claim))
     return pl.DataFrame({
@@ -113,6 +115,8 @@ class BlindAnswerable(BaseModel):
 
 register(Detector(
     name="blind",
+    reads=("image_sha256", "question", "prompt_tokens", *CLAIMS_READS, *CLAIM_KEY_READS,
+           *PLAIN_LABEL_READS),
     description="the answer is predictable from the question alone",
     columns={"blind_question_states": "higher", "blind_prior": "higher"},
     score=lambda context: score_blind(context.pairs, claims=context.claims(),

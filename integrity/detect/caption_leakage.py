@@ -24,6 +24,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.claims import stated
+from integrity.detect.claims import CLAIMS_READS
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 
@@ -64,6 +65,7 @@ class CaptionDerived(BaseModel):
 
 register(Detector(
     name="caption_leakage",
+    reads=("image_sha256", "question_tokens", "answer_tokens", "outside_tokens", *CLAIMS_READS),
     description="the answer follows the row's caption or metadata, not its pixels",
     columns={"leak_text_support": "higher", "leak_score": "higher", "leak_claim": "first"},
     score=lambda context: score_caption_leakage(

@@ -34,6 +34,11 @@ MAX_TEXT_WORD_SHARE = 0.5
 ANSWER_WORD_RATIO = 2.0
 # One-sided 95% Wilson bound: how surely the source shows a word to mean another.
 WILSON_Z = 1.645
+# The QA pairs' columns (``pairs.qa_pairs``) ``paradigms`` and ``source_claims`` read.
+PARADIGM_READS = ("image_sha256", "question", "answer", "question_norm", "question_tokens",
+                  "answer_tokens")
+CLAIMS_READS = (*PARADIGM_READS, "prompt_text", "caption", "image_names", "prompt_tokens",
+                "outside_tokens")
 
 
 def paradigms(pairs: pl.DataFrame, *, max_alternatives: int = 8,
@@ -275,9 +280,10 @@ class Claims:
     translation: Translation
 
 
-def source_claims(pairs: pl.DataFrame) -> Claims:
-    """Paradigms, claim words, the pairs' text words and the translation learned over them."""
-    paradigm = paradigms(pairs)
+def source_claims(pairs: pl.DataFrame, paradigm: pl.DataFrame | None = None) -> Claims:
+    """Paradigms (``paradigm`` when the caller has them), claim words, the pairs' text words
+    and the translation learned over them."""
+    paradigm = paradigms(pairs) if paradigm is None else paradigm
     # Selected before filtered: a filter copies every column it is given. The token lists are
     # read per distinct text, never copied per pair.
     frame = pairs.with_row_index("pair_row").select(

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ScoringContext:
+    # The QA pairs (``pairs.qa_pairs``). Scoring drops each column once no detector left to
+    # run reads it: read ``pairs`` when needed, never keep it (a kept frame keeps every column).
     pairs: pl.DataFrame
     encoder: Encoder | None = None
     storage_options: dict = field(default_factory=dict)
@@ -102,15 +104,21 @@ class ScoringContext:
         return self.shared("image_embeddings", lambda: image_matrix(
             self.pairs, self.encoder, storage_options=self.storage_options))
 
+    def paradigm(self) -> pl.DataFrame:
+        """The source's paradigms (``claims.paradigms``): all that claim keys need of claims."""
+        from integrity.detect.claims import paradigms
+
+        return self.shared("paradigm", lambda: paradigms(self.pairs))
+
     def claims(self):
         """The source's paradigms, claim words, text words and their translation
         (``claims.source_claims``)."""
         from integrity.detect.claims import source_claims
 
-        return self.shared("claims", lambda: source_claims(self.pairs))
+        return self.shared("claims", lambda: source_claims(self.pairs, self.paradigm()))
 
     def claim_keys(self) -> pl.Series:
         """What each pair's answer claims, comparable across wordings (``pairs.claim_keys``)."""
         from integrity.detect.pairs import claim_keys
 
-        return self.shared("claim_keys", lambda: claim_keys(self.pairs, self.claims()))
+        return self.shared("claim_keys", lambda: claim_keys(self.pairs, self.paradigm()))

@@ -15,6 +15,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrity.detect.pairs import claim_keys, context_key, plain_label
+from integrity.detect.pairs import CLAIM_KEY_READS, CONTEXT_KEY_READS, PLAIN_LABEL_READS
 from integrity.detect.registry import Detector, Flaw, register
 
 
@@ -23,7 +24,7 @@ def score_contradiction(pairs: pl.DataFrame, *, claims=None,
     """Columns contra_answers, contra_conflict (one row per pair); ``claim``: the pairs'
     ``claim_keys`` when the caller has them."""
     group = context_key()
-    keyed = pairs.with_columns(claim=claim_keys(pairs, claims) if claim is None else claim,
+    keyed = pairs.with_columns(claim=claim_keys(pairs, claims and claims.paradigm) if claim is None else claim,
                                plain=plain_label())
     claims_in_group = pl.col("claim").filter(pl.col("plain")).n_unique().over(group)
     return keyed.select(
@@ -41,6 +42,7 @@ class Contradiction(BaseModel):
 
 register(Detector(
     name="contradiction",
+    reads=(*CONTEXT_KEY_READS, *CLAIM_KEY_READS, *PLAIN_LABEL_READS),
     description="the same image and question labelled with different plain answers",
     columns={"contra_answers": "higher", "contra_conflict": "any"},
     score=lambda context: score_contradiction(context.pairs, claim=context.claim_keys()),

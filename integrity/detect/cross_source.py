@@ -79,6 +79,11 @@ def _band_keys(signature: np.ndarray) -> np.ndarray:
     return folded
 
 
+# The QA pairs' columns ``source_keys`` and ``source_images`` read.
+KEY_READS = ("example_row", "example_id", "image_key", "dialog_norm", "question", "answer",
+             "question_tokens", "answer_tokens", "image_sha256", "image_uri")
+
+
 def source_keys(pairs: pl.DataFrame) -> pl.DataFrame:
     """One row per example of ``pairs`` (``qa_pairs``): example_id, image_key, image_sha256 (its
     images), exact_key, shingles (sorted, stable hashes of ``dialog_shingles``) and bands (empty

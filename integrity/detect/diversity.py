@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from integrity.detect.clusters import spherical_kmeans
+from integrity.detect.pairs import IMAGE_READS
 from integrity.detect.registry import Detector, register
 
 TEMPLATE_WORDS = 3
@@ -53,6 +54,7 @@ def score_diversity(pairs: pl.DataFrame, *, image_embeddings=None) -> pl.DataFra
 
 register(Detector(
     name="diversity",
+    reads=("question_norm", *IMAGE_READS),
     description="question templates and image clusters, so an audit can show what it removes",
     columns={"div_question_template": "first", "div_image_cluster": "first"},
     score=lambda context: score_diversity(context.pairs,

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from integrity.detect.clusters import spherical_kmeans
 from integrity.ingest.images import load_rgb, map_images
 from integrity.detect.minhash import near_duplicate_texts
+from integrity.detect.pairs import IMAGE_READS
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 # Bytes of spectra held at once while verifying near-copy candidates (each image's is
@@ -326,6 +327,11 @@ def dialog_shingles(pairs: pl.DataFrame, hashed=lambda words: words.hash(seed=3)
     ).explode("shingle").drop_nulls("shingle")
 
 
+# The QA pairs' columns the near-copy dialog search reads (``dialog_shingles`` among them).
+NEAR_DIALOG_READS = ("example_row", "example_id", "image_key", "question", "answer",
+                     "question_tokens", "answer_tokens")
+
+
 def near_duplicate_dialogs(pairs: pl.DataFrame) -> pl.DataFrame:
     """example_id -> dup_text_sim, dup_text_of (the most similar other example with the same
     images, or another text-only one) and dup_text_later (that example comes first)."""
@@ -363,8 +369,10 @@ def near_images(context) -> pl.DataFrame:
 
 
 def near_dialogs(context) -> pl.DataFrame:
-    """``near_duplicate_dialogs`` of the context's pairs, shared."""
-    return context.shared("near_dialogs", lambda: near_duplicate_dialogs(context.pairs))
+    """``near_duplicate_dialogs`` of the context's pairs, shared (only the columns it reads
+    are held while it runs, in the background, while the others are let go)."""
+    return context.shared("near_dialogs", lambda: near_duplicate_dialogs(
+        context.pairs.select(NEAR_DIALOG_READS)))
 
 
 def _near_copies(context) -> None:
@@ -445,6 +453,8 @@ def _is_copy(s: Duplicate, col) -> pl.Expr:
 
 register(Detector(
     name="duplicates",
+    reads=("image_sha256", "image_key", "dialog_norm", "question_norm", "example_id",
+           *IMAGE_READS, *NEAR_DIALOG_READS),
     description="the same example twice, near copies of an image or a dialog, eval-set overlap",
     columns={"dup_exact_size": "higher", "dup_exact_first": "lower",
              "dup_near_image_sim": "higher", "dup_near_image_of": "first",

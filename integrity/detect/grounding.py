@@ -27,6 +27,7 @@ from integrity.detect.embeddings import (
     pair_column,
     row_dots,
 )
+from integrity.detect.pairs import IMAGE_READS
 from integrity.detect.registry import Detector, Threshold, register
 from integrity.detect.encoder import Encoder
 from integrity.detect.text import split_sentences
@@ -120,6 +121,7 @@ def score_grounding(pairs: pl.DataFrame, *, encoder: Encoder, negatives: int = 8
 
 register(Detector(
     name="grounding",
+    reads=("question", "answer", "question_norm", "answer_norm", "short_answer", *IMAGE_READS),
     description="image-answer similarity against mismatched images of the same source",
     columns={"grounding_cos": "lower", "grounding_margin": "lower",
              "grounding_min_sentence_cos": "lower", "grounding_shuffled_cos": "higher"},

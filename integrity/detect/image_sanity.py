@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from integrity.detect.pairs import IMAGE_READS
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 
@@ -38,6 +39,7 @@ class ImageDefect(BaseModel):
 
 register(Detector(
     name="image_sanity",
+    reads=("image_sha256", *IMAGE_READS),
     description="image size, aspect ratio and pixel spread",
     columns={"image_min_side": "lower", "image_aspect": "higher", "image_pixel_std": "lower"},
     score=lambda context: score_image_sanity(context.pairs, context.image_stats()),

@@ -14,13 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from integrity.detect.claims import file_words, metadata_text
+from integrity.detect.claims import PARADIGM_READS, file_words, metadata_text
 from integrity.detect.text import hedged, normalise, tokens
 
 # Answers of at most this many words are "short" (VQA-style labels rather than prose).
 SHORT_ANSWER_WORDS = 3
 # A plain label claims at most this many content words beyond the question's.
 PLAIN_CLAIM_WORDS = 3
+# The columns of the QA pairs the shared helpers read (a detector's ``reads`` names them).
+IMAGE_READS = ("image_sha256", "image_uri")  # image statistics and embeddings
+CONTEXT_KEY_READS = ("image_key", "context_norm")
+PLAIN_LABEL_READS = ("answer", "question_tokens", "answer_tokens")
+CLAIM_KEY_READS = (*PARADIGM_READS, "question", "answer", "question_tokens", "answer_tokens")
 
 
 # Raw rows split into pairs at once: every column of a pair depends on its own row only, so
@@ -152,12 +157,12 @@ def claim_key(answer_claims: pl.Expr) -> pl.Expr:
         beyond_question).list.unique().list.sort().list.join(" ")
 
 
-def claim_keys(pairs: pl.DataFrame, claims=None) -> pl.Series:
-    """``claim_key`` of every pair, its claim words those of ``claims``' paradigms (none
-    without ``claims``), computed once per distinct (question, answer): datasets repeat both."""
+def claim_keys(pairs: pl.DataFrame, paradigm: pl.DataFrame | None = None) -> pl.Series:
+    """``claim_key`` of every pair, its claim words those of ``paradigm`` (``claims.paradigms``;
+    none without it), computed once per distinct (question, answer): datasets repeat both."""
     words = pl.lit([], dtype=pl.List(pl.String))
-    if claims is not None and not claims.paradigm.is_empty():
-        words = pl.col("answer_tokens").list.set_intersection(claims.paradigm["word"].implode())
+    if paradigm is not None and not paradigm.is_empty():
+        words = pl.col("answer_tokens").list.set_intersection(paradigm["word"].implode())
     texts = pairs.select("question", "answer")
     distinct = pairs.select("question", "answer", "question_tokens", "answer_tokens").unique(
         ["question", "answer"], keep="first").select("question", "answer", claim=claim_key(words))

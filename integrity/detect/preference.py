@@ -40,6 +40,7 @@ from integrity.detect.lexicon import (
     VERDICT_LABELS,
 )
 from integrity.detect.pairs import claim_keys, context_key
+from integrity.detect.pairs import CLAIM_KEY_READS, CONTEXT_KEY_READS
 from integrity.detect.registry import Detector, Flaw, register
 from integrity.detect.text import hedged, without_code
 
@@ -109,7 +110,7 @@ def score_preference(pairs: pl.DataFrame, *, claims=None,
                      claim: pl.Series | None = None) -> pl.DataFrame:
     """Columns pref_field, pref_marker, pref_hedged, pref_divergent, pref_contradictory;
     ``claim``: the pairs' ``claim_keys`` when the caller has them."""
-    claimed = pairs.with_columns(claim=claim_keys(pairs, claims) if claim is None else claim,
+    claimed = pairs.with_columns(claim=claim_keys(pairs, claims and claims.paradigm) if claim is None else claim,
                                  hedged=hedged(pl.col("answer")))
     group = context_key()
     answers = pl.col("claim").n_unique().over(group)
@@ -138,6 +139,7 @@ class PreferencePollution(BaseModel):
 
 register(Detector(
     name="preference",
+    reads=("question", "answer", "pref_role", *CONTEXT_KEY_READS, *CLAIM_KEY_READS),
     description="preference data (judge wording, chosen/rejected rows, divergent answers) "
                 "flattened into SFT",
     columns={"pref_field": "any", "pref_marker": "first", "pref_hedged": "any",

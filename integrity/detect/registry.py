@@ -108,6 +108,9 @@ class Detector:
     thresholds: tuple[Threshold, ...] = ()
     histograms: tuple[str, ...] = ()
     after: tuple[str, ...] = ()  # detectors whose columns ``score`` reads
+    # The QA pairs' columns ``score``, its prefetch and the shared evidence they ask for read:
+    # scoring drops a column once no detector left to run reads it. None: any column.
+    reads: tuple[str, ...] | None = None
     # Shared evidence ``score`` will ask the context for that reads no detector's columns
     # (decoded images): started on a background thread when scoring starts, so it is ready,
     # or nearly, by the time ``score`` runs.

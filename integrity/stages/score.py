@@ -47,10 +47,12 @@ def score_to_store(
     qa = detect.qa_pairs(raw)
     qa_seconds = time.perf_counter() - qa_started
     del raw  # read once: not held while the detectors run (0.5 GB of 1M rows)
-    pairs, keys, images, step_seconds = detect.score_source(
+    context = detect.scoring_context(
         qa, encoder=encoder, storage_options=source.storage_options, eval_images=eval_images,
         eval_questions=eval_questions, qa_seconds=qa_seconds)
-    del qa
+    del qa  # the context's alone: scoring lets its columns go as detectors finish with them
+    pairs, keys, images, step_seconds = detect.score_source(context)
+    del context
     rows = detect.score_rows(pairs)
     seconds = time.perf_counter() - started
     fit_auc, fit_pairs = model_fit_auc(pairs, roles)

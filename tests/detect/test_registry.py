@@ -27,7 +27,7 @@ from integrity.detect.registry import (
 )
 from integrity.decide.policy import Policy, PolicyError, load_policy
 from integrity.report.audit_html import signal_histograms
-from tests.detect.conftest import make_raw
+from tests.detect.conftest import COLORS, make_raw, shape_row
 
 
 class Shouting(BaseModel):
@@ -137,3 +137,55 @@ def test_registration_refuses_clashes_and_unknown_dependencies(toy):
     with pytest.raises(ValueError, match="register those first"):
         register(Detector(name="late", description="", columns={"late_x": "higher"},
                           score=_caps_share, after=("nope",)))
+
+
+def _rich_rows(images) -> list[dict]:
+    """Image rows with captions, systems and a contradiction, text rows, a copy: every
+    detector has something to read."""
+    rows = [shape_row(images, color, f"{color.capitalize()}.", layout=layout,
+                      caption=f"two {color} circles") for color in COLORS for layout in (0, 1)]
+    rows.append(shape_row(images, "red", "Blue.", row_id="contra"))
+    rows.append({**rows[0], "id": "copy"})
+    return rows + [{"id": "text", "system": "Be brief.", "qa": [("What is 2 plus 2?", "Four.")]}]
+
+
+def test_scoring_lets_each_column_go_once_no_detector_left_reads_it(encoder, images,
+                                                                     monkeypatch):
+    """At 1M rows the QA pairs' prompts, captions, contexts and their words (0.6 GB) were held
+    to the end of scoring, at its peak. Each is let go after its last reader, and the scores
+    are those of a run that holds every column."""
+    import dataclasses
+
+    import integrity.detect as detect
+    from integrity.detect.pairs import qa_pairs
+    from integrity.detect.registry import detectors
+
+    raw = make_raw(_rich_rows(images))
+    context = detect.scoring_context(qa_pairs(raw), encoder=encoder)
+    scored = detect._run_detectors(context)
+    assert set(context.pairs.columns) == set(detect.PAIR_KEYS)
+
+    every_column = tuple(dataclasses.replace(d, reads=None) for d in detectors())
+    monkeypatch.setattr(detect, "detectors", lambda: every_column)
+    holding = detect.scoring_context(qa_pairs(raw), encoder=encoder)
+    assert detect._run_detectors(holding).equals(scored)
+
+
+def test_every_detector_names_the_columns_it_reads():
+    from integrity.detect.pairs import qa_pairs
+    from integrity.detect.registry import detectors
+
+    columns = set(qa_pairs(make_raw(ROWS)).columns)
+    for detector in detectors():
+        assert detector.reads is not None, detector.name
+        assert set(detector.reads) <= columns, (detector.name, set(detector.reads) - columns)
+
+
+def test_a_detector_that_reads_a_column_it_did_not_name_fails_loudly():
+    """A column is let go after the last detector that names it: reading it later is an
+    error, never a silently different score."""
+    sneaky = Detector(name="sneaky", description="", columns={"sneaky_caption": "first"},
+                      score=lambda context: context.pairs.select(sneaky_caption="caption"),
+                      reads=("answer",))
+    with registered(sneaky), pytest.raises(pl.exceptions.ColumnNotFoundError, match="caption"):
+        score_pairs(make_raw(ROWS))
