@@ -29,6 +29,7 @@ import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from integrity.detect.encoder_config import EncoderConfig, EncoderError, ModelCard
@@ -100,11 +101,15 @@ class Encoder:
 
             resolve_device(config.device)
         self.model_id = config.model_id or self._model_id_without_weights()
+        cached = None
         if self.cache is not None and self.model_id is not None:
-            self.card = ModelCard.model_validate(self.cache.model_card(self.model_id) or
-                                                 self.clip.card.model_dump())
-        else:
-            self.card = self.clip.card
+            cached = self.cache.model_card(self.model_id)
+        try:
+            self.card = ModelCard.model_validate(cached) if cached else self.clip.card
+        except ValidationError as error:
+            raise EncoderError(f"the model card cached for {self.model_id!r} in "
+                               f"{self.cache.root} is not one (delete it to rebuild it): "
+                               f"{error}") from error
         self.dim = self.card.dim
         self.logit_scale = self.card.logit_scale
         self.logit_bias = self.card.logit_bias

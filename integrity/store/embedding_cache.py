@@ -260,7 +260,11 @@ class EmbeddingCache:
         if not self.fs.isfile(path):
             return None
         with self.fs.open(path, "rb") as handle:
-            return json.load(handle)
+            try:
+                return json.load(handle)
+            except json.JSONDecodeError as error:
+                raise EmbeddingCacheError(f"{path} is not JSON (delete it to rebuild it): "
+                                          f"{error}") from error
 
     def put_model_card(self, model_id: str, card: dict) -> None:
         """Store ``card`` (JSON-able) for ``model_id``; whole or not at all, as a part."""

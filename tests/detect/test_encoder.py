@@ -10,7 +10,7 @@ import torch
 
 from integrity.detect.encoder import Encoder
 from integrity.detect.encoder_config import EncoderConfig, EncoderError
-from integrity.store.embedding_cache import EmbeddingCache
+from integrity.store.embedding_cache import EmbeddingCache, EmbeddingCacheError
 from tests.detect.tiny_clip import TINY, TINY_MODEL, make_encoder, write_pngs
 
 pytestmark = TINY_MODEL
@@ -90,6 +90,12 @@ def test_a_card_that_disagrees_with_the_model_is_an_error(tmp_path):
     stale = make_encoder(EmbeddingCache(str(tmp_path / "cache")), model_id="my-clip@v1")
     with pytest.raises(EncoderError, match="64-d vectors, but the model makes 32-d"):
         stale.encode_texts(["not cached"])
+    cache.put_model_card("my-clip@v1", {"dim": "wide"})
+    with pytest.raises(EncoderError, match="card cached for 'my-clip@v1'.*delete it"):
+        make_encoder(EmbeddingCache(str(tmp_path / "cache")), model_id="my-clip@v1")
+    (tmp_path / "cache" / "my-clip@v1" / "card.json").write_text("{cut sho")
+    with pytest.raises(EmbeddingCacheError, match="card.json is not JSON"):
+        make_encoder(EmbeddingCache(str(tmp_path / "cache")), model_id="my-clip@v1")
 
 
 def test_a_partially_cached_set_encodes_only_the_new_items(tmp_path):

@@ -133,3 +133,18 @@ def test_round_trip_on_s3(s3_server):
 
     assert list(got) == ["b", "c"]
     np.testing.assert_allclose(got["b"], vectors[1], atol=1e-3)
+    card = {"dim": 3, "logit_scale": 100.0, "logit_bias": None}
+    EmbeddingCache(root, storage_options=options).put_model_card("m@x", card)
+    assert EmbeddingCache(root, storage_options=options).model_card("m@x") == card
+
+
+def test_a_models_card_is_kept_beside_its_vectors(tmp_path):
+    """What scoring needs of a model without running it: absent until written, then read back
+    by any instance; a model id that could leave the root is refused like a part's."""
+    cache = EmbeddingCache(str(tmp_path))
+    assert cache.model_card("m@x") is None
+    cache.put_model_card("m@x", {"dim": 32, "logit_scale": 14.29})
+    assert EmbeddingCache(str(tmp_path)).model_card("m@x") == {"dim": 32, "logit_scale": 14.29}
+    assert sorted(p.name for p in (tmp_path / "m@x").iterdir()) == ["card.json"]
+    with pytest.raises(EmbeddingCacheError):
+        cache.put_model_card("../escape", {"dim": 1})
