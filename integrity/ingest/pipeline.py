@@ -202,10 +202,28 @@ _BATCH_SCHEMA = pa.schema(
 )
 
 
-def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -> pl.DataFrame:
-    """Add image_uris, image_sha256 and the first image failure (reason/detail) per row."""
+@dataclass
+class _Checking:
+    """A batch whose contracts are checked, waiting for its images' checks: its rows, their
+    image keys one per row (``_row``), and the distinct images to check (refs or bytes)."""
+
+    batch: _Batch
+    frame: pl.DataFrame
+    exploded: pl.DataFrame
+    keys: list[str]
+    items: list[str | bytes]
+
+
+def _contracts(batch: _Batch) -> _Checking:
+    frame = first_violation(batch.frame())
+    # Images of rows that already broke a contract are not worth reading.
+    frame = frame.with_columns(
+        image_keys=pl.when(pl.col("reason").is_null())
+        .then("image_keys")
+        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+    )
     exploded = (
-        frame.select("row_index", "example_id", "image_keys")
+        frame.select("image_keys")
         .with_row_index("_row")
         .explode("image_keys")
         .drop_nulls("image_keys")
@@ -213,15 +231,20 @@ def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -
     keys = exploded["image_keys"].unique(maintain_order=True).to_list()
     items = [batch.embedded[int(key[len(_EMBEDDED):])] if key.startswith(_EMBEDDED) else key
              for key in keys]
-    checks = resolver.check_many(items)
+    return _Checking(batch, frame, exploded, keys, items)
+
+
+def _with_images(checking: _Checking, checks: list) -> pl.DataFrame:
+    """Add image_uris, image_sha256 and the first image failure (reason/detail) per row."""
     table = pl.DataFrame(
-        {"image_keys": keys, "uri": [c.uri for c in checks], "sha256": [c.sha256 for c in checks],
-         "image_reason": [c.reason for c in checks], "image_detail": [c.detail for c in checks]},
+        {"image_keys": checking.keys, "uri": [c.uri for c in checks],
+         "sha256": [c.sha256 for c in checks], "image_reason": [c.reason for c in checks],
+         "image_detail": [c.detail for c in checks]},
         schema={"image_keys": pl.String, "uri": pl.String, "sha256": pl.String,
                 "image_reason": pl.String, "image_detail": pl.String},
     )
     per_row = (
-        exploded.join(table, on="image_keys", how="left", maintain_order="left")
+        checking.exploded.join(table, on="image_keys", how="left", maintain_order="left")
         .group_by("_row", maintain_order=True)
         .agg(
             image_uris=pl.col("uri"),
@@ -231,7 +254,7 @@ def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -
         )
     )
     return (
-        frame.with_row_index("_row")
+        checking.frame.with_row_index("_row")
         .join(per_row, on="_row", how="left", maintain_order="left")
         .with_columns(
             pl.col("image_uris").fill_null(pl.lit([], dtype=pl.List(pl.String))),
@@ -243,15 +266,9 @@ def _check_images(frame: pl.DataFrame, batch: _Batch, resolver: ImageResolver) -
     )
 
 
-def _process(batch: _Batch, resolver: ImageResolver) -> tuple[pl.DataFrame, pl.DataFrame]:
-    frame = first_violation(batch.frame())
-    # Images of rows that already broke a contract are not worth reading.
-    frame = frame.with_columns(
-        image_keys=pl.when(pl.col("reason").is_null())
-        .then("image_keys")
-        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
-    )
-    frame = _check_images(frame, batch, resolver)
+def _split(checking: _Checking, checks: list) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(accepted rows, quarantined rows) of a batch once its images are checked."""
+    batch, frame = checking.batch, _with_images(checking, checks)
     constants = {"source": pl.lit(batch.source), "origin_format": pl.lit(batch.origin_format)}
     accepted = frame.filter(pl.col("reason").is_null()).with_columns(
         **constants,
@@ -323,15 +340,19 @@ def ingest_source(
     origin_format = None if source.format == "auto" else source.format
     reading = _Reading(origin_format)
     processed: list[tuple[pl.DataFrame, pl.DataFrame]] = []
-    # A batch's contracts and image checks run on a second thread while the next batch is
-    # read and parsed (parsing mostly releases the GIL); at most BATCHES_IN_FLIGHT wait there.
-    in_flight: deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-images") as processing:
+    # A batch's images are checked on a second thread while this one checks the contracts of
+    # the next batches and reads and parses them (parsing mostly releases the GIL); at most
+    # BATCHES_IN_FLIGHT wait there. Image checks are most of the work (Pillow's per-file
+    # Python): that thread does nothing else.
+    in_flight: deque[tuple[_Checking, Future]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-images") as images:
         for batch in _batches(source, shards, container, batch_size, columnar, reading):
             if len(in_flight) == BATCHES_IN_FLIGHT:
-                processed.append(in_flight.popleft().result())
-            in_flight.append(processing.submit(_process, batch, resolver))
-        processed += [future.result() for future in in_flight]
+                checking, checks = in_flight.popleft()
+                processed.append(_split(checking, checks.result()))
+            checking = _contracts(batch)
+            in_flight.append((checking, images.submit(resolver.check_many, checking.items)))
+        processed += [_split(checking, checks.result()) for checking, checks in in_flight]
     origin_format = reading.origin_format or "unknown"
     accepted, quarantined = [good for good, _ in processed], [bad for _, bad in processed]
     return IngestResult(
