@@ -215,6 +215,7 @@ class _Checking:
 
 
 def _contracts(batch: _Batch) -> _Checking:
+    """The batch's rows with the first contract each breaks, and the images left to check."""
     frame = first_violation(batch.frame())
     # Images of rows that already broke a contract are not worth reading.
     frame = frame.with_columns(
