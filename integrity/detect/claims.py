@@ -15,8 +15,8 @@ co-occurrence over the source's image pairs: P(claim word w | text word t, w's p
 own co-occurrence is left out of the estimate it is judged by, and the estimate is the lower
 end of its Wilson interval, so a word seen twice next to an answer does not explain it.
 
-Needs no model. Cost: polars group-bys and joins over (pair, text word, claim word) triples,
-linear in pairs.
+Needs no model. Cost: polars group-bys and joins per distinct text (question, answer, context,
+caption), linear in pairs; nothing is built per (pair, text word, claim word).
 """
 
 from __future__ import annotations

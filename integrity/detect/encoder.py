@@ -110,9 +110,6 @@ class Encoder:
             raise EncoderError(f"the model card cached for {self.model_id!r} in "
                                f"{self.cache.root} is not one (delete it to rebuild it): "
                                f"{error}") from error
-        self.dim = self.card.dim
-        self.logit_scale = self.card.logit_scale
-        self.logit_bias = self.card.logit_bias
 
     def __repr__(self) -> str:
         return f"Encoder({self.model_id!r}, device={self.device_used!r}, dim={self.dim})"
@@ -147,6 +144,18 @@ class Encoder:
                     self.cache.put_model_card(self.model_id, clip.card.model_dump())
                 self._clip = clip
             return self._clip
+
+    @property
+    def dim(self) -> int:
+        return self.card.dim
+
+    @property
+    def logit_scale(self) -> float:
+        return self.card.logit_scale
+
+    @property
+    def logit_bias(self) -> float | None:
+        return self.card.logit_bias
 
     @property
     def device_used(self) -> str | None:

@@ -25,7 +25,7 @@ PLAIN_CLAIM_WORDS = 3
 IMAGE_READS = ("image_sha256", "image_uri")  # image statistics and embeddings
 CONTEXT_KEY_READS = ("image_key", "context_norm")
 PLAIN_LABEL_READS = ("answer", "question_tokens", "answer_tokens")
-CLAIM_KEY_READS = (*PARADIGM_READS, "question", "answer", "question_tokens", "answer_tokens")
+CLAIM_KEY_READS = PARADIGM_READS  # the paradigms', then question, answer and their words
 
 
 # Raw rows split into pairs at once: every column of a pair depends on its own row only, so
