@@ -140,7 +140,7 @@ class Encoder:
                     raise EncoderError(
                         f"the cache's card for {self.model_id!r} says {self.card.dim}-d "
                         f"vectors, but the model makes {clip.card.dim}-d ones")
-                if self.cache is not None and self.cache.model_card(self.model_id) is None:
+                if self.cache is not None and self.card is None:  # none was cached
                     self.cache.put_model_card(self.model_id, clip.card.model_dump())
                 self._clip = clip
             return self._clip
