@@ -193,9 +193,17 @@ def _file_records(uri: str, storage_options: dict, batch_size: int
 
 def _one_document(data: bytes) -> bool:
     """Whether a file that starts with ``{`` is one (pretty-printed) object rather than JSON
-    lines. Cheap for JSONL: the parse stops at the end of its first line."""
+    lines. A first line that parses alone is JSON lines' (one object over several lines never
+    starts so), decided without reading on: orjson checks the whole input's UTF-8 before it
+    parses (60 ms for 60 MB of lines)."""
+    first_line, _, rest = data.lstrip().partition(b"\n")
     try:
-        return isinstance(orjson.loads(data), dict) and b"\n" in data.strip()
+        orjson.loads(first_line)
+        return False  # a whole value on line one: the rest is more lines, or nothing
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return isinstance(orjson.loads(data), dict) and bool(rest.strip())
     except orjson.JSONDecodeError:
         return False
 

@@ -91,6 +91,34 @@ def test_resolve_follows_symlinks(root: Path, tmp_path: Path):
     assert linked.resolve("coco/a.png") == str(root / "coco" / "a.png")
 
 
+def test_a_linked_folder_is_followed_again_by_each_check(root: Path, tmp_path: Path):
+    """Folders' real places are remembered within one check_many, never across: a folder link
+    swapped to point out of the root during an ingest is refused from the next batch on."""
+    (tmp_path / "elsewhere").mkdir()
+    for folder in (root / "coco", tmp_path / "elsewhere"):
+        for name in ("b.png", "c.png"):
+            (folder / name).write_bytes(image_bytes(color=(len(name), 9, 9)))
+    os.symlink(root / "coco", root / "linked")
+    resolver = ImageResolver(str(root))
+    first, inside_link = resolver.check_many(["linked/a.png", "linked/b.png"])
+    assert first.uri == str(root / "coco" / "a.png") and inside_link.reason is None
+    os.remove(root / "linked")
+    os.symlink(tmp_path / "elsewhere", root / "linked")
+    [swapped] = resolver.check_many(["linked/c.png"])
+    assert swapped.reason == R.IMAGE_OUTSIDE_ROOT.value
+
+
+def test_a_name_that_is_a_link_in_a_known_folder_is_followed(root: Path, tmp_path: Path):
+    resolver = ImageResolver(str(root))
+    assert resolver.resolve("coco/a.png") == str(root / "coco" / "a.png")  # the folder is known
+    os.symlink(tmp_path / "outside.png", root / "coco" / "out.png")
+    os.symlink(root / "coco" / "a.png", root / "coco" / "alias.png")
+    assert refused(resolver, "coco/out.png") == R.IMAGE_OUTSIDE_ROOT
+    assert resolver.resolve("coco/alias.png") == str(root / "coco" / "a.png")
+    assert resolver.resolve("coco/../coco/./a.png") == str(root / "coco" / "a.png")
+    assert resolver.resolve("coco/") == str(root / "coco")
+
+
 def test_resolve_under_an_s3_root():
     resolver = ImageResolver("s3://bucket/images/")
     assert resolver.resolve("coco/a.jpg") == "s3://bucket/images/coco/a.jpg"
@@ -166,6 +194,22 @@ def test_check_ref(root: Path):
     assert small.check_ref("coco/a.png").reason == R.IMAGE_TOO_LARGE
     tight = ImageResolver(str(root), max_pixels=100)
     assert tight.check_ref("coco/a.png").reason == R.IMAGE_TOO_LARGE
+
+
+def test_an_image_read_in_pieces_or_grown_since_its_size_was_taken(root: Path, monkeypatch):
+    """Reads go on to the end of the file (a network file system may return it in pieces),
+    and never past the byte budget, whatever size the file had when it was opened."""
+    data = (root / "coco" / "a.png").read_bytes()
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, size: real_read(fd, min(size, 7)))
+    assert ImageResolver(str(root)).check_ref("coco/a.png").sha256 == (
+        hashlib.sha256(data).hexdigest())
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result(
+        (*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))  # it had 10 bytes when opened
+    grown = ImageResolver(str(root), max_bytes=len(data) - 1).check_ref("coco/a.png")
+    assert grown.reason == R.IMAGE_TOO_LARGE.value
+    assert ImageResolver(str(root)).check_ref("coco/a.png").reason is None
 
 
 # --- check_embedded --------------------------------------------------------------------------

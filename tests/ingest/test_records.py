@@ -65,6 +65,29 @@ def test_a_pretty_printed_object_is_one_record_not_lines(tmp_path):
     assert record.value == {"id": "x", "conversations": [{"from": "human"}]}
 
 
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b'{"id": "a"}\n{"id": "b"}\n', True),
+        (b'\n\n  {"id": "a"}\n{"id": "b"}', True),  # blank lines first
+        (b'{"id": "a"}\n', True),  # one line: a record either way
+        (b'{"id": "a"}\n{"id": "b", "x": "\xff"}\n', True),  # bytes that are not UTF-8 later on
+        (b'{"id": "a", "t": [1,\n 2]}\n', False),  # one object over two lines
+        (b'\n{\n  "id": "a"\n}\n\n', False),
+        (b'{"id": "a", "t": [1,\n{"id": "b"}\n', True),  # a cut first line: lines, quarantined
+        (b'{"id": "a"} {"id": "b"}\n{"id": "c"}\n', True),  # two values on line one
+    ],
+)
+def test_a_file_starting_with_a_brace_is_one_object_only_when_no_first_line_stands_alone(
+        tmp_path, data, lines):
+    path = tmp_path / "a.json"
+    path.write_bytes(data)
+    found = records(path)
+    assert all(record.line is not None for record in found) is lines
+    if not lines:
+        assert [record.value["id"] for record in found] == ["a"]
+
+
 def test_json_lines_are_numbered_by_line_skipping_blank_ones_and_parsed_on_demand(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"id": "a"}\n\n   \n{"id": "b"}\n{"id": "c"}\n')
