@@ -213,6 +213,11 @@ class _Checking:
     keys: list[str]
     items: list[str | bytes]
 
+    @property
+    def embedded_bytes(self) -> int:
+        """Bytes of the images embedded in the batch, held until they are checked."""
+        return sum(len(data) for data in self.batch.embedded)
+
 
 def _contracts(batch: _Batch) -> _Checking:
     """The batch's rows with the first contract each breaks, and the images left to check."""
@@ -342,13 +347,18 @@ def ingest_source(
     reading = _Reading(origin_format)
     processed: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     # A batch's images are checked on a second thread while this one checks the contracts of
-    # the next batches and reads and parses them (parsing mostly releases the GIL); at most
-    # BATCHES_IN_FLIGHT wait there. Image checks are most of the work (Pillow's per-file
-    # Python): that thread does nothing else.
+    # the next batches and reads and parses them (parsing mostly releases the GIL). Image
+    # checks are most of the work (Pillow's per-file Python): that thread does nothing else.
+    # The first batch holds most of a source's distinct images (later ones repeat them), so
+    # this thread reads up to BATCHES_IN_FLIGHT batches ahead while they are checked, holding
+    # at most EMBEDDED_BYTES_IN_FLIGHT of embedded image bytes.
     in_flight: deque[tuple[_Checking, Future]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-images") as images:
         for batch in _batches(source, shards, container, batch_size, columnar, reading):
-            if len(in_flight) == BATCHES_IN_FLIGHT:
+            while in_flight and (
+                    len(in_flight) == BATCHES_IN_FLIGHT
+                    or sum(checking.embedded_bytes for checking, _ in in_flight)
+                    > EMBEDDED_BYTES_IN_FLIGHT):
                 checking, checks = in_flight.popleft()
                 processed.append(_split(checking, checks.result()))
             checking = _contracts(batch)
@@ -370,7 +380,8 @@ def ingest_source(
     )
 
 
-BATCHES_IN_FLIGHT = 2
+BATCHES_IN_FLIGHT = 8
+EMBEDDED_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 
 
 @dataclass

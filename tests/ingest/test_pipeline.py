@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from integrity.ingest import IngestError
+from integrity.ingest import IngestError, pipeline
 from integrity.ingest.schema import QUARANTINE_SCHEMA, QuarantineReason
 
 R = QuarantineReason
@@ -206,6 +206,39 @@ def test_corrupt_embedded_bytes_are_quarantined_and_never_written(files, make_im
     assert raw["id"] == "bad" and re.fullmatch(r"<\d+ bytes>", raw["image"]["bytes"])
     blobs = [p for p in files.blob_root.rglob("*") if p.is_file()]
     assert len(blobs) == 1 and blobs[0].read_bytes() == good
+
+
+def test_reading_runs_ahead_of_image_checks_within_the_embedded_bytes_budget(
+        files, make_image_bytes, monkeypatch):
+    """Batches wait for their image checks while the next ones are read (at most
+    BATCHES_IN_FLIGHT), but no more embedded image bytes wait than EMBEDDED_BYTES_IN_FLIGHT."""
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    images = [make_image_bytes(color=(i, 40, 80)) for i in range(6)]
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(6)],
+                             "image": [{"bytes": data, "path": None} for data in images],
+                             "conversations": [qa()] * 6},
+                            schema=pa.schema([("id", pa.string()), ("image", struct),
+                                              ("conversations", pa.list_(pa.struct(
+                                                  [("from", pa.string()), ("value", pa.string())])))])),
+                   files.root / "embedded.parquet")
+    waiting: list[int] = []  # batches read and not yet split, after each step
+
+    def counted(step, change):
+        def wrapper(*args):
+            out = step(*args)
+            waiting.append((waiting[-1] if waiting else 0) + change)
+            return out
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "_contracts", counted(pipeline._contracts, +1))
+    monkeypatch.setattr(pipeline, "_split", counted(pipeline._split, -1))
+    ahead = files.ingest(files.root / "embedded.parquet", batch_size=1)
+    assert max(waiting) == 6  # every batch read before the first one's images are back
+    waiting.clear()
+    monkeypatch.setattr(pipeline, "EMBEDDED_BYTES_IN_FLIGHT", min(map(len, images)) - 1)
+    held = files.ingest(files.root / "embedded.parquet", batch_size=1)
+    assert max(waiting) == 1  # one batch's bytes are over the budget: no second one is read
+    assert held.accepted.equals(ahead.accepted) and held.accepted.height == 6
 
 
 def test_counts_add_up_across_batches(files, accounted):
