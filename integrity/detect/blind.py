@@ -24,10 +24,8 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.detect.claims import stated, wilson_lower
-from integrity.detect.pairs import claim_keys, plain_label
-from integrity.detect.claims import CLAIMS_READS
-from integrity.detect.pairs import CLAIM_KEY_READS, PLAIN_LABEL_READS
+from integrity.detect.claims import CLAIMS_READS, stated, wilson_lower
+from integrity.detect.pairs import CLAIM_KEY_READS, PLAIN_LABEL_READS, claim_keys, plain_label
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 from integrity.detect.text import normalise, tokens
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.detect.claims import stated
-from integrity.detect.claims import CLAIMS_READS
+from integrity.detect.claims import CLAIMS_READS, stated
 from integrity.detect.registry import Detector, Flaw, Threshold, register
 
 

@@ -14,8 +14,14 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrity.detect.pairs import claim_keys, context_key, plain_label
-from integrity.detect.pairs import CLAIM_KEY_READS, CONTEXT_KEY_READS, PLAIN_LABEL_READS
+from integrity.detect.pairs import (
+    CLAIM_KEY_READS,
+    CONTEXT_KEY_READS,
+    PLAIN_LABEL_READS,
+    claim_keys,
+    context_key,
+    plain_label,
+)
 from integrity.detect.registry import Detector, Flaw, register
 
 
@@ -24,8 +30,9 @@ def score_contradiction(pairs: pl.DataFrame, *, claims=None,
     """Columns contra_answers, contra_conflict (one row per pair); ``claim``: the pairs'
     ``claim_keys`` when the caller has them."""
     group = context_key()
-    keyed = pairs.with_columns(claim=claim_keys(pairs, claims and claims.paradigm) if claim is None else claim,
-                               plain=plain_label())
+    if claim is None:
+        claim = claim_keys(pairs, claims and claims.paradigm)
+    keyed = pairs.with_columns(claim=claim, plain=plain_label())
     claims_in_group = pl.col("claim").filter(pl.col("plain")).n_unique().over(group)
     return keyed.select(
         contra_answers=pl.col("claim").n_unique().over(group).cast(pl.Int64),

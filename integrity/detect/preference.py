@@ -39,8 +39,7 @@ from integrity.detect.lexicon import (
     ROLE_WORDS,
     VERDICT_LABELS,
 )
-from integrity.detect.pairs import claim_keys, context_key
-from integrity.detect.pairs import CLAIM_KEY_READS, CONTEXT_KEY_READS
+from integrity.detect.pairs import CLAIM_KEY_READS, CONTEXT_KEY_READS, claim_keys, context_key
 from integrity.detect.registry import Detector, Flaw, register
 from integrity.detect.text import hedged, without_code
 
@@ -110,8 +109,9 @@ def score_preference(pairs: pl.DataFrame, *, claims=None,
                      claim: pl.Series | None = None) -> pl.DataFrame:
     """Columns pref_field, pref_marker, pref_hedged, pref_divergent, pref_contradictory;
     ``claim``: the pairs' ``claim_keys`` when the caller has them."""
-    claimed = pairs.with_columns(claim=claim_keys(pairs, claims and claims.paradigm) if claim is None else claim,
-                                 hedged=hedged(pl.col("answer")))
+    if claim is None:
+        claim = claim_keys(pairs, claims and claims.paradigm)
+    claimed = pairs.with_columns(claim=claim, hedged=hedged(pl.col("answer")))
     group = context_key()
     answers = pl.col("claim").n_unique().over(group)
     # A flattened chosen/rejected pair: different claims, one of them unsure. Different
